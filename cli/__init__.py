@@ -1,0 +1,1 @@
+"""The ``ntm`` command line (Click). Heavy imports live inside command bodies."""

@@ -1,0 +1,33 @@
+"""The ``ntm`` command group: one module per command, registered here."""
+
+from __future__ import annotations
+
+import click
+
+from ntm import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"],
+                               "auto_envvar_prefix": "NTM"})
+@click.version_option(__version__, "-V", "--version", prog_name="ntm")
+def cli() -> None:
+    """A Neural Turing Machine that learns: train, evaluate, export to ONNX, serve on CPU."""
+
+
+def _register() -> None:
+    from cli.evaluate import evaluate
+    from cli.train import train
+
+    cli.add_command(train)
+    cli.add_command(evaluate)
+
+
+_register()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Addressing mechanisms of the NTM (paper §3.3), one function per equation.
+
+All heads (read and write) are processed together along a ``heads`` axis, so one set of
+operations serves every head; that keeps the per-time-step graph small, which is what decides
+speed in TensorFlow's loop and in onnxruntime.
+
+Symbols (paper -> code):
+    M_t        memory                [batch, N, M]
+    k_t        key                   [batch, heads, M]
+    beta_t     strength (>= 0)       [batch, heads]
+    g_t        gate (0..1)           [batch, heads]
+    s_t        shift distribution    [batch, heads, S]   S = 2 * shift_range + 1, offsets -R..R
+    gamma_t    sharpening (>= 1)     [batch, heads]
+    w_t        weighting             [batch, heads, N]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from ntm.numerics import EPSILON, normalize_sum, safe_norm
+
+
+def cosine_similarity(key: tf.Tensor, memory: tf.Tensor) -> tf.Tensor:
+    """K[k, M(i)] = k . M(i) / (|k| |M(i)|) (paper eq. 6), epsilon-safe for zero rows.
+
+    key: [batch, heads, M]; memory: [batch, N, M] -> [batch, heads, N].
+    """
+    dot = tf.linalg.matmul(key, memory, transpose_b=True)  # [batch, heads, N]
+    key_norm = safe_norm(key)[:, :, None]  # [batch, heads, 1]
+    memory_norm = safe_norm(memory)[:, None, :]  # [batch, 1, N]
+    return dot / (key_norm * memory_norm + EPSILON)
+
+
+def content_weights(key: tf.Tensor, strength: tf.Tensor, memory: tf.Tensor) -> tf.Tensor:
+    """w^c_t(i) = softmax_i(beta_t K[k_t, M_t(i)]) (paper eq. 5).
+
+    key: [batch, heads, M]; strength: [batch, heads]; memory: [batch, N, M] -> [batch, heads, N].
+    """
+    return tf.nn.softmax(strength[:, :, None] * cosine_similarity(key, memory), axis=-1)
+
+
+def interpolate(content: tf.Tensor, previous: tf.Tensor, gate: tf.Tensor) -> tf.Tensor:
+    """w^g_t = g_t w^c_t + (1 - g_t) w_{t-1} (paper eq. 7).
+
+    content, previous: [batch, heads, N]; gate: [batch, heads] -> [batch, heads, N].
+    """
+    gate = gate[:, :, None]
+    return gate * content + (1.0 - gate) * previous
+
+
+def shift_indices(memory_size: int, shift_range: int) -> np.ndarray:
+    """Index table for the circular convolution: idx[i, j] = (i - offset_j) mod N.
+
+    Offsets run -shift_range..+shift_range, so column j holds offset j - shift_range.
+    Returns int32 [N, S]. A gather with this table replaces tf.roll (whose ONNX conversion was
+    once reported wrong) and costs one op for every shift at once.
+    """
+    offsets = np.arange(-shift_range, shift_range + 1)
+    rows = np.arange(memory_size)[:, None]
+    return ((rows - offsets[None, :]) % memory_size).astype(np.int32)
+
+
+def shift(weights: tf.Tensor, shift_weights: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+    """Circular convolution w~_t(i) = sum_j w^g_t(j) s_t(i - j), indices modulo N (paper eq. 8).
+
+    weights: [batch, heads, N]; shift_weights: [batch, heads, S]; indices: [N, S] from
+    ``shift_indices`` -> [batch, heads, N].
+    """
+    shifted = tf.gather(weights, indices, axis=2)  # [batch, heads, N, S]: w(i - offset_j)
+    return tf.reduce_sum(shifted * shift_weights[:, :, None, :], axis=-1)
+
+
+def sharpen(weights: tf.Tensor, gamma: tf.Tensor) -> tf.Tensor:
+    """w_t(i) = w~_t(i)^gamma_t / sum_j w~_t(j)^gamma_t (paper eq. 9), epsilon-safe.
+
+    weights: [batch, heads, N] (non-negative); gamma: [batch, heads] (>= 1) -> [batch, heads, N].
+    The power is taken as exp(gamma log(w + eps)) so a zero weight never meets log(0).
+    """
+    powered = tf.exp(gamma[:, :, None] * tf.math.log(weights + EPSILON))
+    return normalize_sum(powered)
+
+
+def address(
+    key: tf.Tensor,
+    strength: tf.Tensor,
+    gate: tf.Tensor,
+    shift_weights: tf.Tensor,
+    gamma: tf.Tensor,
+    previous: tf.Tensor,
+    memory: tf.Tensor,
+    indices: tf.Tensor,
+) -> tf.Tensor:
+    """The full §3.3 pipeline: content -> interpolation -> shift -> sharpening.
+
+    Shapes as in the module docstring; returns w_t [batch, heads, N].
+    """
+    content = content_weights(key, strength, memory)
+    gated = interpolate(content, previous, gate)
+    shifted = shift(gated, shift_weights, indices)
+    return sharpen(shifted, gamma)

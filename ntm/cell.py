@@ -1,0 +1,145 @@
+"""One time step of the NTM (paper §3): controller -> heads -> read and write.
+
+``NTMCell.step`` is a pure function of (input, state): all memory lives in the explicit
+``NTMState`` tuple that is passed in and returned, never on ``self``, so the same step serves a
+``tf.while_loop``, an unrolled loop, a SavedModel and an ONNX graph.
+
+Head parameters (paper §3.3, activations as in the paper and Collier & Beel 2018):
+    key        k_t      linear                [batch, heads, M]
+    strength   beta_t   softplus  (>= 0)      [batch, heads]
+    gate       g_t      sigmoid   (0..1)      [batch, heads]
+    shift      s_t      softmax over S        [batch, heads, S]
+    gamma      gamma_t  1 + softplus (>= 1)   [batch, heads]
+    erase      e_t      sigmoid              [batch, write_heads, M]
+    add        a_t      tanh                 [batch, write_heads, M]
+Heads are ordered read heads first, then write heads, along the ``heads`` axis.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from ntm.addressing import address, shift_indices
+from ntm.config import ModelConfig
+from ntm.controller import FeedforwardController, LSTMController, glorot
+from ntm.memory import erase_and_add, read
+
+
+class NTMState(NamedTuple):
+    """Everything that carries from one time step to the next.
+
+    controller: controller state, (h, c) each [batch, units] for the LSTM, () for feedforward.
+    memory:     M_t   [batch, N, M]
+    weights:    w_t   [batch, heads, N]  (read heads first, then write heads)
+    reads:      r_t   [batch, read_heads, M]
+    """
+
+    controller: tuple
+    memory: tf.Tensor
+    weights: tf.Tensor
+    reads: tf.Tensor
+
+
+class HeadParameters(NamedTuple):
+    key: tf.Tensor
+    strength: tf.Tensor
+    gate: tf.Tensor
+    shift: tf.Tensor
+    gamma: tf.Tensor
+    erase: tf.Tensor
+    add: tf.Tensor
+
+
+class NTMCell(tf.Module):
+    """The NTM's per-step computation and its parameters.
+
+    Args:
+        config: the architecture (memory N x M, controller, heads, shift range, clipping).
+        seed: initialisation seed (weights are a deterministic function of it).
+    """
+
+    def __init__(self, config: ModelConfig, seed: int = 0, name: str = "ntm_cell"):
+        super().__init__(name=name)
+        self.config = config
+        c = config
+        controller_in = c.input_size + c.num_read_heads * c.memory_width
+        if c.controller == "lstm":
+            self.controller = LSTMController(controller_in, c.controller_size, seed=seed)
+        else:
+            self.controller = FeedforwardController(controller_in, c.controller_size, seed=seed)
+        self._per_head = c.memory_width + 3 + c.num_shifts  # key, strength, gate, shift, gamma
+        num_params = c.num_heads * self._per_head + c.num_write_heads * 2 * c.memory_width
+        self.head_kernel = tf.Variable(glorot((c.controller_size, num_params), seed + 1),
+                                       name="head_kernel")
+        self.head_bias = tf.Variable(tf.zeros([num_params]), name="head_bias")
+        output_in = c.controller_size + c.num_read_heads * c.memory_width
+        self.output_kernel = tf.Variable(glorot((output_in, c.output_size), seed + 2),
+                                         name="output_kernel")
+        self.output_bias = tf.Variable(tf.zeros([c.output_size]), name="output_bias")
+        # Learned initial read vectors and weightings (Collier & Beel). The initial weighting
+        # starts focused on row 0 so that shifts have a definite place to move from.
+        self.initial_reads = tf.Variable(
+            tf.random.stateless_uniform([c.num_read_heads, c.memory_width], seed=[seed + 3, 0],
+                                        minval=-0.1, maxval=0.1), name="initial_reads")
+        logits = tf.one_hot(tf.zeros([c.num_heads], tf.int32), c.memory_size, on_value=5.0)
+        self.initial_weight_logits = tf.Variable(logits, name="initial_weight_logits")
+        self._indices = tf.constant(shift_indices(c.memory_size, c.shift_range))
+
+    def initial_state(self, batch_size: tf.Tensor) -> NTMState:
+        """The state before the first input: learned biases, memory a small constant (1e-6)."""
+        c = self.config
+        memory = tf.fill(tf.stack([batch_size, c.memory_size, c.memory_width]),
+                         tf.constant(c.memory_init, tf.float32))
+        weights = tf.tile(tf.nn.softmax(self.initial_weight_logits)[None], [batch_size, 1, 1])
+        reads = tf.tile(self.initial_reads[None], [batch_size, 1, 1])
+        return NTMState(self.controller.initial_state(batch_size), memory, weights, reads)
+
+    def head_parameters(self, controller_output: tf.Tensor) -> HeadParameters:
+        """Linear map of the controller output, clipped, split and activated per head.
+
+        controller_output: [batch, units] -> HeadParameters with the shapes in the module doc.
+        """
+        c = self.config
+        z = tf.linalg.matmul(controller_output, self.head_kernel) + self.head_bias
+        z = tf.clip_by_value(z, -c.clip_value, c.clip_value)
+        heads_part = c.num_heads * self._per_head
+        per_head = tf.reshape(z[:, :heads_part], [-1, c.num_heads, self._per_head])
+        key, strength, gate, shift, gamma = tf.split(
+            per_head, [c.memory_width, 1, 1, c.num_shifts, 1], axis=2)
+        write = tf.reshape(z[:, heads_part:], [-1, c.num_write_heads, 2 * c.memory_width])
+        erase, add = tf.split(write, 2, axis=2)
+        return HeadParameters(
+            key=key,
+            strength=tf.nn.softplus(strength[:, :, 0]),
+            gate=tf.sigmoid(gate[:, :, 0]),
+            shift=tf.nn.softmax(shift, axis=-1),
+            gamma=1.0 + tf.nn.softplus(gamma[:, :, 0]),
+            erase=tf.sigmoid(erase),
+            add=tf.tanh(add),
+        )
+
+    def step(self, inputs: tf.Tensor, state: NTMState) -> tuple[tf.Tensor, NTMState]:
+        """One time step.
+
+        inputs: [batch, input_size]; state: NTMState at t-1
+        -> output logits [batch, output_size], NTMState at t.
+        All heads address M_{t-1}; read heads read M_{t-1}; then the write heads write M_t.
+        """
+        c = self.config
+        reads_flat = tf.reshape(state.reads, [-1, c.num_read_heads * c.memory_width])
+        controller_out, controller_state = self.controller(
+            tf.concat([inputs, reads_flat], axis=1), state.controller)
+        p = self.head_parameters(controller_out)
+        weights = address(p.key, p.strength, p.gate, p.shift, p.gamma, state.weights,
+                          state.memory, self._indices)
+        read_weights = weights[:, : c.num_read_heads]
+        write_weights = weights[:, c.num_read_heads:]
+        reads = read(read_weights, state.memory)
+        memory = erase_and_add(state.memory, write_weights, p.erase, p.add)
+        new_reads_flat = tf.reshape(reads, [-1, c.num_read_heads * c.memory_width])
+        logits = tf.linalg.matmul(tf.concat([controller_out, new_reads_flat], axis=1),
+                                  self.output_kernel) + self.output_bias
+        logits = tf.clip_by_value(logits, -c.clip_value, c.clip_value)
+        return logits, NTMState(controller_state, memory, weights, reads)

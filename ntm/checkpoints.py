@@ -1,0 +1,58 @@
+"""Saving and restoring training state with ``tf.train.CheckpointManager``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from ntm.config import ConfigError, ModelConfig, TrainConfig, load_configs
+from ntm.model import NTM
+from ntm.runs import CHECKPOINT_DIR, RunError, check_run_dir
+
+
+class TrainingState(tf.Module):
+    """Counters that must survive a restart, saved in every checkpoint beside the weights."""
+
+    def __init__(self):
+        super().__init__(name="training_state")
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.sequences = tf.Variable(0, dtype=tf.int64, trainable=False, name="sequences")
+        self.elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="elapsed")
+        self.stage = tf.Variable(1, dtype=tf.int64, trainable=False, name="stage")
+        self.good_evals = tf.Variable(0, dtype=tf.int64, trainable=False, name="good_evals")
+        self.last_eval = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="last_eval")
+
+
+def make_checkpoint(model: NTM, optimizer, state: TrainingState) -> tf.train.Checkpoint:
+    return tf.train.Checkpoint(model=model, optimizer=optimizer, state=state)
+
+
+def all_finite(variables) -> bool:
+    """True when every value of every variable is finite."""
+    return all(bool(np.isfinite(v.numpy()).all()) for v in variables)
+
+
+def load_model(run_dir: Path) -> tuple[NTM, ModelConfig, TrainConfig, TrainingState]:
+    """Rebuild the model from a run's config.json and restore its latest checkpoint.
+
+    Raises RunError/ConfigError with a one-line message for a missing or corrupt run.
+    """
+    run_dir = check_run_dir(Path(run_dir))
+    model_config, train_config = load_configs(run_dir)
+    model = NTM(model_config, seed=train_config.seed)
+    state = TrainingState()
+    ckpt = tf.train.Checkpoint(model=model, state=state)
+    path = tf.train.latest_checkpoint(str(run_dir / CHECKPOINT_DIR))
+    if path is None:
+        raise RunError(f"{run_dir} has no readable checkpoint")
+    try:
+        ckpt.restore(path).expect_partial().assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunError(f"checkpoint {path} could not be restored: {first}") from None
+    return model, model_config, train_config, state
+
+
+__all__ = ["TrainingState", "make_checkpoint", "all_finite", "load_model", "ConfigError"]

@@ -1,0 +1,97 @@
+"""Generalisation tables: bits per sequence at chosen difficulties (NumPy only).
+
+``evaluate`` takes any function from inputs [batch, time, in] to probabilities
+[batch, time, out], so the same table is computed for the TensorFlow model, a SavedModel or an
+ONNX model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ntm.tasks import Difficulty, Task, bit_errors
+
+ProbabilityFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """One point of the table: bits/seq mean and worst over ``sequences`` fresh sequences."""
+
+    length: int
+    repeats: int | None
+    sequences: int
+    mean_bits: float
+    worst_bits: float
+    perfect_fraction: float  # share of sequences with no wrong bit
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate(
+    probabilities: ProbabilityFn,
+    task: Task,
+    points: Sequence[Difficulty],
+    sequences: int = 100,
+    batch_size: int = 50,
+    seed: int = 1234,
+) -> list[EvalRow]:
+    """Bits/seq at each point on ``sequences`` fresh sequences (seeded, so repeatable)."""
+    rows = []
+    for point in points:
+        rng = np.random.default_rng([seed, point.length, point.repeats or 0])
+        errors = []
+        remaining = sequences
+        while remaining > 0:
+            n = min(batch_size, remaining)
+            batch = task.fixed_batch(rng, n, point)
+            probs = probabilities(batch.inputs)
+            errors.append(bit_errors(probs, batch.targets, batch.mask))
+            remaining -= n
+        e = np.concatenate(errors)
+        rows.append(EvalRow(point.length, point.repeats, len(e), float(e.mean()), float(e.max()),
+                            float((e == 0).mean())))
+    return rows
+
+
+def format_table(rows: Sequence[EvalRow], length_name: str = "length") -> str:
+    """A plain-text table of ``rows``."""
+    has_repeats = any(r.repeats is not None for r in rows)
+    head = f"{length_name:>8}" + (f" {'repeats':>8}" if has_repeats else "")
+    lines = [head + f" {'bits/seq':>10} {'worst':>7} {'perfect':>8} {'n':>5}"]
+    for r in rows:
+        line = f"{r.length:>8}" + (f" {r.repeats:>8}" if has_repeats else "")
+        lines.append(line + f" {r.mean_bits:>10.3f} {r.worst_bits:>7.0f} "
+                            f"{100 * r.perfect_fraction:>7.1f}% {r.sequences:>5}")
+    return "\n".join(lines)
+
+
+def parse_points(text: str, task: Task) -> list[Difficulty]:
+    """"10,20,30" (or "10x10,20x10" for repeat-copy) -> difficulties; ValueError when bad."""
+    points = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "x" in part:
+                length, repeats = (int(v) for v in part.split("x"))
+            else:
+                length, repeats = int(part), None
+        except ValueError:
+            raise ValueError(f"bad point {part!r}: expected an integer"
+                             + (" or LENGTHxREPEATS" if task.train_repeats else "")) from None
+        if task.train_repeats is not None and repeats is None:
+            raise ValueError(f"bad point {part!r}: repeat-copy points are LENGTHxREPEATS, e.g. 10x5")
+        if task.train_repeats is None and repeats is not None:
+            raise ValueError(f"bad point {part!r}: {task.name} points are plain integers")
+        point = Difficulty(length, repeats)
+        task.check_difficulty(point)
+        points.append(point)
+    if not points:
+        raise ValueError("no points given")
+    return points

@@ -1,0 +1,107 @@
+"""The NTM over time: the cell's step applied to every input vector.
+
+Two loops give the same outputs (tested):
+- ``dynamic``: a ``tf.while_loop`` over a ``None`` time axis; one traced graph serves every
+  sequence length (tf2onnx turns it into one ONNX ``Loop``).
+- ``unrolled``: a Python loop over a static length; a straight-line graph, for fixed-length
+  exports and for the fastest per-step execution.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from ntm.cell import NTMCell, NTMState
+from ntm.config import ModelConfig
+
+
+class ModelOutput(NamedTuple):
+    """What the NTM returns for a batch of sequences.
+
+    logits:  [batch, time, output_size]   (apply a sigmoid for bit probabilities)
+    weights: [batch, time, heads, N]      each head's weighting per step, read heads first
+    memory:  [batch, time, N, M] or None  the memory after each step, when asked for
+    """
+
+    logits: tf.Tensor
+    weights: tf.Tensor
+    memory: tf.Tensor | None
+
+
+class NTM(tf.Module):
+    """A Neural Turing Machine (paper §3) built on ``tf.Module``.
+
+    Args:
+        config: the architecture.
+        seed: initialisation seed.
+    """
+
+    def __init__(self, config: ModelConfig, seed: int = 0, name: str = "ntm"):
+        super().__init__(name=name)
+        self.config = config
+        self.cell = NTMCell(config, seed=seed)
+
+    def __call__(
+        self, inputs: tf.Tensor, unroll: bool = False, return_memory: bool = False
+    ) -> ModelOutput:
+        """inputs: [batch, time, input_size] float32 -> ModelOutput.
+
+        ``unroll=True`` needs a static time dimension; otherwise the time axis may be ``None``.
+        """
+        if unroll:
+            return self.run_unrolled(inputs, return_memory)
+        return self.run_dynamic(inputs, return_memory)
+
+    def run_dynamic(self, inputs: tf.Tensor, return_memory: bool = False) -> ModelOutput:
+        """A ``tf.while_loop`` over the time axis, whatever its length."""
+        batch_size = tf.shape(inputs)[0]
+        time_steps = tf.shape(inputs)[1]
+        time_major = tf.transpose(inputs, [1, 0, 2])
+        inputs_ta = tf.TensorArray(tf.float32, size=time_steps).unstack(time_major)
+        logits_ta = tf.TensorArray(tf.float32, size=time_steps)
+        weights_ta = tf.TensorArray(tf.float32, size=time_steps)
+        memory_ta = tf.TensorArray(tf.float32, size=time_steps if return_memory else 0,
+                                   dynamic_size=not return_memory)
+
+        def body(t, state, logits_ta, weights_ta, memory_ta):
+            logits, state = self.cell.step(inputs_ta.read(t), state)
+            logits_ta = logits_ta.write(t, logits)
+            weights_ta = weights_ta.write(t, state.weights)
+            if return_memory:
+                memory_ta = memory_ta.write(t, state.memory)
+            return t + 1, state, logits_ta, weights_ta, memory_ta
+
+        _, _, logits_ta, weights_ta, memory_ta = tf.while_loop(
+            lambda t, *_: t < time_steps,
+            body,
+            (tf.constant(0), self.cell.initial_state(batch_size), logits_ta, weights_ta,
+             memory_ta),
+        )
+        logits = tf.transpose(logits_ta.stack(), [1, 0, 2])
+        weights = tf.transpose(weights_ta.stack(), [1, 0, 2, 3])
+        memory = tf.transpose(memory_ta.stack(), [1, 0, 2, 3]) if return_memory else None
+        return ModelOutput(logits, weights, memory)
+
+    def run_unrolled(self, inputs: tf.Tensor, return_memory: bool = False) -> ModelOutput:
+        """A Python loop over a static time axis: one copy of the step per time step."""
+        time_steps = inputs.shape[1]
+        if time_steps is None:
+            raise ValueError("run_unrolled needs a static time dimension; use run_dynamic")
+        state = self.cell.initial_state(tf.shape(inputs)[0])
+        logits, weights, memory = [], [], []
+        for t in range(time_steps):
+            step_logits, state = self.cell.step(inputs[:, t], state)
+            logits.append(step_logits)
+            weights.append(state.weights)
+            if return_memory:
+                memory.append(state.memory)
+        return ModelOutput(
+            tf.stack(logits, axis=1),
+            tf.stack(weights, axis=1),
+            tf.stack(memory, axis=1) if return_memory else None,
+        )
+
+    def initial_state(self, batch_size: int) -> NTMState:
+        return self.cell.initial_state(tf.constant(batch_size))

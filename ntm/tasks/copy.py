@@ -1,0 +1,70 @@
+"""Copy (paper §4.1): read a sequence of random bit vectors, then write it back.
+
+Layout for a sequence of length L = 3 (bits = 8, input width 9, output width 8):
+
+    time     0  1  2  3  4  5  6
+    bits     x0 x1 x2 .  .  .  .      input channels 0..7
+    delim    .  .  .  1  .  .  .      input channel 8
+    target   .  .  .  .  x0 x1 x2     output channels 0..7, scored (mask 1) at t = L+1 .. 2L
+
+Total time steps: 2L + 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ntm.tasks.base import as_bit_matrix, random_bits
+from ntm.tasks.task import Difficulty, Encoded, Task
+
+
+class CopyTask(Task):
+    name = "copy"
+
+    def __init__(self, bits: int = 8, train_lengths: tuple[int, int] = (1, 20)):
+        self.bits = bits
+        self.input_size = bits + 1
+        self.output_size = bits
+        self.train_lengths = tuple(train_lengths)
+
+    def parameters(self) -> dict[str, Any]:
+        return {"bits": self.bits}
+
+    def layout(self, sequence: np.ndarray) -> np.ndarray:
+        """Input [2L+1, bits+1] for a [L, bits] sequence."""
+        length = sequence.shape[0]
+        inputs = np.zeros((2 * length + 1, self.input_size), np.float32)
+        inputs[:length, : self.bits] = sequence
+        inputs[length, self.bits] = 1.0
+        return inputs
+
+    def sequence(self, rng, difficulty):
+        length = difficulty.length
+        seq = random_bits(rng, (length, self.bits))
+        targets = np.zeros((2 * length + 1, self.output_size), np.float32)
+        targets[length + 1:] = seq
+        mask = np.zeros(2 * length + 1, np.float32)
+        mask[length + 1:] = 1.0
+        return self.layout(seq), targets, mask
+
+    def default_eval_points(self):
+        return [Difficulty(n) for n in (10, 20, 30, 50, 80, 100, 120)]
+
+    def encode(self, request):
+        request = self.require_object(request, ["sequence"])
+        seq = as_bit_matrix(request["sequence"], "sequence", self.bits)
+        length = seq.shape[0]
+        return Encoded(self.layout(seq), slice(length + 1, 2 * length + 1), Difficulty(length))
+
+    def decode(self, probabilities, encoded):
+        probs = np.asarray(probabilities)[encoded.output_steps]
+        return {
+            "output": (probs > 0.5).astype(int).tolist(),
+            "probabilities": np.round(probs, 6).tolist(),
+        }
+
+    def request_example(self, rng, difficulty):
+        seq = random_bits(rng, (difficulty.length, self.bits)).astype(int).tolist()
+        return {"sequence": seq}, {"output": seq}

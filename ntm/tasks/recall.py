@@ -1,0 +1,109 @@
+"""Associative recall (paper §4.3): after a list of items, given one item, answer the next.
+
+Each item is ``item_length`` (3) vectors of ``bits`` (6) bits. Layout for 2 items a, b and
+query a (input width 8, output width 6):
+
+    time       0  1  2  3  4  5  6  7  8  9  10 11 12 13 14 15
+    bits       .  a0 a1 a2 .  b0 b1 b2 .  a0 a1 a2 .  .  .  .     input channels 0..5
+    item       1  .  .  .  1  .  .  .  .  .  .  .  .  .  .  .     input channel 6: item delimiter
+    query      .  .  .  .  .  .  .  .  1  .  .  .  1  .  .  .     input channel 7: query delimiters
+    target     .  .  .  .  .  .  .  .  .  .  .  .  .  b0 b1 b2    output channels 0..5
+    mask       0 ...                                  1  1  1
+
+Total time steps: n (item_length + 1) + 2 item_length + 2. The query is drawn from every item
+but the last (the last has no successor).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ntm.tasks.base import InvalidRequest, as_bit_matrix, random_bits
+from ntm.tasks.task import Difficulty, Encoded, Task
+
+
+class RecallTask(Task):
+    name = "recall"
+    length_name = "items"
+    min_length = 2
+
+    def __init__(self, bits: int = 6, item_length: int = 3, train_lengths: tuple[int, int] = (2, 6)):
+        self.bits = bits
+        self.item_length = item_length
+        self.input_size = bits + 2
+        self.output_size = bits
+        self.train_lengths = tuple(train_lengths)
+
+    def parameters(self) -> dict[str, Any]:
+        return {"bits": self.bits, "item_length": self.item_length}
+
+    def layout(self, items: np.ndarray, query: int) -> np.ndarray:
+        """Input for items [n, item_length, bits] and the query's index."""
+        n, k = items.shape[0], self.item_length
+        inputs = np.zeros((n * (k + 1) + 2 * k + 2, self.input_size), np.float32)
+        for i in range(n):
+            start = i * (k + 1)
+            inputs[start, self.bits] = 1.0
+            inputs[start + 1: start + 1 + k, : self.bits] = items[i]
+        q = n * (k + 1)
+        inputs[q, self.bits + 1] = 1.0
+        inputs[q + 1: q + 1 + k, : self.bits] = items[query]
+        inputs[q + 1 + k, self.bits + 1] = 1.0
+        return inputs
+
+    def sequence(self, rng, difficulty):
+        n, k = difficulty.length, self.item_length
+        items = random_bits(rng, (n, k, self.bits))
+        query = int(rng.integers(0, n - 1))
+        inputs = self.layout(items, query)
+        targets = np.zeros((inputs.shape[0], self.output_size), np.float32)
+        targets[-k:] = items[query + 1]
+        mask = np.zeros(inputs.shape[0], np.float32)
+        mask[-k:] = 1.0
+        return inputs, targets, mask
+
+    def default_eval_points(self):
+        return [Difficulty(n) for n in range(2, 16)]
+
+    def encode(self, request):
+        request = self.require_object(request, ["items", "query"])
+        items_field = request["items"]
+        if not isinstance(items_field, (list, tuple)) or len(items_field) < 2:
+            raise InvalidRequest("items", f"must be a list of at least 2 items, each a list of "
+                                          f"{self.item_length} bit vectors of width {self.bits}")
+        items = np.stack([as_bit_matrix(item, f"items[{i}]", self.bits)
+                          for i, item in enumerate(items_field)])
+        if items.shape[1] != self.item_length:
+            raise InvalidRequest("items", f"each item must hold exactly {self.item_length} "
+                                          f"vectors, got {items.shape[1]}")
+        query = as_bit_matrix(request["query"], "query", self.bits)
+        if query.shape[0] != self.item_length:
+            raise InvalidRequest("query", f"must hold exactly {self.item_length} vectors, "
+                                          f"got {query.shape[0]}")
+        matches = [i for i in range(len(items)) if np.array_equal(items[i], query)]
+        if not matches:
+            raise InvalidRequest("query", "must equal one of the items")
+        if matches[0] == len(items) - 1:
+            raise InvalidRequest("query", "matches only the last item, which has no successor")
+        inputs = self.layout(items, matches[0])
+        k = self.item_length
+        return Encoded(inputs, slice(inputs.shape[0] - k, inputs.shape[0]), Difficulty(len(items)))
+
+    def decode(self, probabilities, encoded):
+        probs = np.asarray(probabilities)[encoded.output_steps]
+        return {
+            "item": (probs > 0.5).astype(int).tolist(),
+            "probabilities": np.round(probs, 6).tolist(),
+        }
+
+    def request_example(self, rng, difficulty):
+        n = difficulty.length
+        while True:  # distinct items, so the answer is unambiguous
+            items = random_bits(rng, (n, self.item_length, self.bits)).astype(int)
+            if len({item.tobytes() for item in items}) == n:
+                break
+        query = int(rng.integers(0, n - 1))
+        request = {"items": items.tolist(), "query": items[query].tolist()}
+        return request, {"item": items[query + 1].tolist()}

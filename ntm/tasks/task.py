@@ -1,0 +1,163 @@
+"""The Task interface every task implements (NumPy only)."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ntm.tasks.base import Batch, InvalidRequest, render_rows, stack_sequences
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """Where a sequence sits on the task's scale.
+
+    length:  copy / repeat-copy sequence length, or recall item count
+    repeats: repeat-copy repeat count (None for the other tasks)
+    """
+
+    length: int
+    repeats: int | None = None
+
+    def label(self) -> str:
+        return str(self.length) if self.repeats is None else f"{self.length}x{self.repeats}"
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A request turned into model input, with what the decoder needs to read the answer.
+
+    inputs:       float32 [time, input_size]
+    output_steps: the time steps whose outputs hold the answer
+    difficulty:   the request's length (and repeats)
+    """
+
+    inputs: np.ndarray
+    output_steps: slice
+    difficulty: Difficulty
+
+
+class Task(abc.ABC):
+    """A paper §4 task: data, loss mask, metric, request codec and rendering."""
+
+    name: ClassVar[str]
+    length_name: ClassVar[str] = "length"  # what Difficulty.length counts, for tables
+    min_length: ClassVar[int] = 1  # smallest buildable Difficulty.length
+
+    input_size: int
+    output_size: int
+    train_lengths: tuple[int, int]
+    train_repeats: tuple[int, int] | None = None
+
+    # -- data -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def sequence(
+        self, rng: np.random.Generator, difficulty: Difficulty
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One random sequence: inputs [time, input_size], targets [time, output_size],
+        mask [time] (1 where the output is scored)."""
+
+    def sample_difficulty(
+        self,
+        rng: np.random.Generator,
+        lengths: tuple[int, int],
+        repeats: tuple[int, int] | None = None,
+    ) -> Difficulty:
+        """A difficulty drawn uniformly from the inclusive ranges."""
+        length = int(rng.integers(lengths[0], lengths[1] + 1))
+        if self.train_repeats is None:
+            return Difficulty(length)
+        repeats = repeats or self.train_repeats
+        return Difficulty(length, int(rng.integers(repeats[0], repeats[1] + 1)))
+
+    def batch(
+        self,
+        rng: np.random.Generator,
+        batch_size: int,
+        lengths: tuple[int, int] | None = None,
+        repeats: tuple[int, int] | None = None,
+    ) -> Batch:
+        """A right-padded batch; each sequence draws its own difficulty from the ranges
+        (default: the training ranges)."""
+        lengths = lengths or self.train_lengths
+        self.check_difficulty(Difficulty(lengths[1], repeats[1] if repeats else None))
+        parts = [self.sequence(rng, self.sample_difficulty(rng, lengths, repeats))
+                 for _ in range(batch_size)]
+        return stack_sequences(*zip(*parts))
+
+    def fixed_batch(self, rng: np.random.Generator, batch_size: int, difficulty: Difficulty) -> Batch:
+        """A batch whose sequences all have the same difficulty (for generalisation tables)."""
+        self.check_difficulty(difficulty)
+        parts = [self.sequence(rng, difficulty) for _ in range(batch_size)]
+        return stack_sequences(*zip(*parts))
+
+    def check_difficulty(self, difficulty: Difficulty) -> None:
+        """Raise ValueError for a difficulty the task cannot build."""
+        if difficulty.length < self.min_length:
+            raise ValueError(f"{self.name}: {self.length_name} must be >= {self.min_length}, "
+                             f"got {difficulty.length}")
+        if self.train_repeats is not None and difficulty.repeats is not None \
+                and difficulty.repeats < 1:
+            raise ValueError(f"{self.name}: repeats must be >= 1, got {difficulty.repeats}")
+
+    @abc.abstractmethod
+    def default_eval_points(self) -> list[Difficulty]:
+        """The generalisation table's default points (inside and beyond the training range)."""
+
+    # -- requests ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def encode(self, request: Any) -> Encoded:
+        """A plain request (JSON object) -> model input; InvalidRequest names a bad field."""
+
+    @abc.abstractmethod
+    def decode(self, probabilities: np.ndarray, encoded: Encoded) -> dict[str, Any]:
+        """Model output probabilities [time, output_size] for ``encoded`` -> the answer."""
+
+    @abc.abstractmethod
+    def request_example(self, rng: np.random.Generator, difficulty: Difficulty) -> tuple[dict, dict]:
+        """A random request and the answer a perfect model gives (for examples and tests)."""
+
+    # -- description ------------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        """Everything the serving side needs to rebuild this task's codec (JSON-able)."""
+        return {
+            "task": self.name,
+            "input_size": self.input_size,
+            "output_size": self.output_size,
+            "train_lengths": list(self.train_lengths),
+            "train_repeats": list(self.train_repeats) if self.train_repeats else None,
+            "parameters": self.parameters(),
+        }
+
+    @abc.abstractmethod
+    def parameters(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this task (JSON-able)."""
+
+    input_labels: ClassVar[list[str] | None] = None
+    output_labels: ClassVar[list[str] | None] = None
+
+    def render(self, inputs: np.ndarray, outputs: np.ndarray, targets: np.ndarray | None = None) -> str:
+        """ASCII picture of one sequence: inputs, then outputs (and targets when given)."""
+        blocks = ["input", render_rows(inputs), "output", render_rows(outputs)]
+        if targets is not None:
+            blocks += ["target", render_rows(targets)]
+        return "\n".join(blocks)
+
+    @staticmethod
+    def require_object(request: Any, keys: list[str]) -> dict:
+        """Check that ``request`` is a JSON object holding ``keys``; InvalidRequest otherwise."""
+        if not isinstance(request, dict):
+            raise InvalidRequest("request", f"must be a JSON object with keys {keys}, "
+                                            f"got {type(request).__name__}")
+        for key in keys:
+            if key not in request:
+                raise InvalidRequest(key, "is required")
+        allowed = set(keys) | {"return_attention"}
+        extra = sorted(set(request) - allowed)
+        if extra:
+            raise InvalidRequest(extra[0], f"is not a field of a {keys} request; "
+                                           f"allowed: {sorted(allowed)}")
+        return request

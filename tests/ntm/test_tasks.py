@@ -1,0 +1,151 @@
+"""Task generators, masks, metrics and request codecs (NumPy only)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ntm.tasks import (CopyTask, Difficulty, InvalidRequest, RecallTask, RepeatCopyTask,
+                       bit_errors, get_task, task_from_metadata)
+
+TASK_NAMES = ["copy", "repeat-copy", "recall"]
+
+
+def test_importing_tasks_does_not_import_tensorflow():
+    code = "import ntm.tasks, ntm.evaluation, ntm.config, sys; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_copy_layout():
+    task = CopyTask()
+    x, y, m = task.sequence(np.random.default_rng(0), Difficulty(3))
+    assert x.shape == (7, 9) and y.shape == (7, 8) and m.shape == (7,)
+    np.testing.assert_array_equal(x[4:], 0)
+    assert x[3, 8] == 1 and x[:3, 8].sum() == 0 and x[3, :8].sum() == 0
+    np.testing.assert_array_equal(y[4:], x[:3, :8])
+    np.testing.assert_array_equal(m, [0, 0, 0, 0, 1, 1, 1])
+
+
+def test_repeat_copy_layout():
+    task = RepeatCopyTask()
+    x, y, m = task.sequence(np.random.default_rng(0), Difficulty(2, 3))
+    assert x.shape == (2 * 4 + 2, 10) and y.shape == (10, 9)
+    assert x[2, 8] == 1 and x[2, 9] == pytest.approx(0.3)
+    np.testing.assert_array_equal(y[3:9, :8], np.tile(x[:2, :8], (3, 1)))
+    assert y[-1, 8] == 1 and y[:-1, 8].sum() == 0
+    np.testing.assert_array_equal(m, [0, 0, 0] + [1] * 7)
+
+
+def test_recall_layout_target_follows_query():
+    task = RecallTask()
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        x, y, m = task.sequence(rng, Difficulty(4))
+        assert x.shape == (4 * 4 + 8, 8)
+        items = [x[i * 4 + 1: i * 4 + 4, :6] for i in range(4)]
+        assert all(x[i * 4, 6] == 1 for i in range(4))
+        query = x[17:20, :6]
+        assert x[16, 7] == 1 and x[20, 7] == 1
+        idx = [i for i in range(3) if np.array_equal(items[i], query)][0]
+        np.testing.assert_array_equal(y[-3:], items[idx + 1])
+        assert m.sum() == 3 and m[-3:].sum() == 3
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_batches_are_seeded_and_padded(name):
+    task = get_task(name)
+    a = task.batch(np.random.default_rng([1, 2]), 16)
+    b = task.batch(np.random.default_rng([1, 2]), 16)
+    np.testing.assert_array_equal(a.inputs, b.inputs)
+    assert a.inputs.shape[1] == a.lengths.max()
+    for i, length in enumerate(a.lengths):
+        assert a.mask[i, length:].sum() == 0
+        assert a.inputs[i, length:].sum() == 0
+    lo, hi = task.train_lengths
+    assert a.inputs.dtype == np.float32
+
+
+def test_bit_errors_counts_only_masked_bits():
+    targets = np.zeros((2, 3, 4), np.float32)
+    probs = np.zeros((2, 3, 4), np.float32)
+    probs[0, 0, :] = 0.9  # unmasked: ignored
+    probs[0, 2, :2] = 0.9  # masked: 2 errors
+    probs[1, 1, 0] = 0.51  # masked: 1 error
+    mask = np.array([[0, 1, 1], [0, 1, 1]], np.float32)
+    np.testing.assert_array_equal(bit_errors(probs, targets, mask), [2, 1])
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_encode_decode_round_trip_with_perfect_output(name):
+    task = get_task(name)
+    rng = np.random.default_rng(5)
+    point = Difficulty(4, 3) if name == "repeat-copy" else Difficulty(4)
+    request, answer = task.request_example(rng, point)
+    encoded = task.encode(request)
+    assert encoded.inputs.shape[1] == task.input_size
+    # A perfect model's output: the target at the answer steps.
+    probs = np.zeros((encoded.inputs.shape[0], task.output_size), np.float32)
+    key = "item" if name == "recall" else "output"
+    answer_rows = np.asarray(answer[key], np.float32)
+    probs[encoded.output_steps][: len(answer_rows), : answer_rows.shape[1]] = answer_rows
+    if name == "repeat-copy":
+        probs[encoded.output_steps.stop - 1, 8] = 1.0
+    decoded = task.decode(probs, encoded)
+    assert decoded[key] == answer[key]
+
+
+@pytest.mark.parametrize("request_, field", [
+    ({"sequence": []}, "sequence"),
+    ({"sequence": [[0, 1]]}, "sequence[0]"),
+    ({"sequence": [[0, 1, 0, 1, 0, 1, 0, 2]]}, "sequence[0][7]"),
+    ({"sequence": [[0, 1, 0, 1, 0, 1, 0, True]]}, "sequence[0][7]"),
+    ({"sequence": "0101"}, "sequence"),
+    ({}, "sequence"),
+    ([1, 2], "request"),
+    ({"sequence": [[0] * 8], "extra": 1}, "extra"),
+])
+def test_copy_rejects_bad_requests(request_, field):
+    with pytest.raises(InvalidRequest) as err:
+        CopyTask().encode(request_)
+    assert err.value.field == field
+
+
+def test_recall_rejects_bad_queries():
+    task = RecallTask()
+    items = [[[0] * 6] * 3, [[1] * 6] * 3]
+    with pytest.raises(InvalidRequest, match="query"):
+        task.encode({"items": items, "query": [[1, 0, 1, 0, 1, 0]] * 3})
+    with pytest.raises(InvalidRequest, match="last item"):
+        task.encode({"items": items, "query": [[1] * 6] * 3})
+    with pytest.raises(InvalidRequest, match="items"):
+        task.encode({"items": items[:1], "query": items[0]})
+
+
+def test_repeat_copy_rejects_bad_repeats():
+    task = RepeatCopyTask()
+    for bad in (0, -1, 1.5, "3", True):
+        with pytest.raises(InvalidRequest, match="repeats"):
+            task.encode({"sequence": [[0] * 8], "repeats": bad})
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_metadata_rebuilds_task(name):
+    task = get_task(name)
+    rebuilt = task_from_metadata(task.metadata())
+    assert type(rebuilt) is type(task)
+    assert rebuilt.metadata() == task.metadata()
+
+
+def test_unknown_task():
+    with pytest.raises(ValueError, match="unknown task"):
+        get_task("sort")
+
+
+def test_render_draws_bits():
+    task = CopyTask()
+    x, y, _ = task.sequence(np.random.default_rng(0), Difficulty(2))
+    text = task.render(x, y)
+    assert "input" in text and "#" in text
+    assert len(text.splitlines()) == 1 + 9 + 1 + 8
