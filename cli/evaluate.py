@@ -1,0 +1,67 @@
+"""``ntm evaluate``: a generalisation table for a training run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cli.common import quiet_tensorflow
+
+
+@click.command(short_help="Bits/seq at lengths inside and beyond training.")
+@click.argument("run_dir", type=click.Path(path_type=Path), required=False)
+@click.option("--points", default=None,
+              help="Comma-separated lengths (recall: item counts; repeat-copy: LENGTHxREPEATS) "
+                   "[default: the task's table].")
+@click.option("--sequences", "-n", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Fresh sequences per point.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Sequences per forward pass.")
+@click.option("--seed", type=int, default=1234, show_default=True, help="Data seed.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write the table as JSON here.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="TensorFlow threads.")
+def evaluate(run_dir: Path | None, points: str | None, sequences: int, batch_size: int,
+             seed: int, json_out: Path | None, threads: int) -> None:
+    """Measure generalisation of the run in RUN_DIR [default: the latest run under runs/].
+
+    Prints bits per sequence (mean and worst over fresh sequences) at each point.
+    """
+    from ntm.config import ConfigError
+    from ntm.evaluation import evaluate as evaluate_table, format_table, parse_points
+    from ntm.runs import RunError, latest_run
+    from ntm.tasks import get_task
+
+    try:
+        run_dir = run_dir or latest_run()
+        quiet_tensorflow(threads)
+        from ntm.checkpoints import load_model
+        from ntm.steps import make_predict
+        from ntm.trainer import task_for
+
+        model, model_config, train_config, state = load_model(run_dir)
+        task = task_for(train_config, get_task)
+    except (RunError, ConfigError) as err:
+        raise click.ClickException(str(err)) from None
+    try:
+        eval_points = parse_points(points, task) if points else task.default_eval_points()
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--points") from None
+    predict = make_predict(model)
+    rows = evaluate_table(lambda x: predict(x)[0].numpy(), task, eval_points, sequences,
+                          batch_size, seed)
+    click.echo(f"{task.name} run {run_dir} at step {int(state.step.numpy())} "
+               f"(trained on {task.length_name} {task.train_lengths[0]}-{task.train_lengths[1]}"
+               + (f", repeats {task.train_repeats[0]}-{task.train_repeats[1]}"
+                  if task.train_repeats else "") + ")")
+    click.echo(format_table(rows, task.length_name))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({
+            "task": task.name, "run_dir": str(run_dir), "step": int(state.step.numpy()),
+            "sequences_seen": int(state.sequences.numpy()), "seed": seed,
+            "rows": [r.as_dict() for r in rows]}, indent=2))
+        click.echo(f"wrote {json_out}")

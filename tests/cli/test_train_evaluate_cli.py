@@ -1,0 +1,103 @@
+"""``ntm train`` and ``ntm evaluate`` through Click's CliRunner: happy path and bad input."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+
+pytest.importorskip("tensorflow")
+
+TINY = ["--memory-size", "12", "--memory-width", "6", "--controller-size", "16",
+        "--batch-size", "4", "--eval-every", "5", "--checkpoint-every", "5", "--log-every", "5",
+        "--eval-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "copy"
+    result = CliRunner().invoke(cli, ["train", "--task", "copy", "--out", str(out),
+                                      "--steps", "10", "--max-length", "4", *TINY])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and "ntm, version" in result.output
+
+
+def test_train_writes_a_run(trained_run):
+    assert (trained_run / "checkpoints" / "checkpoint").is_file()
+    summary = json.loads((trained_run / "summary.json").read_text())
+    assert summary["step"] == 10 and summary["stopped"] == "steps"
+
+
+def test_resume_continues_and_may_extend_steps(trained_run):
+    result = CliRunner().invoke(cli, ["train", "--task", "copy", "--out", str(trained_run),
+                                      "--resume", "--steps", "15"])
+    assert result.exit_code == 0, result.output
+    assert "at step 10" in result.output
+    assert json.loads((trained_run / "summary.json").read_text())["step"] == 15
+
+
+def test_evaluate_table_and_json(trained_run, tmp_path):
+    out = tmp_path / "table.json"
+    result = CliRunner().invoke(cli, ["evaluate", str(trained_run), "--points", "2,5",
+                                      "-n", "4", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "bits/seq" in result.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["length"] for r in rows] == [2, 5] and rows[0]["sequences"] == 4
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["train", "--task", "sort"], 2, "Invalid value for '--task'"),
+    (["train", "--min-length", "5", "--max-length", "3"], 2, "impossible"),
+    (["train", "--memory-size", "8"], 2, "smaller than --max-length"),
+    (["train", "--batch-size", "0"], 2, "--batch-size"),
+    (["train", "--shift-range", "9", "--memory-size", "8", "--max-length", "4"], 2, "shift_range"),
+    (["train", "--resume", "--out", "/nonexistent/run"], 2, "no checkpoint"),
+    (["evaluate", "/nonexistent/run"], 1, "does not exist"),
+])
+def test_bad_input_gives_one_line_errors(args, code, message):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_existing_run_is_not_overwritten(trained_run):
+    result = CliRunner().invoke(cli, ["train", "--out", str(trained_run), "--steps", "1"])
+    assert result.exit_code == 2 and "--resume" in result.output
+
+
+def test_resume_refuses_to_change_the_model(trained_run):
+    result = CliRunner().invoke(cli, ["train", "--out", str(trained_run), "--resume",
+                                      "--batch-size", "7"])
+    assert result.exit_code == 2 and "batch_size" in result.output
+
+
+def test_evaluate_rejects_corrupt_runs(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "checkpoint").write_text("garbage")
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path)])
+    assert result.exit_code == 1 and "corrupt" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_evaluate_rejects_missing_checkpoint_files(trained_run, tmp_path):
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_run, broken)
+    for f in (broken / "checkpoints").glob("ckpt-*"):
+        f.unlink()
+    result = CliRunner().invoke(cli, ["evaluate", str(broken)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_evaluate_rejects_bad_points(trained_run):
+    result = CliRunner().invoke(cli, ["evaluate", str(trained_run), "--points", "ten"])
+    assert result.exit_code == 2 and "--points" in result.output

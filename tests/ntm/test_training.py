@@ -1,0 +1,77 @@
+"""Training: the loss falls, resume is exact, NaN never reaches a checkpoint."""
+
+import json
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from ntm.checkpoints import load_model  # noqa: E402
+from ntm.config import ModelConfig, TrainConfig  # noqa: E402
+from ntm.tasks import get_task  # noqa: E402
+from ntm.trainer import Trainer, TrainingError, task_for  # noqa: E402
+
+TINY_MODEL = dict(memory_size=12, memory_width=6, controller_size=24)
+
+
+def make(run_dir, resume=False, nan_steps=frozenset(), **train):
+    defaults = dict(task="copy", max_length=3, batch_size=8, optimizer="adam",
+                    learning_rate=1e-2, steps=60, eval_every=20, eval_size=16,
+                    checkpoint_every=10, log_every=5, curriculum_stages=1, target_error=-1)
+    tc = TrainConfig(**{**defaults, **train})
+    task = task_for(tc, get_task)
+    mc = ModelConfig(input_size=task.input_size, output_size=task.output_size, **TINY_MODEL)
+    return Trainer(run_dir, mc, tc, task, resume=resume, nan_steps=nan_steps)
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_short_run_loss_falls_and_writes_its_files(tmp_path):
+    result = make(tmp_path, steps=120).run()
+    assert result.step == 120 and result.reason == "steps"
+    losses = [m["loss"] for m in metrics(tmp_path) if "loss" in m]
+    assert np.mean(losses[-4:]) < 0.7 * np.mean(losses[:4])
+    assert (tmp_path / "config.json").is_file()
+    assert (tmp_path / "summary.json").is_file()
+    assert list((tmp_path / "tensorboard").iterdir())
+    assert any(m.get("eval_bits_per_seq") is not None for m in metrics(tmp_path))
+    model, mc, tc, state = load_model(tmp_path)
+    assert int(state.step.numpy()) == 120 and mc.memory_size == 12
+
+
+def test_resume_follows_the_uninterrupted_trajectory(tmp_path):
+    full = make(tmp_path / "full", steps=40)
+    full.run()
+    first = make(tmp_path / "split", steps=20)
+    first.run()
+    second = make(tmp_path / "split", steps=40, resume=True)
+    assert int(second.state.step.numpy()) == 20
+    second.run()
+    for a, b in zip(full.model.trainable_variables, second.model.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    split_losses = [m["loss"] for m in metrics(tmp_path / "split") if "loss" in m]
+    full_losses = [m["loss"] for m in metrics(tmp_path / "full") if "loss" in m]
+    np.testing.assert_allclose(split_losses, full_losses, rtol=1e-5)
+
+
+def test_a_nan_step_is_skipped_and_never_saved(tmp_path):
+    trainer = make(tmp_path, steps=20, nan_steps=frozenset({7}))
+    trainer.run()
+    model, *_ = load_model(tmp_path)
+    assert all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
+
+
+def test_persistent_nans_restore_then_stop_clearly(tmp_path):
+    trainer = make(tmp_path, steps=200, nan_steps=frozenset(range(15, 200)))
+    with pytest.raises(TrainingError, match="non-finite"):
+        trainer.run()
+    model, *_ = load_model(tmp_path)
+    assert all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
+
+
+def test_stops_early_at_the_target(tmp_path):
+    result = make(tmp_path, steps=10_000, target_error=100.0, patience_evals=2).run()
+    assert result.reason == "target" and result.step == 40
