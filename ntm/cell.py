@@ -85,7 +85,6 @@ class NTMCell(tf.Module):
                                         minval=-0.1, maxval=0.1), name="initial_reads")
         logits = tf.one_hot(tf.zeros([c.num_heads], tf.int32), c.memory_size, on_value=5.0)
         self.initial_weight_logits = tf.Variable(logits, name="initial_weight_logits")
-        self._indices = tf.constant(shift_indices(c.memory_size, c.shift_range))
 
     def initial_state(self, batch_size: tf.Tensor) -> NTMState:
         """The state before the first input: learned biases, memory a small constant (1e-6)."""
@@ -132,8 +131,10 @@ class NTMCell(tf.Module):
         controller_out, controller_state = self.controller(
             tf.concat([inputs, reads_flat], axis=1), state.controller)
         p = self.head_parameters(controller_out)
+        # A constant built at trace time (not captured from eager): it freezes into the graph.
+        indices = tf.constant(shift_indices(c.memory_size, c.shift_range))
         weights = address(p.key, p.strength, p.gate, p.shift, p.gamma, state.weights,
-                          state.memory, self._indices)
+                          state.memory, indices)
         read_weights = weights[:, : c.num_read_heads]
         write_weights = weights[:, c.num_read_heads:]
         reads = read(read_weights, state.memory)

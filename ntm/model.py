@@ -60,28 +60,26 @@ class NTM(tf.Module):
         time_steps = tf.shape(inputs)[1]
         time_major = tf.transpose(inputs, [1, 0, 2])
         inputs_ta = tf.TensorArray(tf.float32, size=time_steps).unstack(time_major)
-        logits_ta = tf.TensorArray(tf.float32, size=time_steps)
-        weights_ta = tf.TensorArray(tf.float32, size=time_steps)
-        memory_ta = tf.TensorArray(tf.float32, size=time_steps if return_memory else 0,
-                                   dynamic_size=not return_memory)
+        # One TensorArray per per-step output; the memory only when asked for (an unused
+        # TensorArray in the loop would leave tf2onnx without a scan output to map it to).
+        names = ["logits", "weights"] + (["memory"] if return_memory else [])
+        arrays = tuple(tf.TensorArray(tf.float32, size=time_steps) for _ in names)
 
-        def body(t, state, logits_ta, weights_ta, memory_ta):
+        def body(t, state, arrays):
             logits, state = self.cell.step(inputs_ta.read(t), state)
-            logits_ta = logits_ta.write(t, logits)
-            weights_ta = weights_ta.write(t, state.weights)
-            if return_memory:
-                memory_ta = memory_ta.write(t, state.memory)
-            return t + 1, state, logits_ta, weights_ta, memory_ta
+            values = (logits, state.weights, state.memory)
+            return t + 1, state, tuple(a.write(t, v) for a, v in zip(arrays, values))
 
-        _, _, logits_ta, weights_ta, memory_ta = tf.while_loop(
+        _, _, arrays = tf.while_loop(
             lambda t, *_: t < time_steps,
             body,
-            (tf.constant(0), self.cell.initial_state(batch_size), logits_ta, weights_ta,
-             memory_ta),
+            (tf.constant(0), self.cell.initial_state(batch_size), arrays),
+            maximum_iterations=time_steps,
         )
-        logits = tf.transpose(logits_ta.stack(), [1, 0, 2])
-        weights = tf.transpose(weights_ta.stack(), [1, 0, 2, 3])
-        memory = tf.transpose(memory_ta.stack(), [1, 0, 2, 3]) if return_memory else None
+        stacked = [a.stack() for a in arrays]
+        logits = tf.transpose(stacked[0], [1, 0, 2])
+        weights = tf.transpose(stacked[1], [1, 0, 2, 3])
+        memory = tf.transpose(stacked[2], [1, 0, 2, 3]) if return_memory else None
         return ModelOutput(logits, weights, memory)
 
     def run_unrolled(self, inputs: tf.Tensor, return_memory: bool = False) -> ModelOutput:
