@@ -16,10 +16,12 @@ def cli() -> None:
 
 def _register() -> None:
     from cli.evaluate import evaluate
+    from cli.export import export
     from cli.train import train
 
     cli.add_command(train)
     cli.add_command(evaluate)
+    cli.add_command(export)
 
 
 _register()

@@ -40,6 +40,9 @@ class CopyTask(Task):
         inputs[length, self.bits] = 1.0
         return inputs
 
+    def time_steps(self, difficulty: Difficulty) -> int:
+        return 2 * difficulty.length + 1
+
     def sequence(self, rng, difficulty):
         length = difficulty.length
         seq = random_bits(rng, (length, self.bits))

@@ -53,6 +53,9 @@ class RecallTask(Task):
         inputs[q + 1 + k, self.bits + 1] = 1.0
         return inputs
 
+    def time_steps(self, difficulty: Difficulty) -> int:
+        return difficulty.length * (self.item_length + 1) + 2 * self.item_length + 2
+
     def sequence(self, rng, difficulty):
         n, k = difficulty.length, self.item_length
         items = random_bits(rng, (n, k, self.bits))

@@ -54,6 +54,9 @@ class RepeatCopyTask(Task):
         inputs[length, self.bits + 1] = repeats / self.repeat_scale
         return inputs
 
+    def time_steps(self, difficulty: Difficulty) -> int:
+        return difficulty.length * (difficulty.repeats + 1) + 2
+
     def sequence(self, rng, difficulty):
         length, repeats = difficulty.length, difficulty.repeats
         seq = random_bits(rng, (length, self.bits))

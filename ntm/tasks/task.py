@@ -60,6 +60,10 @@ class Task(abc.ABC):
         """One random sequence: inputs [time, input_size], targets [time, output_size],
         mask [time] (1 where the output is scored)."""
 
+    @abc.abstractmethod
+    def time_steps(self, difficulty: Difficulty) -> int:
+        """Time steps of a sequence at ``difficulty`` (input and output phases together)."""
+
     def sample_difficulty(
         self,
         rng: np.random.Generator,

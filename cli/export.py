@@ -1,0 +1,80 @@
+"""``ntm export``: SavedModel, ONNX or Triton repository, proven equal to TensorFlow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.common import quiet_tensorflow
+
+
+class LengthType(click.ParamType):
+    """``dynamic`` or a positive integer number of time steps."""
+
+    name = "dynamic|N"
+
+    def convert(self, value, param, ctx):
+        if value is None or value == "dynamic":
+            return None
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither 'dynamic' nor an integer", param, ctx)
+        if n < 1:
+            self.fail(f"{n} time steps: a fixed length must be >= 1 (empty input is never valid)",
+                      param, ctx)
+        return n
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+@click.command(short_help="Export a run to SavedModel, ONNX or a Triton repository.")
+@click.argument("run_dir", type=click.Path(path_type=Path), required=False)
+@click.option("--format", "fmt", type=click.Choice(["savedmodel", "onnx", "triton"]),
+              default="onnx", show_default=True, help="What to write.")
+@click.option("--length", type=LengthType(), default="dynamic", show_default=True,
+              help="'dynamic' (any length, one ONNX Loop) or N time steps (unrolled, no Loop; "
+                   "a copy of L vectors takes 2L+1 steps).")
+@click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True,
+              help="ONNX opset.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
+              help="Output file (onnx), directory (savedmodel) or repository (triton) "
+                   "[default: under exports/TASK/].")
+@click.option("--name", default=None, help="Model name in a Triton repository [default: task].")
+def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: Path | None,
+           name: str | None) -> None:
+    """Export the run in RUN_DIR [default: the latest run under runs/].
+
+    After writing, the export is loaded back and compared with the TensorFlow model on fresh
+    task inputs, inside and beyond the training lengths; a difference above 1e-4 fails the
+    export and leaves any earlier export in place.
+    """
+    from ntm.config import ConfigError
+    from ntm.runs import RunError, latest_run
+
+    try:
+        run_dir = run_dir or latest_run()
+    except RunError as err:
+        raise click.ClickException(str(err)) from None
+    quiet_tensorflow(1)
+    from export.exporter import ExportError, export_run
+
+    try:
+        result = export_run(run_dir, fmt, length, opset, out, name)
+    except (RunError, ConfigError, ExportError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"exported {run_dir} as {result.format} ({result.mode}"
+               + (f", {length} time steps" if length else "") + f") to {result.path}")
+    for path, size in result.files:
+        click.echo(f"  {path}  {human_size(size)}")
+    for c in result.comparisons:
+        click.echo(f"  matches TensorFlow at {c.label} ({c.time_steps} steps, batch {c.batch}): "
+                   f"max |diff| {c.probabilities_diff:.2e} (attention {c.attention_diff:.2e})")
+    click.echo(f"max |diff| {result.max_diff:.2e} <= 1e-4: verified")

@@ -1,0 +1,189 @@
+"""``ntm export``'s engine: run directory -> verified SavedModel, ONNX or Triton repository."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+import tensorflow as tf
+
+import ntm
+from export import metadata as meta
+from export.signatures import ExportModule
+from export.verify import TOLERANCE, Comparison, compare, verification_points
+from export.writers import (convert_to_onnx, replace_path, set_metadata, triton_config,
+                            write_savedmodel)
+from ntm.checkpoints import load_model
+from ntm.runs import read_summary
+from ntm.tasks import Difficulty, get_task
+from ntm.trainer import task_for
+
+FORMATS = ("savedmodel", "onnx", "triton")
+DEFAULT_OPSET = 17
+EXPORTS_ROOT = Path("exports")
+
+
+class ExportError(RuntimeError):
+    """The export cannot be made or failed its proof; the message says why."""
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    mode: str
+    files: list[tuple[Path, int]] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+
+    @property
+    def max_diff(self) -> float:
+        return max((c.probabilities_diff for c in self.comparisons), default=0.0)
+
+
+def default_output(task: str, fmt: str, length: int | None) -> Path:
+    """exports/TASK/TASK.onnx, exports/TASK/savedmodel, exports/triton (with -fixedN suffixes)."""
+    suffix = f"-fixed{length}" if length is not None else ""
+    if fmt == "onnx":
+        return EXPORTS_ROOT / task / f"{task}{suffix}.onnx"
+    if fmt == "savedmodel":
+        return EXPORTS_ROOT / task / f"savedmodel{suffix}"
+    return EXPORTS_ROOT / "triton"
+
+
+def export_run(run_dir: Path, fmt: str, length: int | None = None, opset: int = DEFAULT_OPSET,
+               out: Path | None = None, model_name: str | None = None) -> ExportResult:
+    """Export the latest checkpoint of ``run_dir``; verify against TensorFlow before replacing
+    anything at ``out``. Raises ExportError (with the measured difference) when the proof fails.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if length is not None and length < 1:
+        raise ExportError(f"--length must be 'dynamic' or an integer >= 1, got {length}")
+    model, model_config, train_config, state = load_model(run_dir)
+    task = task_for(train_config, get_task)
+    points = verification_points(task, length)
+    if length is not None and not points:
+        shortest = task.time_steps(Difficulty(
+            task.min_length, task.train_repeats[0] if task.train_repeats else None))
+        raise ExportError(f"--length {length} is too short for {task.name}: its shortest "
+                          f"sequence needs {shortest} time steps")
+    module = ExportModule(model, length)
+    mode = "dynamic" if length is None else "fixed"
+    out = Path(out) if out else default_output(task.name, fmt, length)
+    name = model_name or (task.name.replace("-", "_") + (f"_fixed{length}" if length else ""))
+
+    def reference(x):
+        r = module.serve(tf.constant(x))
+        return r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy()
+
+    workdir = Path(tempfile.mkdtemp(prefix=".ntm-export-", dir=_existing_parent(out)))
+    try:
+        if fmt == "savedmodel":
+            tmp = workdir / "savedmodel"
+            write_savedmodel(module, tmp)
+            loaded = tf.saved_model.load(str(tmp)).signatures["serving_default"]
+
+            def candidate(x):
+                r = loaded(**{meta.INPUT_NAME: tf.constant(x)})
+                return r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy()
+
+            comparisons = _prove(reference, candidate, task, points, length)
+            final, files = out, [(out, _size(tmp))]
+        else:
+            proto = convert_to_onnx(module, opset)
+            entries = _metadata(task, model_config, train_config, state, run_dir, mode, length,
+                                opset)
+            set_metadata(proto, meta.encode(entries))
+            onnx.checker.check_model(proto)
+            comparisons = _prove(reference, _onnx_forward(proto), task, points, length)
+            entries["ntm.export"]["verified"] = [
+                {"point": c.label, "time_steps": c.time_steps,
+                 "max_abs_diff": c.probabilities_diff} for c in comparisons]
+            set_metadata(proto, meta.encode(entries))
+            if fmt == "onnx":
+                tmp = workdir / "model.onnx"
+                onnx.save(proto, str(tmp))
+                final, files = out, [(out, tmp.stat().st_size)]
+            else:
+                tmp = workdir / name
+                (tmp / "1").mkdir(parents=True)
+                onnx.save(proto, str(tmp / "1" / "model.onnx"))
+                (tmp / "config.pbtxt").write_text(triton_config(
+                    name, model_config.input_size, model_config.output_size,
+                    model_config.num_heads, model_config.memory_size, length))
+                final = out / name
+                files = [(final / "config.pbtxt", (tmp / "config.pbtxt").stat().st_size),
+                         (final / "1" / "model.onnx", (tmp / "1" / "model.onnx").stat().st_size)]
+        replace_path(tmp, final)
+        return ExportResult(final, fmt, mode, files, comparisons)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _prove(reference, candidate, task, points, length) -> list[Comparison]:
+    comparisons = compare(reference, candidate, task, points, fixed_length=length)
+    worst = max(comparisons, key=lambda c: c.probabilities_diff)
+    if not worst.probabilities_diff <= TOLERANCE:
+        raise ExportError(
+            f"export does not match TensorFlow: output probabilities differ by "
+            f"{worst.probabilities_diff:.3g} at {worst.label} (tolerance {TOLERANCE:g}); "
+            f"nothing was written")
+    return comparisons
+
+
+def _onnx_forward(proto: onnx.ModelProto):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(proto.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+
+    def forward(x):
+        p, a = session.run([meta.PROBABILITIES, meta.ATTENTION], {meta.INPUT_NAME: x})
+        return p, a
+
+    return forward
+
+
+def _metadata(task, model_config, train_config, state, run_dir, mode, length, opset) -> dict:
+    import tf2onnx
+
+    summary = read_summary(run_dir)
+    return {
+        "ntm.task": task.metadata(),
+        "ntm.model": model_config.to_dict(),
+        "ntm.training": {
+            "step": int(state.step.numpy()),
+            "sequences": int(state.sequences.numpy()),
+            "elapsed_seconds": round(float(state.elapsed.numpy()), 1),
+            "heldout_bits_per_seq": float(state.last_eval.numpy()),
+            "seed": train_config.seed,
+            "config": train_config.to_dict(),
+            "stopped": summary.get("stopped"),
+        },
+        "ntm.export": {
+            "mode": mode, "length": length, "input": meta.INPUT_NAME,
+            "outputs": [meta.PROBABILITIES, meta.ATTENTION],
+            "heads": {"read": model_config.num_read_heads, "write": model_config.num_write_heads},
+            "tolerance": TOLERANCE,
+        },
+        "ntm.versions": {"ntm": ntm.__version__, "tensorflow": tf.__version__,
+                         "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
+                         "opset": opset},
+    }
+
+
+def _existing_parent(path: Path) -> Path:
+    """The nearest existing ancestor directory (temporary files go beside the target, so the
+    final rename stays on one filesystem)."""
+    parent = path.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    return parent
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

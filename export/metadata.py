@@ -1,0 +1,48 @@
+"""The metadata every exported ONNX model carries (``metadata_props``), TensorFlow-free.
+
+Each key holds a JSON document, so the serving side can rebuild the task codec and check the
+model from the ONNX file alone, with no side files:
+
+    ntm.task      task name, widths, training ranges, task parameters (ntm.tasks.Task.metadata)
+    ntm.model     the ModelConfig (memory size, heads, controller...)
+    ntm.training  step, sequences seen, held-out bits/seq at export, wall seconds
+    ntm.export    mode ("dynamic" or "fixed"), fixed length, input/output names, head layout
+    ntm.versions  ntm, tensorflow, tf2onnx, onnx, opset
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+KEYS = ("ntm.task", "ntm.model", "ntm.training", "ntm.export", "ntm.versions")
+INPUT_NAME = "inputs"
+PROBABILITIES = "probabilities"
+ATTENTION = "attention"
+
+
+class MetadataError(ValueError):
+    """An ONNX model lacks ntm metadata or holds a malformed entry."""
+
+
+def encode(entries: dict[str, Any]) -> dict[str, str]:
+    """{key: JSON-able} -> {key: JSON string}, for ``metadata_props``."""
+    missing = [k for k in KEYS if k not in entries]
+    if missing:
+        raise MetadataError(f"metadata lacks {missing}")
+    return {k: json.dumps(v, sort_keys=True) for k, v in entries.items()}
+
+
+def decode(props: dict[str, str], source: str = "model") -> dict[str, Any]:
+    """{key: JSON string} -> {key: value}; MetadataError naming ``source`` when not ours."""
+    missing = [k for k in KEYS if k not in props]
+    if missing:
+        raise MetadataError(f"{source} has no ntm metadata (missing {', '.join(missing)}); "
+                            f"export it with `ntm export`")
+    out = {}
+    for key in KEYS:
+        try:
+            out[key] = json.loads(props[key])
+        except json.JSONDecodeError as err:
+            raise MetadataError(f"{source}: metadata {key} is not valid JSON: {err}") from None
+    return out

@@ -1,0 +1,101 @@
+"""Writers for the three export formats, each into a temporary path first.
+
+Nothing is moved over an existing export until it has been verified (see ``export.exporter``),
+so a failed export never destroys a good one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import onnx
+import tensorflow as tf
+
+from export.metadata import ATTENTION, INPUT_NAME, PROBABILITIES
+from export.signatures import ExportModule
+
+
+def write_savedmodel(module: ExportModule, path: Path) -> None:
+    """A SavedModel whose ``serving_default`` maps ``inputs`` to probabilities and attention."""
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+
+
+def convert_to_onnx(module: ExportModule, opset: int) -> onnx.ModelProto:
+    """tf2onnx conversion of the serving function (not Keras: its from_keras breaks on Keras 3).
+
+    Batch and time axes get symbolic names ``batch`` and ``time``.
+    """
+    import tf2onnx
+
+    model_proto, _ = tf2onnx.convert.from_function(
+        module.serve, input_signature=[module.input_spec], opset=opset)
+    names = {INPUT_NAME: ["batch", "time", None], PROBABILITIES: ["batch", "time", None, None],
+             ATTENTION: ["batch", "time", None, None]}
+    for value in list(model_proto.graph.input) + list(model_proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        for dim, name in zip(dims, names.get(value.name, [])):
+            if name and not dim.HasField("dim_value"):
+                dim.dim_param = name
+    return model_proto
+
+
+def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
+    """Replace the model's ``metadata_props`` entries named in ``props``."""
+    keep = [p for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+
+
+def triton_config(name: str, input_size: int, output_size: int, heads: int, memory_size: int,
+                  fixed_length: int | None, max_batch_size: int = 64,
+                  max_queue_delay_us: int = 1000) -> str:
+    """config.pbtxt for Triton's onnxruntime backend (dims exclude the batch axis; -1 = any)."""
+    t = fixed_length if fixed_length is not None else -1
+    return f'''name: "{name}"
+backend: "onnxruntime"
+max_batch_size: {max_batch_size}
+input [
+  {{
+    name: "{INPUT_NAME}"
+    data_type: TYPE_FP32
+    dims: [ {t}, {input_size} ]
+  }}
+]
+output [
+  {{
+    name: "{PROBABILITIES}"
+    data_type: TYPE_FP32
+    dims: [ {t}, {output_size} ]
+  }},
+  {{
+    name: "{ATTENTION}"
+    data_type: TYPE_FP32
+    dims: [ {t}, {heads}, {memory_size} ]
+  }}
+]
+dynamic_batching {{
+  max_queue_delay_microseconds: {max_queue_delay_us}
+}}
+instance_group [
+  {{
+    kind: KIND_CPU
+    count: 1
+  }}
+]
+'''
+
+
+def replace_path(tmp: Path, final: Path) -> None:
+    """Move ``tmp`` to ``final``, replacing a file or directory that is there."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.is_dir() and not final.is_symlink():
+        old = final.with_name(final.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.replace(final)

@@ -1,0 +1,157 @@
+"""``ntm export``: formats, equality with TensorFlow, metadata, and clear errors."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+
+tf = pytest.importorskip("tensorflow")
+
+from cli.main import cli  # noqa: E402
+from export import metadata as meta  # noqa: E402
+from export.exporter import ExportError, export_run  # noqa: E402
+from ntm.checkpoints import load_model  # noqa: E402
+
+
+def tf_forward(run_dir):
+    model, *_ = load_model(run_dir)
+    fn = tf.function(lambda x: (tf.sigmoid(model(x).logits), model(x).weights))
+    return lambda x: tuple(t.numpy() for t in fn(tf.constant(x)))
+
+
+def session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_dynamic_onnx_matches_tensorflow_for_any_length_and_batch(tiny_run, dynamic_onnx):
+    ref = tf_forward(tiny_run)
+    sess = session(dynamic_onnx.path)
+    rng = np.random.default_rng(0)
+    for batch, time_steps in [(1, 1), (1, 2), (64, 3), (7, 17), (2, 50), (64, 100), (3, 200)]:
+        # Raw random inputs: every channel, any layout, far past memory_size (16) steps so
+        # the circular shift wraps around many times.
+        x = rng.integers(0, 2, (batch, time_steps, 9)).astype(np.float32)
+        p_ref, a_ref = ref(x)
+        p, a = sess.run(["probabilities", "attention"], {"inputs": x})
+        assert p.shape == (batch, time_steps, 8) and a.shape == (batch, time_steps, 3, 16)
+        np.testing.assert_allclose(p, p_ref, atol=1e-4)
+        np.testing.assert_allclose(a, a_ref, atol=1e-4)
+
+
+def test_dynamic_graph_has_one_loop_and_symbolic_axes(dynamic_onnx):
+    model = onnx.load(str(dynamic_onnx.path))
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node].count("Loop") == 1
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims[:2]] == ["batch", "time"] and dims[2].dim_value == 9
+    assert model.opset_import[0].version >= 17
+    assert dynamic_onnx.max_diff <= 1e-4
+    assert {c.label for c in dynamic_onnx.comparisons} >= {"length 1", "length 4", "length 8"}
+
+
+def test_metadata_round_trips(tiny_run, dynamic_onnx):
+    model = onnx.load(str(dynamic_onnx.path))
+    entries = meta.decode({p.key: p.value for p in model.metadata_props})
+    _, model_config, train_config, state = load_model(tiny_run)
+    assert entries["ntm.model"] == model_config.to_dict()
+    assert entries["ntm.task"]["task"] == "copy"
+    assert entries["ntm.task"]["train_lengths"] == [1, 4]
+    assert entries["ntm.training"]["step"] == int(state.step.numpy())
+    assert entries["ntm.export"]["mode"] == "dynamic"
+    assert entries["ntm.export"]["verified"]
+    assert entries["ntm.versions"]["opset"] == 17 and entries["ntm.versions"]["tf2onnx"]
+    from ntm.tasks import task_from_metadata
+    assert task_from_metadata(entries["ntm.task"]).input_size == 9
+
+
+def test_fixed_length_export_is_unrolled_and_pads(tiny_run, tmp_path):
+    result = export_run(tiny_run, "onnx", length=9, out=tmp_path / "fixed.onnx")
+    model = onnx.load(str(result.path))
+    assert "Loop" not in {n.op_type for n in model.graph.node}
+    assert model.graph.input[0].type.tensor_type.shape.dim[1].dim_value == 9
+    ref = tf_forward(tiny_run)
+    sess = session(result.path)
+    rng = np.random.default_rng(1)
+    for t in (9, 5, 1):  # its own length, then shorter inputs right-padded
+        x = rng.integers(0, 2, (3, t, 9)).astype(np.float32)
+        padded = np.pad(x, ((0, 0), (0, 9 - t), (0, 0)))
+        p = sess.run(["probabilities"], {"inputs": padded})[0][:, :t]
+        np.testing.assert_allclose(p, ref(x)[0], atol=1e-4)
+
+
+def test_savedmodel_runs_without_the_project(tiny_run, tmp_path):
+    result = export_run(tiny_run, "savedmodel", out=tmp_path / "sm")
+    code = textwrap.dedent(f"""
+        import sys, numpy as np, tensorflow as tf
+        fn = tf.saved_model.load({str(result.path)!r}).signatures["serving_default"]
+        out = fn(inputs=tf.zeros([2, 7, 9]))
+        assert out["probabilities"].shape == (2, 7, 8), out["probabilities"].shape
+        assert out["attention"].shape == (2, 7, 3, 16)
+        assert not any(m == "ntm" or m.startswith(("ntm.", "export", "cli")) for m in sys.modules)
+        print("ok")
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert run.stdout.strip().endswith("ok"), run.stderr[-2000:]
+
+
+def test_triton_repository_config_parses(tiny_run, tmp_path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    result = export_run(tiny_run, "triton", out=tmp_path / "repo")
+    assert result.path == tmp_path / "repo" / "copy"
+    config = text_format.Parse((result.path / "config.pbtxt").read_text(),
+                               model_config_pb2.ModelConfig())
+    assert config.name == "copy" and config.backend == "onnxruntime"
+    assert config.max_batch_size == 64 and config.HasField("dynamic_batching")
+    assert list(config.input[0].dims) == [-1, 9]
+    assert [o.name for o in config.output] == ["probabilities", "attention"]
+    assert list(config.output[1].dims) == [-1, 3, 16]
+    onnx.checker.check_model(onnx.load(str(result.path / "1" / "model.onnx")))
+
+
+def test_a_failed_proof_leaves_the_old_export(tiny_run, tmp_path, monkeypatch):
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"the good export")
+    import export.exporter as exporter
+    monkeypatch.setattr(exporter, "TOLERANCE", -1.0)  # nothing can pass
+    with pytest.raises(ExportError, match="differ by"):
+        export_run(tiny_run, "onnx", out=target)
+    assert target.read_bytes() == b"the good export"
+    assert not list(tmp_path.glob(".ntm-export-*"))
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["export", "/nonexistent/run"], 1, "does not exist"),
+    (["export", "--format", "tflite"], 2, "'tflite' is not one of"),
+    (["export", "--length", "0"], 2, "must be >= 1"),
+    (["export", "--length", "ten"], 2, "neither 'dynamic' nor an integer"),
+])
+def test_cli_bad_input(args, code, message):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == code, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_cli_run_without_checkpoint(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    result = CliRunner().invoke(cli, ["export", str(tmp_path)])
+    assert result.exit_code == 1 and "no checkpoint" in result.output
+
+
+def test_cli_fixed_length_too_short(tiny_run, tmp_path):
+    result = CliRunner().invoke(cli, ["export", str(tiny_run), "--length", "2",
+                                      "-o", str(tmp_path / "x.onnx")])
+    assert result.exit_code == 1 and "too short" in result.output
+
+
+def test_cli_reports_sizes_and_difference(tiny_run, tmp_path):
+    result = CliRunner().invoke(cli, ["export", str(tiny_run), "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "KB" in result.output and "verified" in result.output
