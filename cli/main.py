@@ -17,11 +17,15 @@ def cli() -> None:
 def _register() -> None:
     from cli.evaluate import evaluate
     from cli.export import export
+    from cli.predict import predict
+    from cli.serve import serve
     from cli.train import train
 
     cli.add_command(train)
     cli.add_command(evaluate)
     cli.add_command(export)
+    cli.add_command(predict)
+    cli.add_command(serve)
 
 
 _register()

@@ -65,7 +65,7 @@ class CopyTask(Task):
         probs = np.asarray(probabilities)[encoded.output_steps]
         return {
             "output": (probs > 0.5).astype(int).tolist(),
-            "probabilities": np.round(probs, 6).tolist(),
+            "probabilities": np.round(probs.astype(np.float64), 6).tolist(),
         }
 
     def request_example(self, rng, difficulty):

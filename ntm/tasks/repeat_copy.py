@@ -87,7 +87,7 @@ class RepeatCopyTask(Task):
         return {
             "output": (bits > 0.5).astype(int).tolist(),
             "end_marker": float(round(probs[-1, self.bits], 6)),
-            "probabilities": np.round(bits, 6).tolist(),
+            "probabilities": np.round(bits.astype(np.float64), 6).tolist(),
         }
 
     def request_example(self, rng, difficulty):

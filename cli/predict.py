@@ -1,0 +1,70 @@
+"""``ntm predict``: answer task requests with an exported model, locally (no TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command(short_help="Answer requests from a JSON file with an ONNX model.")
+@click.argument("input_file", type=click.Path(allow_dash=True, dir_okay=False, path_type=str))
+@click.option("--model", "-m", "model", default=None,
+              help="Model NAME or PATH [default: chosen from the request: copy, repeat-copy "
+                   "or recall; your export under exports/ first, else the bundled one].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the JSON answer here instead of standard output.")
+@click.option("--pretty", is_flag=True, help="Draw inputs and answers as bit rows.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="onnxruntime threads.")
+def predict(input_file: str, model: str | None, output: Path | None, pretty: bool,
+            threads: int) -> None:
+    """Run the requests in INPUT_FILE ('-' for standard input) through a model.
+
+    INPUT_FILE holds one request, a list of requests, JSON lines, or {"instances": [...]}:
+    the same JSON as the HTTP API. The answer is {"predictions": [...]}.
+    """
+    from serving.errors import ServingError
+    from serving.models import guess_task, resolve
+    from serving.requests import parse_instances, parse_text
+    from serving.runtime import ModelRuntime, RuntimeOptions
+
+    try:
+        text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise click.ClickException(f"cannot read {input_file}: {err}") from None
+    try:
+        payload = parse_text(text)
+        instances = parse_instances(payload)
+        spec = model or guess_task(payload)
+        if spec is None:
+            raise click.ClickException(
+                "cannot tell the task from the request (expected fields 'sequence', "
+                "'sequence'+'repeats' or 'items'+'query'); pass --model NAME|PATH")
+        runtime = ModelRuntime(resolve(spec), options=RuntimeOptions(intra_op_threads=threads))
+        answers = runtime.predict(instances)
+    except ServingError as err:
+        raise click.ClickException(err.message) from None
+    if pretty:
+        blocks = []
+        for i, (request, answer) in enumerate(zip(instances, answers)):
+            from serving.render import render
+            blocks.append(f"request {i} ({runtime.name}, model {runtime.path})\n"
+                          + render(runtime.task.name, request, answer))
+        text_out = "\n\n".join(blocks) + "\n"
+    else:
+        text_out = json.dumps({"predictions": answers}) + "\n"
+    if output is None:
+        click.echo(text_out, nl=False)
+        return
+    tmp = output.with_name(output.name + ".tmp")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text_out)
+        tmp.replace(output)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise click.ClickException(f"cannot write {output}: {err}") from None
+    click.echo(f"wrote {len(answers)} prediction(s) to {output}", err=True)

@@ -1,0 +1,87 @@
+"""``ntm serve``: an onnxruntime HTTP server (no TensorFlow) for the task and V2 APIs."""
+
+from __future__ import annotations
+
+import socket
+
+import click
+
+
+@click.command(short_help="Serve models over HTTP (TF Serving REST + KServe V2).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind (loopback by default; 0.0.0.0 exposes the server).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port (0: any free port, printed at start-up).")
+@click.option("--model", "-m", "models", multiple=True,
+              help="NAME=PATH, NAME or PATH; repeatable [default: the bundled models, or your "
+                   "exports under exports/ of the same name].")
+@click.option("--max-batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="Most sequences merged into one run (and per request).")
+@click.option("--max-queue-delay-ms", type=click.FloatRange(0, 1000), default=2.0,
+              show_default=True, help="How long a batch waits for more requests.")
+@click.option("--no-batching", is_flag=True, help="Run every request alone.")
+@click.option("--max-body-bytes", type=click.IntRange(min=1024), default=8 * 1024 * 1024,
+              show_default=True, help="Larger request bodies get 413.")
+@click.option("--max-time-steps", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="Longest sequence a dynamic-length model accepts.")
+@click.option("--api-key", envvar="NTM_API_KEY", default=None,
+              help="Require this key (Authorization: Bearer KEY, or X-API-Key) on every "
+                   "endpoint but health. Also read from NTM_API_KEY.")
+@click.option("--inference-threads", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Threads running onnxruntime.")
+@click.option("--graceful-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="Seconds SIGTERM waits for in-flight requests.")
+def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
+          max_queue_delay_ms: float, no_batching: bool, max_body_bytes: int,
+          max_time_steps: int, api_key: str | None, inference_threads: int,
+          graceful_timeout: float) -> None:
+    """Serve NTM models with onnxruntime over HTTP.
+
+    Task API: POST /v1/models/NAME:predict with {"instances": [...]}. Raw tensors: the Open
+    Inference Protocol under /v2 (tritonclient works). Metrics at /metrics.
+    """
+    import uvicorn
+
+    from serving.app import ModelServer, create_app
+    from serving.errors import ServingError
+    from serving.models import default_models, parse_model_option, resolve
+    from serving.runtime import ModelRuntime, RuntimeOptions
+    from serving.settings import ServerSettings
+
+    options = RuntimeOptions(max_time_steps=max_time_steps)
+    try:
+        if models:
+            specs = [parse_model_option(m) for m in models]
+            entries = [(name, resolve(spec)) for name, spec in specs]
+        else:
+            entries = [(name, path) for name, path in default_models().items()]
+            if not entries:
+                raise click.ClickException("no models to serve: none bundled and none under "
+                                           "exports/; pass --model PATH")
+        runtimes = [ModelRuntime(path, name=name, options=options) for name, path in entries]
+    except ServingError as err:
+        raise click.ClickException(err.message) from None
+    names = [r.name for r in runtimes]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise click.UsageError(f"two models are named {duplicates[0]!r}; name them with "
+                               f"--model NAME=PATH")
+    settings = ServerSettings(max_body_bytes=max_body_bytes, max_batch_size=max_batch_size,
+                              max_queue_delay_ms=max_queue_delay_ms, batching=not no_batching,
+                              max_time_steps=max_time_steps, api_key=api_key or None,
+                              inference_threads=inference_threads)
+    app = create_app(ModelServer(runtimes, settings))
+    try:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as err:
+        raise click.ClickException(f"cannot bind {host}:{port}: {err.strerror}") from None
+    bound = sock.getsockname()[1]
+    for r in runtimes:
+        click.echo(f"model {r.name}: {r.task.name}, {r.describe()['mode']}, {r.path}", err=True)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"listening on http://{shown}:{bound}", err=True)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=graceful_timeout,
+                            access_log=False, lifespan="on")
+    uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,307 @@
+"""The ASGI application: thin HTTP handlers over the model runtime and the batcher.
+
+Surfaces (one data plane behind all of them):
+- TensorFlow Serving REST: POST /v1/models/{name}:predict {"instances": [...]} ->
+  {"predictions": [...]}; GET /v1/models/{name}; GET /v1/models/{name}/metadata
+- Open Inference Protocol (KServe V2): /v2, /v2/health/live, /v2/health/ready,
+  /v2/models/{name}, /v2/models/{name}/ready, POST /v2/models/{name}/infer (JSON and binary)
+- GET /metrics (Prometheus), GET /openapi.json, GET /v1/models (a listing)
+Every error is {"error": "..."} with a 4xx status for bad input; 5xx only for server faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+import ntm
+from export import metadata as meta
+from serving.batcher import Batcher
+from serving.errors import BadRequest, NotFound, ServingError, TooLarge
+from serving.metrics import Metrics
+from serving.requests import parse_instances
+from serving.runtime import ModelRuntime, wants_attention
+from serving.settings import ServerSettings
+from serving.v2codec import HEADER_LENGTH, encode_response, parse_request
+
+VERSION = "1"
+PUBLIC_PATHS = ("/v2/health/live", "/v2/health/ready")
+REQUEST_SCHEMA = {
+    "oneOf": [
+        {"type": "object", "properties": {"instances": {"type": "array", "items": {"type": "object"}}},
+         "required": ["instances"]},
+        {"type": "object"},
+    ]
+}
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=int(status))
+
+
+class ModelServer:
+    """The models, their batchers, the metrics and the settings of one server process."""
+
+    def __init__(self, runtimes: list[ModelRuntime], settings: ServerSettings):
+        self.settings = settings
+        self.metrics = Metrics()
+        self.runtimes = {r.name: r for r in runtimes}
+        self.executor = ThreadPoolExecutor(max_workers=settings.inference_threads,
+                                           thread_name_prefix="onnxruntime")
+        self.batchers = {
+            r.name: Batcher(r, self.executor, self.metrics, settings.max_batch_size,
+                            settings.max_queue_delay_ms / 1000.0, settings.batching)
+            for r in runtimes}
+        self.ready = False
+
+    def get(self, name: str) -> ModelRuntime:
+        if name not in self.runtimes:
+            raise NotFound(f"model {name!r} is not served here; served: "
+                           f"{', '.join(sorted(self.runtimes))}")
+        return self.runtimes[name]
+
+    async def start(self) -> None:
+        for b in self.batchers.values():
+            await b.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await asyncio.gather(*(b.close() for b in self.batchers.values()))
+        self.executor.shutdown(wait=True)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) more than ``limit`` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(server: ModelServer) -> FastAPI:
+    """The FastAPI application serving ``server``'s models."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await server.start()
+        try:
+            yield
+        finally:
+            await server.stop()
+
+    app = FastAPI(title="ntm", version=ntm.__version__, lifespan=lifespan,
+                  description="Neural Turing Machine inference on onnxruntime: TensorFlow "
+                              "Serving REST and Open Inference Protocol (V2) surfaces.")
+    settings = server.settings
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        path = request.url.path
+        if settings.api_key and path not in PUBLIC_PATHS:
+            supplied = request.headers.get("x-api-key") or ""
+            auth = request.headers.get("authorization") or ""
+            if auth.lower().startswith("bearer "):
+                supplied = supplied or auth[7:]
+            if not hmac.compare_digest(supplied.encode(), settings.api_key.encode()):
+                return error_response(401, "missing or wrong API key: send 'Authorization: "
+                                           "Bearer KEY' or 'X-API-Key: KEY'")
+        try:
+            return await call_next(request)
+        except ServingError as err:
+            return error_response(err.status, err.message)
+
+    @app.exception_handler(ServingError)
+    async def serving_error(request: Request, err: ServingError):
+        return error_response(err.status, err.message)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, err: Exception):
+        return error_response(500, f"internal error: {type(err).__name__}")
+
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException):
+        message = err.detail if isinstance(err.detail, str) else json.dumps(err.detail)
+        if err.status_code == 404:
+            message = f"no such endpoint: {request.method} {request.url.path}"
+        elif err.status_code == 405:
+            message = f"method {request.method} not allowed on {request.url.path}"
+        return error_response(err.status_code, message)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, err: RequestValidationError):
+        return error_response(400, f"invalid request: {err.errors()[:1]}")
+
+    async def timed(name: str, protocol: str, work):
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await work()
+            status = response.status_code
+            return response
+        except ServingError as err:
+            status = int(err.status)
+            return error_response(err.status, err.message)
+        finally:
+            server.metrics.observe_request(name if name in server.runtimes else "_unknown",
+                                           protocol, status, time.perf_counter() - start)
+
+    # -- TensorFlow Serving REST ------------------------------------------------------------
+    @app.get("/v1/models", summary="List served models")
+    async def v1_list():
+        return {"models": [r.describe() for r in server.runtimes.values()]}
+
+    @app.post("/v1/models/{name}:predict", summary="Task API (TensorFlow Serving envelope)",
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": REQUEST_SCHEMA}}}})
+    async def v1_predict(name: str, request: Request):
+        async def work():
+            runtime = server.get(name)
+            body = await read_body(request, settings.max_body_bytes)
+            try:
+                payload = json.loads(body)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise BadRequest(f"request: not valid JSON ({err})") from None
+            instances = parse_instances(payload, settings.max_instances)
+            encoded = [runtime.encode(r, f"instances[{i}]") for i, r in enumerate(instances)]
+            flags = [wants_attention(r) for r in instances]
+            results = await server.batchers[name].submit([e.inputs for e in encoded])
+            answers = [runtime.decode(p, a, e, f)
+                       for (p, a), e, f in zip(results, encoded, flags)]
+            return JSONResponse({"predictions": answers})
+        return await timed(name, "v1", work)
+
+    @app.get("/v1/models/{name}", summary="Model status (TensorFlow Serving)")
+    async def v1_status(name: str):
+        server.get(name)
+        return {"model_version_status": [{"version": VERSION, "state": "AVAILABLE",
+                                          "status": {"error_code": "OK", "error_message": ""}}]}
+
+    @app.get("/v1/models/{name}/metadata", summary="Model metadata (TensorFlow Serving)")
+    async def v1_metadata(name: str):
+        runtime = server.get(name)
+        return {"model_spec": {"name": name, "signature_name": "serving_default",
+                               "version": VERSION},
+                "metadata": {"ntm": runtime.metadata, "summary": runtime.describe(),
+                             "signature_def": v2_model_metadata(runtime)}}
+
+    # -- Open Inference Protocol (V2) -------------------------------------------------------
+    @app.get("/v2", summary="Server metadata (V2)")
+    async def v2_server():
+        return {"name": "ntm", "version": ntm.__version__, "extensions": ["binary_tensor_data"]}
+
+    @app.get("/v2/health/live", summary="Liveness (V2)")
+    async def v2_live():
+        return {"live": True}
+
+    @app.get("/v2/health/ready", summary="Readiness (V2)")
+    async def v2_ready():
+        if not server.ready:
+            return error_response(503, "not ready")
+        return {"ready": True}
+
+    @app.get("/v2/models/{name}", summary="Model metadata (V2)")
+    async def v2_model(name: str):
+        return v2_model_metadata(server.get(name))
+
+    @app.get("/v2/models/{name}/versions/{version}", summary="Model metadata (V2)")
+    async def v2_model_version(name: str, version: str):
+        check_version(version)
+        return v2_model_metadata(server.get(name))
+
+    @app.get("/v2/models/{name}/ready", summary="Model readiness (V2)")
+    async def v2_model_ready(name: str):
+        server.get(name)
+        return {"name": name, "ready": server.ready}
+
+    async def v2_infer(name: str, request: Request):
+        async def work():
+            runtime = server.get(name)
+            body = await read_body(request, settings.max_body_bytes)
+            if request.headers.get("content-encoding"):
+                raise BadRequest("Content-Encoding is not supported; send the body "
+                                 "uncompressed")
+            parsed = parse_request(body, request.headers.get(HEADER_LENGTH.lower()))
+            if set(parsed.inputs) != {meta.INPUT_NAME}:
+                raise BadRequest(f"inputs: model {name} takes exactly one input "
+                                 f"'{meta.INPUT_NAME}', got {sorted(parsed.inputs)}")
+            x = runtime.check_inputs(parsed.inputs[meta.INPUT_NAME])
+            results = await server.batchers[name].submit(list(x))
+            tensors = {meta.PROBABILITIES: np.stack([p for p, _ in results]),
+                       meta.ATTENTION: np.stack([a for _, a in results])}
+            wanted = parsed.outputs or [(n, parsed.binary_default) for n in tensors]
+            unknown = [n for n, _ in wanted if n not in tensors]
+            if unknown:
+                raise BadRequest(f"outputs: {unknown[0]!r} is not an output; outputs: "
+                                 f"{', '.join(tensors)}")
+            content, header = encode_response(name, VERSION, parsed.id,
+                                              [(n, tensors[n], b) for n, b in wanted])
+            if header is None:
+                return Response(content, media_type="application/json")
+            return Response(content, media_type="application/octet-stream",
+                            headers={HEADER_LENGTH: str(header)})
+        return await timed(name, "v2", work)
+
+    infer_doc = {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"type": "object", "required": ["inputs"], "properties": {
+            "id": {"type": "string"},
+            "inputs": {"type": "array", "items": {"type": "object"}},
+            "outputs": {"type": "array", "items": {"type": "object"}},
+            "parameters": {"type": "object"}}}}}}}
+    app.add_api_route("/v2/models/{name}/infer", v2_infer, methods=["POST"],
+                      summary="Inference on raw tensors (V2)", openapi_extra=infer_doc)
+
+    async def v2_infer_version(name: str, version: str, request: Request):
+        check_version(version)
+        return await v2_infer(name, request)
+
+    app.add_api_route("/v2/models/{name}/versions/{version}/infer", v2_infer_version,
+                      methods=["POST"], summary="Inference on raw tensors (V2)",
+                      openapi_extra=infer_doc)
+
+    # -- operations -------------------------------------------------------------------------
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics():
+        return Response(server.metrics.render(), media_type=server.metrics.content_type)
+
+    return app
+
+
+def check_version(version: str) -> None:
+    if version != VERSION:
+        raise NotFound(f"version {version!r} is not served; versions: {VERSION}")
+
+
+def v2_model_metadata(runtime: ModelRuntime) -> dict[str, Any]:
+    t = runtime.fixed_length or -1
+    return {
+        "name": runtime.name,
+        "versions": [VERSION],
+        "platform": "onnxruntime_onnx",
+        "inputs": [{"name": meta.INPUT_NAME, "datatype": "FP32",
+                    "shape": [-1, t, runtime.input_size]}],
+        "outputs": [
+            {"name": meta.PROBABILITIES, "datatype": "FP32",
+             "shape": [-1, t, runtime.output_size]},
+            {"name": meta.ATTENTION, "datatype": "FP32",
+             "shape": [-1, t, runtime.num_heads, runtime.memory_size]},
+        ],
+    }

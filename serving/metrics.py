@@ -1,0 +1,42 @@
+"""Prometheus metrics of one server, in a registry of its own (no module-level globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+    """Requests, failures, latency, queue time, batch sizes and inference time, per model."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("ntm_requests", "Requests answered, by model, protocol, status.",
+                                ["model", "protocol", "status"], registry=r)
+        self.failures = Counter("ntm_request_failures", "Requests answered with an error.",
+                                ["model", "protocol", "kind"], registry=r)
+        self.latency = Histogram("ntm_request_latency_seconds", "Request latency.",
+                                 ["model", "protocol"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_time = Histogram("ntm_queue_time_seconds",
+                                    "Time a request waited for its batch to start.", ["model"],
+                                    buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("ntm_batch_size", "Sequences per onnxruntime run.",
+                                    ["model"], buckets=BATCH_BUCKETS, registry=r)
+        self.inference = Histogram("ntm_inference_seconds", "Time of one onnxruntime run.",
+                                   ["model"], buckets=LATENCY_BUCKETS, registry=r)
+
+    def observe_request(self, model: str, protocol: str, status: int, seconds: float) -> None:
+        self.requests.labels(model, protocol, str(status)).inc()
+        self.latency.labels(model, protocol).observe(seconds)
+        if status >= 400:
+            kind = "client" if status < 500 else "server"
+            self.failures.labels(model, protocol, kind).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

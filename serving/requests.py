@@ -1,0 +1,66 @@
+"""The one request schema shared by ``ntm predict`` and the HTTP task API.
+
+A payload is either TensorFlow Serving's envelope ``{"instances": [REQUEST, ...]}``, a single
+REQUEST object, or a list of them. REQUEST is the task's own JSON:
+
+    copy         {"sequence": [[0,1,0,0,1,1,0,1], ...]}
+    repeat-copy  {"sequence": [[...8 bits...], ...], "repeats": 3}
+    recall       {"items": [[[...6 bits...] x 3], ...], "query": [[...6 bits...] x 3]}
+
+Any request may add ``"return_attention": true``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from serving.errors import BadRequest, Unprocessable
+
+DEFAULT_MAX_INSTANCES = 256
+
+
+def parse_instances(payload: Any, max_instances: int = DEFAULT_MAX_INSTANCES) -> list[Any]:
+    """A decoded JSON payload -> the list of requests; BadRequest names what is wrong."""
+    if isinstance(payload, dict) and "instances" in payload:
+        extra = sorted(set(payload) - {"instances", "signature_name"})
+        if extra:
+            raise BadRequest(f"{extra[0]}: unknown field of the request envelope; "
+                             f"allowed: instances, signature_name")
+        instances = payload["instances"]
+        if not isinstance(instances, list):
+            raise BadRequest(f"instances: must be a list of requests, got "
+                             f"{type(instances).__name__}")
+    elif isinstance(payload, list):
+        instances = payload
+    elif isinstance(payload, dict):
+        instances = [payload]
+    else:
+        raise BadRequest(f"request: must be a JSON object or a list of them, got "
+                         f"{type(payload).__name__}")
+    if not instances:
+        raise BadRequest("instances: must hold at least one request")
+    if len(instances) > max_instances:
+        raise Unprocessable(f"instances: {len(instances)} requests; the limit is {max_instances}")
+    return instances
+
+
+def parse_text(text: str) -> Any:
+    """JSON, or JSON lines (one request per line) -> a payload for ``parse_instances``."""
+    stripped = text.strip()
+    if not stripped:
+        raise BadRequest("input: empty; expected a JSON request, a list, or JSON lines")
+    try:
+        return json.loads(stripped)
+    except json.JSONDecodeError as first_error:
+        lines = [line for line in stripped.splitlines() if line.strip()]
+        if len(lines) > 1:
+            out = []
+            for number, line in enumerate(lines, 1):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise BadRequest(f"input line {number}: not valid JSON ({err.msg})") from None
+            return out
+        raise BadRequest(f"input: not valid JSON ({first_error.msg} at line "
+                         f"{first_error.lineno} column {first_error.colno})") from None

@@ -1,0 +1,240 @@
+"""``ModelRuntime``: one exported ONNX model, run with onnxruntime, read through its metadata.
+
+Two APIs over the same session:
+- ``run(inputs)``: arrays, float32 [batch, time, input_size] -> probabilities
+  [batch, time, output_size] and attention [batch, time, heads, N];
+- ``predict(requests)``: plain task requests (the JSON the HTTP API takes) -> answers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from export import metadata as meta
+from ntm.tasks import Encoded, InvalidRequest, Task, task_from_metadata
+from serving.errors import BadRequest, InferenceFailed, ModelLoadError, Unprocessable
+
+DEFAULT_MAX_TIME_STEPS = 2048  # documented limit for dynamic models (memory grows with it)
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """onnxruntime session settings.
+
+    intra_op_threads: threads inside one operator (1 suits this small model: the per-step ops
+        are too small to split; measured, see README). 0 lets onnxruntime choose.
+    graph_optimization: "disable", "basic", "extended" or "all".
+    max_time_steps: longest input accepted by a dynamic-length model.
+    """
+
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    graph_optimization: str = "all"
+    max_time_steps: int = DEFAULT_MAX_TIME_STEPS
+
+    def session_options(self) -> ort.SessionOptions:
+        levels = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }
+        if self.graph_optimization not in levels:
+            raise ValueError(f"graph_optimization must be one of {sorted(levels)}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = self.inter_op_threads
+        options.graph_optimization_level = levels[self.graph_optimization]
+        options.log_severity_level = 3
+        return options
+
+
+class ModelRuntime:
+    """An exported NTM model ready to run.
+
+    Args:
+        path: the ``.onnx`` file written by ``ntm export``.
+        name: the name it is served under [default: the task name].
+        options: session settings.
+    Raises ModelLoadError (one line, naming the file) when the file is missing, not ONNX, or
+    lacks ntm metadata.
+    """
+
+    def __init__(self, path: str | os.PathLike, name: str | None = None,
+                 options: RuntimeOptions | None = None):
+        self.path = Path(path)
+        self.options = options or RuntimeOptions()
+        if not self.path.is_file():
+            raise ModelLoadError(f"model file {self.path} does not exist")
+        try:
+            self.session = ort.InferenceSession(str(self.path), self.options.session_options(),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises several private exception types
+            first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+            raise ModelLoadError(f"{self.path} is not a loadable ONNX model: {first}") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.metadata = meta.decode(props, source=str(self.path))
+            self.task: Task = task_from_metadata(self.metadata["ntm.task"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise ModelLoadError(str(err) if isinstance(err, ValueError)
+                                 else f"{self.path}: malformed ntm metadata ({err})") from None
+        export_info = self.metadata["ntm.export"]
+        self.fixed_length: int | None = export_info.get("length")
+        self.model_config: dict = self.metadata["ntm.model"]
+        self.name = name or self.task.name
+        inputs = {i.name for i in self.session.get_inputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        if meta.INPUT_NAME not in inputs or not {meta.PROBABILITIES, meta.ATTENTION} <= outputs:
+            raise ModelLoadError(f"{self.path}: expected input '{meta.INPUT_NAME}' and outputs "
+                                 f"'{meta.PROBABILITIES}', '{meta.ATTENTION}'")
+
+    # -- description ------------------------------------------------------------------------
+    @property
+    def input_size(self) -> int:
+        return self.task.input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.task.output_size
+
+    @property
+    def num_heads(self) -> int:
+        return self.model_config["num_read_heads"] + self.model_config["num_write_heads"]
+
+    @property
+    def memory_size(self) -> int:
+        return self.model_config["memory_size"]
+
+    @property
+    def max_time_steps(self) -> int:
+        return self.fixed_length or self.options.max_time_steps
+
+    def describe(self) -> dict[str, Any]:
+        """Name, task, mode, limits and the training figures, for listings and endpoints."""
+        training = self.metadata["ntm.training"]
+        return {
+            "name": self.name,
+            "task": self.task.name,
+            "path": str(self.path),
+            "mode": self.metadata["ntm.export"]["mode"],
+            "fixed_length": self.fixed_length,
+            "max_time_steps": self.max_time_steps,
+            "input_size": self.input_size,
+            "output_size": self.output_size,
+            "heads": self.metadata["ntm.export"]["heads"],
+            "memory": [self.memory_size, self.model_config["memory_width"]],
+            "train_lengths": self.task.train_lengths,
+            "train_repeats": self.task.train_repeats,
+            "training_step": training.get("step"),
+            "training_sequences": training.get("sequences"),
+            "heldout_bits_per_seq": training.get("heldout_bits_per_seq"),
+        }
+
+    # -- arrays -----------------------------------------------------------------------------
+    def check_inputs(self, inputs: Any) -> np.ndarray:
+        """Validate a raw input tensor; returns float32 [batch, time, input_size]."""
+        x = np.asarray(inputs)
+        if x.dtype != np.float32:
+            if not np.issubdtype(x.dtype, np.number):
+                raise BadRequest(f"inputs must be numbers, got dtype {x.dtype}")
+            x = x.astype(np.float32)
+        if x.ndim != 3 or x.shape[2] != self.input_size:
+            raise BadRequest(f"inputs must have shape [batch, time, {self.input_size}], "
+                             f"got {list(x.shape)}")
+        if x.shape[0] < 1:
+            raise BadRequest("inputs must hold at least one sequence (batch >= 1)")
+        if x.shape[1] < 1:
+            raise BadRequest("inputs must hold at least one time step: empty sequences are "
+                             "not valid")
+        if x.shape[1] > self.max_time_steps:
+            what = "this fixed-length model's length" if self.fixed_length else "the limit"
+            raise Unprocessable(f"inputs have {x.shape[1]} time steps; {what} is "
+                                f"{self.max_time_steps}")
+        if not np.isfinite(x).all():
+            raise BadRequest("inputs must be finite (no NaN or Inf)")
+        return x
+
+    def run(self, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """inputs [batch, time, in] -> (probabilities [batch, time, out],
+        attention [batch, time, heads, N]); a fixed-length model pads and trims."""
+        x = self.check_inputs(inputs)
+        time_steps = x.shape[1]
+        if self.fixed_length and time_steps < self.fixed_length:
+            x = np.pad(x, ((0, 0), (0, self.fixed_length - time_steps), (0, 0)))
+        try:
+            probs, attention = self.session.run([meta.PROBABILITIES, meta.ATTENTION],
+                                                {meta.INPUT_NAME: x})
+        except Exception as err:
+            raise InferenceFailed(f"model {self.name} failed: {str(err).splitlines()[0][:200]}") \
+                from None
+        return probs[:, :time_steps], attention[:, :time_steps]
+
+    # -- task requests ----------------------------------------------------------------------
+    def encode(self, request: Any, field: str = "request") -> Encoded:
+        """A task request -> model input; BadRequest/Unprocessable naming the field."""
+        try:
+            encoded = self.task.encode(request)
+        except InvalidRequest as err:
+            prefix = "" if field == "request" else f"{field}."
+            raise BadRequest(f"{prefix}{err.field}: {err.message}") from None
+        steps = encoded.inputs.shape[0]
+        if steps > self.max_time_steps:
+            raise Unprocessable(
+                f"{field}: needs {steps} time steps; model {self.name} accepts at most "
+                f"{self.max_time_steps}")
+        return encoded
+
+    def decode(self, probabilities: np.ndarray, attention: np.ndarray, encoded: Encoded,
+               return_attention: bool = False) -> dict[str, Any]:
+        """Model outputs for one request (unpadded [time, ...]) -> the answer."""
+        answer = self.task.decode(probabilities, encoded)
+        if return_attention:
+            answer["attention"] = attention_dict(attention, self.metadata["ntm.export"]["heads"])
+        return answer
+
+    def predict(self, requests: Sequence[Any]) -> list[dict[str, Any]]:
+        """Answer several task requests with one onnxruntime run (right-padded batch)."""
+        encoded = [self.encode(r, f"instances[{i}]" if len(requests) > 1 else "request")
+                   for i, r in enumerate(requests)]
+        flags = [wants_attention(r) for r in requests]
+        x = pad_batch([e.inputs for e in encoded])
+        probs, attention = self.run(x)
+        return [self.decode(probs[i, : e.inputs.shape[0]], attention[i, : e.inputs.shape[0]], e,
+                            flag) for i, (e, flag) in enumerate(zip(encoded, flags))]
+
+
+def pad_batch(sequences: Sequence[np.ndarray]) -> np.ndarray:
+    """Right-pad [time, width] arrays with zeros into [batch, max time, width] (the model is
+    causal, so padding after a sequence never changes its outputs)."""
+    longest = max(s.shape[0] for s in sequences)
+    out = np.zeros((len(sequences), longest, sequences[0].shape[1]), np.float32)
+    for i, s in enumerate(sequences):
+        out[i, : s.shape[0]] = s
+    return out
+
+
+def wants_attention(request: Any) -> bool:
+    """The request's ``return_attention`` flag (a boolean; anything else is an error)."""
+    if not isinstance(request, dict) or "return_attention" not in request:
+        return False
+    flag = request["return_attention"]
+    if not isinstance(flag, bool):
+        raise BadRequest(f"return_attention: must be true or false, got {flag!r}")
+    return flag
+
+
+def attention_dict(attention: np.ndarray, heads: dict) -> dict[str, list]:
+    """[time, heads, N] -> {"read": [[...per step...] per head], "write": [...]} (rounded)."""
+    read = heads["read"]
+    rounded = np.round(attention.astype(np.float64), 5)
+    return {
+        "read": [rounded[:, h].tolist() for h in range(read)],
+        "write": [rounded[:, read + h].tolist() for h in range(heads["write"])],
+    }
