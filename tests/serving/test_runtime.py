@@ -1,0 +1,110 @@
+"""ModelRuntime on real exported models: metadata, arrays, task requests, limits."""
+
+import numpy as np
+import pytest
+
+from ntm.tasks import Difficulty, bit_errors, get_task
+from serving.errors import BadRequest, ModelLoadError, Unprocessable
+from serving.runtime import ModelRuntime, RuntimeOptions
+
+
+def test_bundled_recall_answers_correctly(bundled):
+    runtime = ModelRuntime(bundled["recall"])
+    assert runtime.task.name == "recall" and runtime.fixed_length is None
+    rng = np.random.default_rng(7)
+    requests, answers = zip(*[runtime.task.request_example(rng, Difficulty(n))
+                              for n in (2, 4, 6, 6, 3)])
+    predicted = runtime.predict(list(requests))
+    assert [p["item"] for p in predicted] == [a["item"] for a in answers]
+
+
+def test_batched_run_equals_single_runs(bundled):
+    runtime = ModelRuntime(bundled["recall"])
+    batch = runtime.task.batch(np.random.default_rng(1), 6)
+    probs, attention = runtime.run(batch.inputs)
+    assert attention.shape == (6, batch.inputs.shape[1], runtime.num_heads, runtime.memory_size)
+    for i, length in enumerate(batch.lengths):
+        alone, _ = runtime.run(batch.inputs[i: i + 1, :length])
+        np.testing.assert_allclose(alone[0], probs[i, :length], atol=1e-5)
+
+
+def test_return_attention(bundled):
+    runtime = ModelRuntime(bundled["recall"])
+    request, _ = runtime.task.request_example(np.random.default_rng(2), Difficulty(3))
+    answer = runtime.predict([{**request, "return_attention": True}])[0]
+    steps = runtime.task.encode(request).inputs.shape[0]
+    assert len(answer["attention"]["read"]) == 1 and len(answer["attention"]["write"]) == 1
+    read = np.asarray(answer["attention"]["read"][0])
+    assert read.shape == (steps, runtime.memory_size)
+    np.testing.assert_allclose(read.sum(-1), 1.0, atol=1e-3)
+    with pytest.raises(BadRequest, match="return_attention"):
+        runtime.predict([{**request, "return_attention": "yes"}])
+
+
+def test_fixed_length_model_pads_and_rejects_longer(tiny_exports):
+    fixed = ModelRuntime(tiny_exports["fixed"])
+    dynamic = ModelRuntime(tiny_exports["dynamic"])
+    assert fixed.fixed_length == 9 and fixed.max_time_steps == 9
+    x = np.random.default_rng(0).integers(0, 2, (2, 5, 9)).astype(np.float32)
+    p_fixed, a_fixed = fixed.run(x)
+    p_dyn, _ = dynamic.run(x)
+    assert p_fixed.shape == (2, 5, 8) and a_fixed.shape[1] == 5
+    np.testing.assert_allclose(p_fixed, p_dyn, atol=1e-5)
+    with pytest.raises(Unprocessable, match="fixed-length model's length is 9"):
+        fixed.run(np.zeros((1, 10, 9), np.float32))
+    with pytest.raises(Unprocessable, match="at most 9"):
+        fixed.predict([{"sequence": [[0] * 8] * 5}])  # 11 steps
+
+
+def test_dynamic_limit_and_bad_arrays(bundled):
+    runtime = ModelRuntime(bundled["recall"], options=RuntimeOptions(max_time_steps=20))
+    with pytest.raises(Unprocessable, match="limit is 20"):
+        runtime.run(np.zeros((1, 21, 8), np.float32))
+    for bad, message in [(np.zeros((1, 0, 8)), "at least one time step"),
+                         (np.zeros((0, 3, 8)), "at least one sequence"),
+                         (np.zeros((1, 3, 5)), r"shape \[batch, time, 8\]"),
+                         (np.full((1, 3, 8), np.nan), "finite"),
+                         (np.array([["a"]]), "numbers")]:
+        with pytest.raises(BadRequest, match=message):
+            runtime.run(bad)
+
+
+def test_model_files_that_are_not_ours(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        ModelRuntime(tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ModelLoadError, match="junk.onnx is not a loadable ONNX model"):
+        ModelRuntime(junk)
+
+
+def test_model_without_metadata(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["inputs"], ["probabilities"])], "g",
+                              [helper.make_tensor_value_info("inputs", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT,
+                                                             [1])])
+    path = tmp_path / "plain.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(ModelLoadError, match="plain.onnx has no ntm metadata"):
+        ModelRuntime(path)
+
+
+def test_bundled_models_meet_their_in_range_bar(bundled):
+    bars = {"copy": (20, None), "recall": (6, None), "repeat-copy": (10, 10)}
+    for name, path in bundled.items():
+        runtime = ModelRuntime(path)
+        assert runtime.metadata["ntm.task"]["task"] == name
+        assert runtime.metadata["ntm.task"]["input_size"] == runtime.task.input_size
+        length, repeats = bars[name]
+        batch = runtime.task.fixed_batch(np.random.default_rng(11), 100,
+                                         Difficulty(length, repeats))
+        probs, _ = runtime.run(batch.inputs)
+        assert bit_errors(probs, batch.targets, batch.mask).mean() <= 0.1, name
+
+
+def test_task_metadata_matches_the_task_registry(bundled):
+    for name, path in bundled.items():
+        assert ModelRuntime(path).task.metadata() == get_task(name).metadata()
