@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 
 import click
@@ -84,4 +85,9 @@ def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
     click.echo(f"listening on http://{shown}:{bound}", err=True)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=graceful_timeout,
                             access_log=False, lifespan="on")
+    # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal to the
+    # handler that was there before it; a no-op one lets the process end with exit code 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.Server(config).run(sockets=[sock])
+    click.echo("stopped: in-flight requests drained", err=True)
