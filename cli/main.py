@@ -17,6 +17,7 @@ def cli() -> None:
 def _register() -> None:
     from cli.evaluate import evaluate
     from cli.export import export
+    from cli.models import models
     from cli.predict import predict
     from cli.serve import serve
     from cli.train import train
@@ -26,6 +27,7 @@ def _register() -> None:
     cli.add_command(export)
     cli.add_command(predict)
     cli.add_command(serve)
+    cli.add_command(models)
 
 
 _register()

@@ -21,12 +21,14 @@ _M = ModelConfig()
 TRAIN_OPTIONS = {
     "steps": "steps", "batch_size": "batch_size", "optimizer": "optimizer",
     "learning_rate": "learning_rate", "momentum": "momentum",
+    "lr_decay": "lr_decay", "lr_decay_every": "lr_decay_every",
     "grad_clip_norm": "grad_clip_norm", "grad_clip_value": "grad_clip_value",
     "min_length": "min_length", "max_length": "max_length",
     "min_repeats": "min_repeats", "max_repeats": "max_repeats",
     "curriculum_stages": "curriculum_stages", "curriculum_threshold": "curriculum_threshold",
     "seed": "seed", "eval_every": "eval_every", "eval_size": "eval_size",
-    "checkpoint_every": "checkpoint_every", "log_every": "log_every",
+    "checkpoint_every": "checkpoint_every", "keep_checkpoints": "keep_checkpoints",
+    "log_every": "log_every",
     "target_error": "target_error", "patience": "patience_evals",
 }
 MODEL_OPTIONS = {
@@ -37,7 +39,7 @@ MODEL_OPTIONS = {
 }
 # What a resumed run may change: schedule and reporting, never the model or the data.
 RESUMABLE = {"steps", "eval_every", "checkpoint_every", "log_every", "target_error",
-             "patience_evals"}
+             "patience_evals", "keep_checkpoints"}
 
 POSITIVE = click.IntRange(min=1)
 
@@ -58,6 +60,11 @@ POSITIVE = click.IntRange(min=1)
               default=_T.learning_rate, show_default=True, help="Learning rate.")
 @click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=_T.momentum,
               show_default=True, help="RMSProp momentum.")
+@click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), default=_T.lr_decay,
+              show_default=True, help="Multiply the learning rate by this every "
+                                      "--lr-decay-every steps (1 = constant).")
+@click.option("--lr-decay-every", type=POSITIVE, default=_T.lr_decay_every, show_default=True,
+              help="Steps between learning-rate decays.")
 @click.option("--grad-clip-norm", type=click.FloatRange(min=0, min_open=True),
               default=_T.grad_clip_norm, show_default=True, help="Global gradient-norm clip.")
 @click.option("--grad-clip-value", type=click.FloatRange(min=0, min_open=True),
@@ -81,6 +88,8 @@ POSITIVE = click.IntRange(min=1)
               help="Sequences in the fixed held-out set.")
 @click.option("--checkpoint-every", type=POSITIVE, default=_T.checkpoint_every,
               show_default=True, help="Steps between checkpoints.")
+@click.option("--keep-checkpoints", type=POSITIVE, default=_T.keep_checkpoints,
+              show_default=True, help="Recent checkpoints kept on disk.")
 @click.option("--log-every", type=POSITIVE, default=_T.log_every, show_default=True,
               help="Steps between metric lines.")
 @click.option("--target-error", type=float, default=_T.target_error, show_default=True,

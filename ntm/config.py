@@ -113,6 +113,8 @@ class TrainConfig:
     optimizer: str = "rmsprop"  # "adam" or "rmsprop"
     learning_rate: float = 2e-4
     momentum: float = 0.9  # RMSProp momentum
+    lr_decay: float = 1.0  # multiply the learning rate by this every lr_decay_every steps
+    lr_decay_every: int = 10000
     grad_clip_norm: float = 50.0  # global-norm gradient clipping (Collier & Beel)
     grad_clip_value: float = 10.0  # per-component clipping (paper)
     steps: int = 20000
@@ -122,6 +124,7 @@ class TrainConfig:
     eval_every: int = 250
     eval_size: int = 128
     checkpoint_every: int = 1000
+    keep_checkpoints: int = 3  # how many recent checkpoints to keep
     log_every: int = 50
     target_error: float = 0.01  # stop when held-out bits/seq <= this (negative: never stop early)
     patience_evals: int = 3  # ... for this many consecutive evaluations on the full range
@@ -130,15 +133,21 @@ class TrainConfig:
         if self.optimizer not in ("adam", "rmsprop"):
             raise ConfigError(f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
         for name in ("batch_size", "steps", "eval_every", "eval_size", "checkpoint_every",
-                     "log_every", "patience_evals", "curriculum_stages"):
+                     "log_every", "patience_evals", "curriculum_stages", "lr_decay_every", "keep_checkpoints"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
         for name in ("grad_clip_norm", "grad_clip_value"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+    def learning_rate_at(self, step: int) -> float:
+        """The step schedule: learning_rate * lr_decay ** (step // lr_decay_every)."""
+        return self.learning_rate * self.lr_decay ** (step // self.lr_decay_every)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -86,7 +86,8 @@ class Trainer:
         self.state = TrainingState()
         self.checkpoint = make_checkpoint(self.model, self.optimizer, self.state)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(self.run_dir / CHECKPOINT_DIR), max_to_keep=3)
+            self.checkpoint, str(self.run_dir / CHECKPOINT_DIR),
+            max_to_keep=train_config.keep_checkpoints)
         if resume:
             if self.manager.latest_checkpoint is None:
                 raise ConfigError(f"--resume: {self.run_dir} has no checkpoint to resume")
@@ -157,6 +158,7 @@ class Trainer:
         progress = Progress(cfg.steps, step, cfg.log_every, self.stream)
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         bad_steps, restores, reason = 0, 0, "steps"
+        current_lr = None
         t_last = time.monotonic()
         window: list[tuple[float, float]] = []
         try:
@@ -165,6 +167,10 @@ class Trainer:
                     reason = "interrupted"
                     break
                 batch = self.batch_for(step + 1)
+                lr = cfg.learning_rate_at(step + 1)
+                if lr != current_lr:  # the config is the source of truth, also after resume
+                    self.optimizer.learning_rate.assign(lr)
+                    current_lr = lr
                 loss, bits, finite = self.train_step(batch.inputs, batch.targets, batch.mask,
                                                      tf.constant(step + 1 in self.nan_steps))
                 now = time.monotonic()
