@@ -48,9 +48,10 @@ def predict(input_file: str, model: str | None, output: Path | None, pretty: boo
     except ServingError as err:
         raise click.ClickException(err.message) from None
     if pretty:
+        from serving.render import render
+
         blocks = []
         for i, (request, answer) in enumerate(zip(instances, answers)):
-            from serving.render import render
             blocks.append(f"request {i} ({runtime.name}, model {runtime.path})\n"
                           + render(runtime.task.name, request, answer))
         text_out = "\n\n".join(blocks) + "\n"

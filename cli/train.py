@@ -191,7 +191,7 @@ def _resumed_configs(out: Path, task: str, given: set, train_kwargs: dict, model
         model_config, train_config = load_configs(out)
     except ConfigError as err:
         raise click.ClickException(str(err)) from None
-    if train_config.task != task and "task" in ctx.params and \
+    if train_config.task != task and \
             ctx.get_parameter_source("task") == ParameterSource.COMMANDLINE:
         raise click.UsageError(f"--task {task} differs from the run's task "
                                f"{train_config.task!r}", ctx)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ntm.config import ConfigError, ModelConfig, TrainConfig, load_configs
+from ntm.config import ModelConfig, TrainConfig, load_configs
 from ntm.model import NTM
 from ntm.runs import CHECKPOINT_DIR, RunError, check_run_dir
 
@@ -53,6 +53,3 @@ def load_model(run_dir: Path) -> tuple[NTM, ModelConfig, TrainConfig, TrainingSt
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RunError(f"checkpoint {path} could not be restored: {first}") from None
     return model, model_config, train_config, state
-
-
-__all__ = ["TrainingState", "make_checkpoint", "all_finite", "load_model", "ConfigError"]

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from ntm.cell import NTMCell, NTMState
+from ntm.cell import NTMCell
 from ntm.config import ModelConfig
 
 
@@ -100,6 +100,3 @@ class NTM(tf.Module):
             tf.stack(weights, axis=1),
             tf.stack(memory, axis=1) if return_memory else None,
         )
-
-    def initial_state(self, batch_size: int) -> NTMState:
-        return self.cell.initial_state(tf.constant(batch_size))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
@@ -36,8 +35,3 @@ def render(task: str, request: dict, answer: dict) -> str:
             parts.append(f"end marker {answer['end_marker']:.3f}; output equals input x "
                          f"{request['repeats']}: {'yes' if same else 'no'}")
     return "\n".join(parts)
-
-
-def summary_line(task: str, answer: dict[str, Any]) -> str:
-    key = "item" if task == "recall" else "output"
-    return f"{len(answer[key])} vectors"

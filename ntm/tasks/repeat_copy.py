@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ntm.tasks.base import InvalidRequest, as_bit_matrix, as_int, random_bits
+from ntm.tasks.base import as_bit_matrix, as_int, random_bits
 from ntm.tasks.task import Difficulty, Encoded, Task
 
 
@@ -94,6 +94,3 @@ class RepeatCopyTask(Task):
         seq = random_bits(rng, (difficulty.length, self.bits)).astype(int).tolist()
         return ({"sequence": seq, "repeats": difficulty.repeats},
                 {"output": seq * difficulty.repeats})
-
-
-__all__ = ["RepeatCopyTask", "InvalidRequest"]

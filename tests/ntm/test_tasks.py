@@ -63,7 +63,6 @@ def test_batches_are_seeded_and_padded(name):
     for i, length in enumerate(a.lengths):
         assert a.mask[i, length:].sum() == 0
         assert a.inputs[i, length:].sum() == 0
-    lo, hi = task.train_lengths
     assert a.inputs.dtype == np.float32
 
 
