@@ -6,10 +6,10 @@
 
 Head parameters (paper §3.3, activations as in the paper and Collier & Beel 2018):
     key        k_t      linear                [batch, heads, M]
-    strength   beta_t   softplus  (>= 0)      [batch, heads]
-    gate       g_t      sigmoid   (0..1)      [batch, heads]
+    strength   beta_t   softplus  (>= 0)      [batch, heads, 1]
+    gate       g_t      sigmoid   (0..1)      [batch, heads, 1]
     shift      s_t      softmax over S        [batch, heads, S]
-    gamma      gamma_t  1 + softplus (>= 1)   [batch, heads]
+    gamma      gamma_t  1 + softplus (>= 1)   [batch, heads, 1]
     erase      e_t      sigmoid              [batch, write_heads, M]
     add        a_t      tanh                 [batch, write_heads, M]
 Heads are ordered read heads first, then write heads, along the ``heads`` axis.
@@ -103,18 +103,20 @@ class NTMCell(tf.Module):
         c = self.config
         z = tf.linalg.matmul(controller_output, self.head_kernel) + self.head_bias
         z = tf.clip_by_value(z, -c.clip_value, c.clip_value)
-        heads_part = c.num_heads * self._per_head
-        per_head = tf.reshape(z[:, :heads_part], [-1, c.num_heads, self._per_head])
+        # Splits, not slices: one ONNX node each, where z[:, a:b] would cost one per piece.
+        heads_part, write_part = tf.split(
+            z, [c.num_heads * self._per_head, c.num_write_heads * 2 * c.memory_width], axis=1)
+        per_head = tf.reshape(heads_part, [-1, c.num_heads, self._per_head])
         key, strength, gate, shift, gamma = tf.split(
             per_head, [c.memory_width, 1, 1, c.num_shifts, 1], axis=2)
-        write = tf.reshape(z[:, heads_part:], [-1, c.num_write_heads, 2 * c.memory_width])
+        write = tf.reshape(write_part, [-1, c.num_write_heads, 2 * c.memory_width])
         erase, add = tf.split(write, 2, axis=2)
         return HeadParameters(
             key=key,
-            strength=tf.nn.softplus(strength[:, :, 0]),
-            gate=tf.sigmoid(gate[:, :, 0]),
+            strength=tf.nn.softplus(strength),
+            gate=tf.sigmoid(gate),
             shift=tf.nn.softmax(shift, axis=-1),
-            gamma=1.0 + tf.nn.softplus(gamma[:, :, 0]),
+            gamma=1.0 + tf.nn.softplus(gamma),
             erase=tf.sigmoid(erase),
             add=tf.tanh(add),
         )
@@ -135,8 +137,8 @@ class NTMCell(tf.Module):
         indices = tf.constant(shift_indices(c.memory_size, c.shift_range))
         weights = address(p.key, p.strength, p.gate, p.shift, p.gamma, state.weights,
                           state.memory, indices)
-        read_weights = weights[:, : c.num_read_heads]
-        write_weights = weights[:, c.num_read_heads:]
+        read_weights, write_weights = tf.split(weights, [c.num_read_heads, c.num_write_heads],
+                                               axis=1)
         reads = read(read_weights, state.memory)
         memory = erase_and_add(state.memory, write_weights, p.erase, p.add)
         new_reads_flat = tf.reshape(reads, [-1, c.num_read_heads * c.memory_width])

@@ -71,7 +71,9 @@ class NTM(tf.Module):
             return t + 1, state, tuple(a.write(t, v) for a, v in zip(arrays, values))
 
         _, _, arrays = tf.while_loop(
-            lambda t, *_: t < time_steps,
+            # The trip count alone bounds the loop: a `t < time_steps` condition as well would
+            # add seven nodes (compare, casts, and) to every ONNX Loop iteration.
+            lambda *_: True,
             body,
             (tf.constant(0), self.cell.initial_state(batch_size), arrays),
             maximum_iterations=time_steps,
@@ -89,8 +91,8 @@ class NTM(tf.Module):
             raise ValueError("run_unrolled needs a static time dimension; use run_dynamic")
         state = self.cell.initial_state(tf.shape(inputs)[0])
         logits, weights, memory = [], [], []
-        for t in range(time_steps):
-            step_logits, state = self.cell.step(inputs[:, t], state)
+        for step_inputs in tf.unstack(inputs, axis=1):  # one Split in ONNX, not a Slice per step
+            step_logits, state = self.cell.step(step_inputs, state)
             logits.append(step_logits)
             weights.append(state.weights)
             if return_memory:

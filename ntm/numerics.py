@@ -12,11 +12,13 @@ EPSILON = 1e-6
 
 
 def safe_norm(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
-    """Euclidean norm along ``axis`` with a gradient that stays finite at x = 0.
+    """Euclidean norm along ``axis`` (kept as a size-1 axis) with a gradient that stays finite
+    at x = 0.
 
-    sqrt(sum x^2 + eps^2): d/dx is x / norm, bounded by 1/eps even when x is all zeros.
+    sqrt(sum x^2 + eps^2) >= eps: d/dx is x / norm, bounded by 1/eps even when x is all zeros,
+    and dividing by it is always safe.
     """
-    return tf.sqrt(tf.reduce_sum(tf.square(x), axis=axis) + EPSILON * EPSILON)
+    return tf.sqrt(tf.reduce_sum(tf.square(x), axis=axis, keepdims=True) + EPSILON * EPSILON)
 
 
 def normalize_sum(x: tf.Tensor, axis: int = -1) -> tf.Tensor:

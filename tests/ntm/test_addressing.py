@@ -48,7 +48,7 @@ def test_cosine_and_content_match_reference():
     key = rng.normal(size=(B, H, M)).astype(np.float32)
     memory = rng.normal(size=(B, N, M)).astype(np.float32)
     beta = rng.uniform(0, 10, size=(B, H)).astype(np.float32)
-    got = content_weights(key, beta, memory).numpy()
+    got = content_weights(key, beta[..., None], memory).numpy()
     np.testing.assert_allclose(got, ref_content(key, beta, memory), atol=1e-5)
     cos = cosine_similarity(key, memory).numpy()
     assert np.all(np.abs(cos) <= 1 + 1e-6)
@@ -74,22 +74,22 @@ def test_interpolate_and_sharpen():
     c = softmax(rng.normal(size=(B, H, N))).astype(np.float32)
     p = softmax(rng.normal(size=(B, H, N))).astype(np.float32)
     g = rng.uniform(size=(B, H)).astype(np.float32)
-    np.testing.assert_allclose(interpolate(tf.constant(c), p, g).numpy(),
+    np.testing.assert_allclose(interpolate(tf.constant(c), p, g[..., None]).numpy(),
                                g[..., None] * c + (1 - g[..., None]) * p, atol=1e-6)
     gamma = rng.uniform(1, 5, size=(B, H)).astype(np.float32)
     expect = c ** gamma[..., None]
     expect /= expect.sum(-1, keepdims=True)
-    np.testing.assert_allclose(sharpen(c, gamma).numpy(), expect, atol=1e-4)
+    np.testing.assert_allclose(sharpen(c, gamma[..., None]).numpy(), expect, atol=1e-4)
 
 
 def test_weightings_are_distributions_even_on_zero_memory():
     key = rng.normal(size=(B, H, M)).astype(np.float32)
     memory = np.zeros((B, N, M), np.float32)
-    w = content_weights(key, np.full((B, H), 50.0, np.float32), memory).numpy()
+    w = content_weights(key, np.full((B, H, 1), 50.0, np.float32), memory).numpy()
     assert np.isfinite(w).all()
     np.testing.assert_allclose(w.sum(-1), 1, atol=1e-5)
     zero = np.zeros((B, H, N), np.float32)
-    sharp = sharpen(zero, np.full((B, H), 20.0, np.float32)).numpy()
+    sharp = sharpen(zero, np.full((B, H, 1), 20.0, np.float32)).numpy()
     assert np.isfinite(sharp).all() and (sharp >= 0).all()
 
 
@@ -97,8 +97,8 @@ def test_gradients_finite_on_zero_memory_and_zero_key():
     key = tf.Variable(np.zeros((B, H, M), np.float32))
     memory = tf.Variable(np.zeros((B, N, M), np.float32))
     with tf.GradientTape() as tape:
-        w = content_weights(key, tf.ones((B, H)) * 5, memory)
-        w = sharpen(w, tf.ones((B, H)) * 3)
+        w = content_weights(key, tf.ones((B, H, 1)) * 5, memory)
+        w = sharpen(w, tf.ones((B, H, 1)) * 3)
         loss = tf.reduce_sum(w * tf.range(N, dtype=tf.float32))
     for g in tape.gradient(loss, [key, memory]):
         assert np.isfinite(g.numpy()).all()
