@@ -122,11 +122,14 @@ class NTMCell(tf.Module):
         )
 
     def step(self, inputs: tf.Tensor, state: NTMState) -> tuple[tf.Tensor, NTMState]:
-        """One time step.
+        """One time step of the recurrence.
 
         inputs: [batch, input_size]; state: NTMState at t-1
-        -> output logits [batch, output_size], NTMState at t.
+        -> controller output h_t [batch, units], NTMState at t.
         All heads address M_{t-1}; read heads read M_{t-1}; then the write heads write M_t.
+        The output layer is not here: nothing in the recurrence depends on it, so the model
+        applies ``output_logits`` to every step at once after its loop (one matrix product
+        instead of one per step, and four fewer ONNX nodes per step).
         """
         c = self.config
         reads_flat = tf.reshape(state.reads, [-1, c.num_read_heads * c.memory_width])
@@ -141,8 +144,17 @@ class NTMCell(tf.Module):
                                                axis=1)
         reads = read(read_weights, state.memory)
         memory = erase_and_add(state.memory, write_weights, p.erase, p.add)
-        new_reads_flat = tf.reshape(reads, [-1, c.num_read_heads * c.memory_width])
-        logits = tf.linalg.matmul(tf.concat([controller_out, new_reads_flat], axis=1),
+        return controller_out, NTMState(controller_state, memory, weights, reads)
+
+    def output_logits(self, controller_out: tf.Tensor, reads: tf.Tensor) -> tf.Tensor:
+        """The output layer for every step: y_t = clip(W [h_t; r_t] + b).
+
+        controller_out: [batch, time, units]; reads: [batch, time, read_heads, M]
+        -> logits [batch, time, output_size].
+        """
+        c = self.config
+        shape = tf.shape(reads)
+        reads_flat = tf.reshape(reads, [shape[0], shape[1], c.num_read_heads * c.memory_width])
+        logits = tf.linalg.matmul(tf.concat([controller_out, reads_flat], axis=2),
                                   self.output_kernel) + self.output_bias
-        logits = tf.clip_by_value(logits, -c.clip_value, c.clip_value)
-        return logits, NTMState(controller_state, memory, weights, reads)
+        return tf.clip_by_value(logits, -c.clip_value, c.clip_value)

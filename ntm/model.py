@@ -62,12 +62,12 @@ class NTM(tf.Module):
         inputs_ta = tf.TensorArray(tf.float32, size=time_steps).unstack(time_major)
         # One TensorArray per per-step output; the memory only when asked for (an unused
         # TensorArray in the loop would leave tf2onnx without a scan output to map it to).
-        names = ["logits", "weights"] + (["memory"] if return_memory else [])
+        names = ["controller", "reads", "weights"] + (["memory"] if return_memory else [])
         arrays = tuple(tf.TensorArray(tf.float32, size=time_steps) for _ in names)
 
         def body(t, state, arrays):
-            logits, state = self.cell.step(inputs_ta.read(t), state)
-            values = (logits, state.weights, state.memory)
+            controller_out, state = self.cell.step(inputs_ta.read(t), state)
+            values = (controller_out, state.reads, state.weights, state.memory)
             return t + 1, state, tuple(a.write(t, v) for a, v in zip(arrays, values))
 
         _, _, arrays = tf.while_loop(
@@ -78,11 +78,7 @@ class NTM(tf.Module):
             (tf.constant(0), self.cell.initial_state(batch_size), arrays),
             maximum_iterations=time_steps,
         )
-        stacked = [a.stack() for a in arrays]
-        logits = tf.transpose(stacked[0], [1, 0, 2])
-        weights = tf.transpose(stacked[1], [1, 0, 2, 3])
-        memory = tf.transpose(stacked[2], [1, 0, 2, 3]) if return_memory else None
-        return ModelOutput(logits, weights, memory)
+        return self._outputs(*[_batch_major(a.stack()) for a in arrays])
 
     def run_unrolled(self, inputs: tf.Tensor, return_memory: bool = False) -> ModelOutput:
         """A Python loop over a static time axis: one copy of the step per time step."""
@@ -90,15 +86,22 @@ class NTM(tf.Module):
         if time_steps is None:
             raise ValueError("run_unrolled needs a static time dimension; use run_dynamic")
         state = self.cell.initial_state(tf.shape(inputs)[0])
-        logits, weights, memory = [], [], []
+        per_step: list[list[tf.Tensor]] = [[], [], []] + ([[]] if return_memory else [])
         for step_inputs in tf.unstack(inputs, axis=1):  # one Split in ONNX, not a Slice per step
-            step_logits, state = self.cell.step(step_inputs, state)
-            logits.append(step_logits)
-            weights.append(state.weights)
-            if return_memory:
-                memory.append(state.memory)
-        return ModelOutput(
-            tf.stack(logits, axis=1),
-            tf.stack(weights, axis=1),
-            tf.stack(memory, axis=1) if return_memory else None,
-        )
+            controller_out, state = self.cell.step(step_inputs, state)
+            values = (controller_out, state.reads, state.weights, state.memory)
+            for collected, value in zip(per_step, values):
+                collected.append(value)
+        return self._outputs(*[tf.stack(collected, axis=1) for collected in per_step])
+
+    def _outputs(self, controller_out: tf.Tensor, reads: tf.Tensor, weights: tf.Tensor,
+                 memory: tf.Tensor | None = None) -> ModelOutput:
+        """Per-step values, batch-major ([batch, time, ...]) -> ModelOutput (output layer
+        applied to all steps at once)."""
+        return ModelOutput(self.cell.output_logits(controller_out, reads), weights, memory)
+
+
+def _batch_major(time_major: tf.Tensor) -> tf.Tensor:
+    """[time, batch, ...] -> [batch, time, ...]."""
+    rank = time_major.shape.rank
+    return tf.transpose(time_major, [1, 0] + list(range(2, rank)))

@@ -19,3 +19,33 @@ def test_train_convergence_small(tmp_path):
     assert result["stopped"]["step"] == 20
     assert [row["length"] for row in result["evaluate"]] == [5, 10, 20]
     assert (tmp_path / "train_convergence_small.md").read_text().startswith("# Training")
+
+
+def test_inference_small(tmp_path):
+    pytest.importorskip("tensorflow")
+    run = subprocess.run([sys.executable, "benchmarks/inference.py", "--small", "--out",
+                          str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads((tmp_path / "inference_small.json").read_text())
+    engines = {(r["engine"], r["length"], r["batch"]) for r in result["rows"]}
+    assert engines == {(e, n, b) for e in ("savedmodel", "onnx-dynamic", "onnx-fixed")
+                       for n in (2, 4) for b in (1, 4)}
+    for row in result["rows"]:
+        assert row["median_ms"] > 0 and row["sequences_per_s"] > 0
+        assert 0 < row["fraction_of_matmul"] < 1
+    assert result["matmul_gflops"] > 0
+    assert (tmp_path / "inference_small.md").read_text().startswith("# Inference")
+
+
+def test_serving_small(tmp_path):
+    run = subprocess.run([sys.executable, "benchmarks/serving.py", "--small", "--out",
+                          str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads((tmp_path / "serving_small.json").read_text())
+    for mode in ("batching", "no_batching"):
+        server = result["server"][mode]
+        assert server["errors"] == 0, server["error_kinds"]
+        assert server["requests_per_s"] > 0 and server["p99_ms"] >= server["p50_ms"] > 0
+        assert server["exit_code"] == 0
+    assert result["in_process"]["one_at_a_time_per_s"] > 0
+    assert (tmp_path / "serving_small.md").read_text().startswith("# Serving")

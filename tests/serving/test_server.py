@@ -238,3 +238,17 @@ def test_examples_via_http(start_server, bundled):
     request = json.loads((EXAMPLES / "recall.json").read_text())
     r = httpx.post(f"{server.url}/v1/models/recall:predict", json=request)
     assert r.status_code == 200 and len(r.json()["predictions"]) == 1
+
+
+def test_small_responses_are_not_held_back_by_nagle(start_server, bundled):
+    """Nagle's algorithm on the server's connections made every response wait ~40 ms for the
+    client's delayed ACK; with TCP_NODELAY a health check on loopback takes about 1 ms."""
+    server = start_server()
+    with httpx.Client() as client:
+        client.get(server.url + "/v2/health/live")
+        times = []
+        for _ in range(9):
+            start = time.perf_counter()
+            assert client.get(server.url + "/v2/health/live").status_code == 200
+            times.append(time.perf_counter() - start)
+    assert sorted(times)[4] < 0.02, f"median health round trip {sorted(times)[4] * 1e3:.1f} ms"

@@ -1,0 +1,285 @@
+"""Benchmark: copy inference through the TensorFlow SavedModel, the dynamic ONNX model and the
+fixed-length (unrolled) ONNX model, side by side in one process and one run.
+
+For each copy length and batch size the same inputs go through every engine; calls are
+interleaved round by round (so drift on a shared machine hits all engines alike) and the median
+is reported as microseconds per time step, sequences per second, the speed-up over the
+SavedModel, and achieved FLOP/s as a fraction of a float32 matrix-multiply rate measured in the
+same run with the same thread count (``ntm.flops`` counts a step's FLOPs from the model sizes).
+Every engine's outputs are first checked against the SavedModel's, so nothing wrong is timed.
+
+Without ``--run`` the model is a freshly initialised default copy NTM: speed does not depend on
+the weights. Exported with this project's own writers (``export.writers``).
+
+    python benchmarks/inference.py                 # lengths 10,20,50,100; batch 1 and 64
+    python benchmarks/inference.py --small         # seconds; used by the test suite
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from cli.common import quiet_tensorflow  # noqa: E402
+
+TARGETS = {"onnx_speedup_batch1": 10.0, "onnx_speedup_batch64": 5.0, "fixed_copy20_batch1_ms": 1.0}
+ENGINES = ("savedmodel", "onnx-dynamic", "onnx-fixed")
+CHECK_TOLERANCE = 1e-4
+
+
+def matmul_rate(threads: int, size: int = 512, seconds: float = 1.0) -> float:
+    """float32 FLOP/s of one [size, size] x [size, size] product in onnxruntime (MLAS GEMM)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [size, size]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, [size, size])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [size, size])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    session = ort.InferenceSession(model.SerializeToString(), _session_options(threads),
+                                   providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {n: rng.standard_normal((size, size), dtype=np.float32) for n in ("a", "b")}
+    session.run(None, feeds)
+    times = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(times) < 5:
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return 2 * size ** 3 / float(np.median(times))
+
+
+def _session_options(threads: int):
+    from serving.runtime import RuntimeOptions
+
+    return RuntimeOptions(intra_op_threads=threads).session_options()
+
+
+def build_model(run_dir: Path | None, small: bool):
+    """(NTM, ModelConfig, Task): a trained run's model, or a fresh default (or tiny) copy NTM."""
+    from ntm.checkpoints import load_model
+    from ntm.config import ModelConfig
+    from ntm.model import NTM
+    from ntm.tasks import get_task
+    from ntm.trainer import task_for
+
+    if run_dir is not None:
+        model, config, train_config, _ = load_model(run_dir)
+        return model, config, task_for(train_config, get_task)
+    task = get_task("copy")
+    sizes = dict(memory_size=16, memory_width=8, controller_size=16) if small else {}
+    config = ModelConfig(input_size=task.input_size, output_size=task.output_size, **sizes)
+    return NTM(config, seed=0), config, task
+
+
+def onnx_engine(proto, threads: int):
+    """forward(x) -> (probabilities, attention) for an ONNX model proto, on onnxruntime."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(proto.SerializeToString(), _session_options(threads),
+                                   providers=["CPUExecutionProvider"])
+    return lambda x: session.run(["probabilities", "attention"], {"inputs": x})
+
+
+def nodes_per_step(proto, time_steps: int | None) -> float:
+    """ONNX nodes executed per time step: the Loop body's size, or (fixed) nodes / steps."""
+    if time_steps is None:
+        loops = [n for n in proto.graph.node if n.op_type == "Loop"]
+        return float(len(loops[0].attribute[0].g.node)) if loops else float("nan")
+    return len(proto.graph.node) / time_steps
+
+
+def time_engines(engines: dict, x: np.ndarray, repeats: int) -> dict[str, list[float]]:
+    """Interleaved timing: every round calls each engine once on the same input."""
+    for forward in engines.values():
+        for _ in range(2):
+            forward(x)
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(repeats):
+        for name, forward in engines.items():
+            start = time.perf_counter()
+            forward(x)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def run_benchmark(args) -> dict:
+    quiet_tensorflow(args.threads)
+    import tensorflow as tf
+
+    from export.signatures import ExportModule
+    from export.writers import convert_to_onnx, write_savedmodel
+    from ntm.flops import flops_per_step
+    from ntm.tasks import Difficulty
+
+    model, config, task = build_model(args.run, args.small)
+    flops_step = flops_per_step(config)
+    peak = matmul_rate(args.threads, size=128 if args.small else 512,
+                       seconds=0.2 if args.small else 2.0)
+    rng = np.random.default_rng(args.seed)
+    rows, graph = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        write_savedmodel(ExportModule(model, None), Path(tmp) / "savedmodel")
+        loaded = tf.saved_model.load(str(Path(tmp) / "savedmodel")).signatures["serving_default"]
+
+        def savedmodel(x):
+            out = loaded(inputs=tf.constant(x))
+            return out["probabilities"].numpy(), out["attention"].numpy()
+
+        dynamic_proto = convert_to_onnx(ExportModule(model, None), args.opset)
+        dynamic = onnx_engine(dynamic_proto, args.threads)
+        graph["onnx-dynamic"] = {"nodes_per_step": nodes_per_step(dynamic_proto, None)}
+        for length in args.lengths:
+            difficulty = Difficulty(length)
+            steps = task.time_steps(difficulty)
+            build_start = time.perf_counter()
+            fixed_proto = convert_to_onnx(ExportModule(model, steps), args.opset)
+            fixed = onnx_engine(fixed_proto, args.threads)
+            graph[f"onnx-fixed-{steps}"] = {
+                "nodes_per_step": round(nodes_per_step(fixed_proto, steps), 1),
+                "convert_seconds": round(time.perf_counter() - build_start, 1)}
+            engines = {"savedmodel": savedmodel, "onnx-dynamic": dynamic, "onnx-fixed": fixed}
+            for batch in args.batches:
+                x = task.fixed_batch(rng, batch, difficulty).inputs
+                reference = savedmodel(x)[0]
+                for name in ("onnx-dynamic", "onnx-fixed"):
+                    diff = float(np.abs(engines[name](x)[0] - reference).max())
+                    if not diff <= CHECK_TOLERANCE:
+                        raise SystemExit(f"{name} differs from the SavedModel by {diff:.3g} "
+                                         f"at length {length}, batch {batch}")
+                times = time_engines(engines, x, args.repeats)
+                base = float(np.median(times["savedmodel"]))
+                for name in ENGINES:
+                    median = float(np.median(times[name]))
+                    achieved = flops_step * steps * batch / median
+                    rows.append({
+                        "engine": name, "length": length, "batch": batch, "time_steps": steps,
+                        "median_ms": round(median * 1e3, 4),
+                        "p90_ms": round(float(np.percentile(times[name], 90)) * 1e3, 4),
+                        "us_per_step": round(median / steps * 1e6, 2),
+                        "sequences_per_s": round(batch / median, 1),
+                        "speedup_vs_savedmodel": round(base / median, 2),
+                        "gflops": round(achieved / 1e9, 3),
+                        "fraction_of_matmul": round(achieved / peak, 4),
+                    })
+    return {
+        "benchmark": "inference",
+        "mode": "small" if args.small else "full",
+        "command": "python benchmarks/inference.py" + (" --small" if args.small else ""),
+        "model": str(args.run) if args.run else "fresh default copy NTM (seed 0)",
+        "model_config": config.to_dict(),
+        "flops_per_step": flops_step,
+        "matmul_gflops": round(peak / 1e9, 2),
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "graph": graph,
+        "rows": rows,
+        "targets": check_targets(rows),
+        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor()
+                    or platform.machine(), "python": platform.python_version()},
+        "versions": _versions(),
+    }
+
+
+def check_targets(rows: list[dict]) -> dict:
+    """The issue's targets, each with the measured value (None when not measured)."""
+    def worst_speedup(batch):
+        values = [r["speedup_vs_savedmodel"] for r in rows
+                  if r["batch"] == batch and r["engine"] != "savedmodel"]
+        return min(values) if values else None
+
+    copy20 = [r["median_ms"] for r in rows
+              if r["engine"] == "onnx-fixed" and r["length"] == 20 and r["batch"] == 1]
+    measured = {"onnx_speedup_batch1": worst_speedup(1),
+                "onnx_speedup_batch64": worst_speedup(64),
+                "fixed_copy20_batch1_ms": copy20[0] if copy20 else None}
+    out = {}
+    for key, target in TARGETS.items():
+        value = measured[key]
+        met = None if value is None else (value <= target if key.endswith("_ms")
+                                          else value >= target)
+        out[key] = {"target": target, "measured": value, "met": met}
+    return out
+
+
+def _versions() -> dict:
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    return {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
+
+
+def markdown(r: dict) -> str:
+    lines = [f"# Inference: copy, SavedModel vs dynamic ONNX vs fixed-length ONNX ({r['mode']})",
+             "", f"Command: `{r['command']}`; model: {r['model']}; {r['threads']} thread(s); "
+             f"median of {r['repeats']} interleaved calls.", "",
+             f"FLOPs per time step per sequence: {r['flops_per_step']:,}; float32 matmul rate "
+             f"measured in the same run: {r['matmul_gflops']} GFLOP/s.", "",
+             "| length | batch | engine | ms / call | us / step | sequences/s | x SavedModel "
+             "| GFLOP/s | of matmul |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in r["rows"]:
+        lines.append(f"| {row['length']} | {row['batch']} | {row['engine']} | "
+                     f"{row['median_ms']:.3f} | {row['us_per_step']:.1f} | "
+                     f"{row['sequences_per_s']:,.0f} | {row['speedup_vs_savedmodel']:.2f} | "
+                     f"{row['gflops']:.2f} | {100 * row['fraction_of_matmul']:.1f}% |")
+    lines += ["", "| target | wanted | measured | met |", "| --- | --- | --- | --- |"]
+    names = {"onnx_speedup_batch1": "ONNX vs SavedModel, batch 1 (worst case)",
+             "onnx_speedup_batch64": "ONNX vs SavedModel, batch 64 (worst case)",
+             "fixed_copy20_batch1_ms": "fixed ONNX, copy length 20 (41 steps), batch 1"}
+    for key, t in r["targets"].items():
+        wanted = f"<= {t['target']} ms" if key.endswith("_ms") else f">= {t['target']}x"
+        met = {True: "yes", False: "no", None: "not measured"}[t["met"]]
+        lines.append(f"| {names[key]} | {wanted} | {t['measured']} | {met} |")
+    lines += ["", "ONNX nodes per time step: " + ", ".join(
+        f"{name} {info['nodes_per_step']}" for name, info in r["graph"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def parse_ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="a tiny model, short lengths")
+    parser.add_argument("--run", type=Path, default=None, help="a training run to load")
+    parser.add_argument("--lengths", type=parse_ints, default=None)
+    parser.add_argument("--batches", type=parse_ints, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    args.lengths = args.lengths or ([2, 4] if args.small else [10, 20, 50, 100])
+    args.batches = args.batches or ([1, 4] if args.small else [1, 64])
+    args.repeats = args.repeats or (3 if args.small else 30)
+    result = run_benchmark(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "inference" + ("_small" if args.small else "")
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{name}.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

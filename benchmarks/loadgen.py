@@ -1,0 +1,156 @@
+"""A bounded closed-loop HTTP load generator, and ``ntm serve`` as a child process.
+
+Closed loop: N clients each send a request, wait for its answer, and send the next, until a
+fixed number of requests has been sent. The client side is plain asyncio streams over HTTP/1.1
+keep-alive with pre-encoded bodies, so it costs the CPU (shared with the server on one machine)
+as little as a Python client can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)  # seconds, successful requests only
+    errors: dict[str, int] = field(default_factory=dict)  # status or exception name -> count
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def summary(self) -> dict:
+        lat = np.array(self.latencies) * 1e3 if self.latencies else np.array([np.nan])
+        return {"requests": self.requests, "seconds": round(self.seconds, 3),
+                "requests_per_s": round(self.requests / self.seconds, 1),
+                "p50_ms": round(float(np.percentile(lat, 50)), 2),
+                "p99_ms": round(float(np.percentile(lat, 99)), 2),
+                "errors": self.error_count, "error_kinds": dict(self.errors)}
+
+
+async def _client(host: str, port: int, requests: list[bytes], counter: list[int],
+                  result: LoadResult, check) -> None:
+    reader = writer = None
+    while True:
+        i = counter[0]
+        if i >= len(requests):
+            break
+        counter[0] += 1
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection(host, port)
+            start = time.perf_counter()
+            writer.write(requests[i])
+            await writer.drain()
+            status, body = await _read_response(reader)
+            elapsed = time.perf_counter() - start
+            if status == 200 and (check is None or check(i, body)):
+                result.latencies.append(elapsed)
+            else:
+                key = str(status) if status != 200 else "wrong answer"
+                result.errors[key] = result.errors.get(key, 0) + 1
+        except (OSError, asyncio.IncompleteReadError, ValueError) as err:
+            result.errors[type(err).__name__] = result.errors.get(type(err).__name__, 0) + 1
+            if writer is not None:
+                writer.close()
+            reader = writer = None
+    if writer is not None:
+        writer.close()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    for line in lines[1:]:
+        if line.lower().startswith("content-length:"):
+            length = int(line.split(":", 1)[1])
+    body = await reader.readexactly(length) if length else b""
+    return status, body
+
+
+def http_post(path: str, body: bytes, host: str = "127.0.0.1", headers: dict | None = None) -> bytes:
+    """One pre-encoded HTTP/1.1 keep-alive POST."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
+
+
+def run_load(host: str, port: int, requests: list[bytes], concurrency: int,
+             check=None) -> LoadResult:
+    """Send every request in ``requests`` with ``concurrency`` closed-loop clients."""
+    async def main() -> LoadResult:
+        result = LoadResult(len(requests), 0.0)
+        counter = [0]
+        start = time.perf_counter()
+        await asyncio.gather(*[_client(host, port, requests, counter, result, check)
+                               for _ in range(concurrency)])
+        result.seconds = time.perf_counter() - start
+        return result
+
+    return asyncio.run(main())
+
+
+class Server:
+    """``ntm serve`` in a child process on an ephemeral loopback port (a context manager)."""
+
+    def __init__(self, args: list[str], timeout: float = 60.0):
+        cmd = [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port", "0",
+               *args]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.port = self._wait_for_port(timeout)
+
+    def _wait_for_port(self, timeout: float) -> int:
+        deadline = time.time() + timeout
+        lines = []
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+            if match:
+                # Keep draining its output so a full pipe never blocks the server.
+                threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+                return int(match.group(1))
+        self.stop()
+        raise RuntimeError("ntm serve did not start:\n" + "".join(lines[-20:]))
+
+    def rss_bytes(self) -> int:
+        """Resident set size of the server process (Linux /proc)."""
+        with open(f"/proc/{self.proc.pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
