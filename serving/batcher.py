@@ -90,28 +90,34 @@ class Batcher:
 
     # -- internals --------------------------------------------------------------------------
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             jobs = await self._collect()
             self._observe_queue(jobs)
-            try:
-                results = await loop.run_in_executor(self.executor, self._run, jobs)
-            except ServingError as err:
+            await self._run_jobs(jobs)
+
+    async def _run_jobs(self, jobs: list[_Job]) -> None:
+        """Run ``jobs`` as one batch and hand each its rows. When a merged batch fails, each
+        job is run again alone, so a request that breaks the model fails by itself and the
+        others still get their answers."""
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self.executor, self._run, jobs)
+        except Exception as err:  # never let the worker die
+            if len(jobs) > 1:
                 for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(ServingError(err.message, err.status))
-                continue
-            except Exception as err:  # never let the worker die: fail this batch only
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(ServingError(f"inference failed: {err}", 500))
-                continue
-            offset = 0
-            for job in jobs:
-                n = len(job.sequences)
-                if not job.future.done():  # the caller may have gone away
-                    job.future.set_result(results[offset: offset + n])
-                offset += n
+                    await self._run_jobs([job])
+                return
+            if not isinstance(err, ServingError):
+                err = ServingError(f"inference failed: {err}", 500)
+            if not jobs[0].future.done():
+                jobs[0].future.set_exception(ServingError(err.message, err.status))
+            return
+        offset = 0
+        for job in jobs:
+            n = len(job.sequences)
+            if not job.future.done():  # the caller may have gone away
+                job.future.set_result(results[offset: offset + n])
+            offset += n
 
     async def _collect(self) -> list[_Job]:
         assert self._queue is not None
