@@ -18,6 +18,7 @@ def _register() -> None:
     from cli.evaluate import evaluate
     from cli.export import export
     from cli.models import models
+    from cli.plot import plot
     from cli.predict import predict
     from cli.serve import serve
     from cli.train import train
@@ -28,6 +29,7 @@ def _register() -> None:
     cli.add_command(predict)
     cli.add_command(serve)
     cli.add_command(models)
+    cli.add_command(plot)
 
 
 _register()

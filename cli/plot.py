@@ -1,0 +1,340 @@
+"""``ntm plot``: PNG figures of attention, training curves and generalisation (matplotlib).
+
+The commands read files, run models and check input; ``ntm.plots`` draws. attention and the
+model/JSON sources of generalisation use onnxruntime only; a run directory needs TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import click
+
+PLOT_EXTRA = "pip install -e '.[plot]'"
+TRAIN_EXTRA = "pip install -e '.[train]'"
+
+
+@click.group(short_help="Draw attention, training curves or generalisation as PNG.")
+def plot() -> None:
+    """Draw figures as PNG files (needs matplotlib: pip install -e '.[plot]')."""
+
+
+def figure_options(width: float, height: float) -> Callable:
+    """-o/--output, --dpi, --width, --height, with this figure's default size in inches."""
+    def decorate(command: Callable) -> Callable:
+        options = [
+            click.option("-o", "--output", required=True,
+                         type=click.Path(dir_okay=False, path_type=Path),
+                         help="PNG file to write (parent directories are created)."),
+            click.option("--dpi", type=click.IntRange(min=10, max=1200), default=100,
+                         show_default=True, help="Pixels per inch."),
+            click.option("--width", type=click.FloatRange(min=1, max=100), default=width,
+                         show_default=True, help="Figure width in inches."),
+            click.option("--height", type=click.FloatRange(min=1, max=100), default=height,
+                         show_default=True, help="Figure height in inches."),
+        ]
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+def require_matplotlib() -> None:
+    """A one-line error naming the extra when matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise click.ClickException(f"plotting needs matplotlib: {PLOT_EXTRA}") from None
+
+
+def write_figure(figure: Any, output: Path, dpi: int) -> None:
+    """Save atomically and say where, with the size in pixels."""
+    from ntm.plots import save_png
+
+    try:
+        width, height = save_png(figure, output, dpi)
+    except OSError as err:
+        raise click.ClickException(f"cannot write {output}: {err.strerror or err}") from None
+    click.echo(f"wrote {output} ({width}x{height} px)")
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Parse a JSON file; ClickException naming the file when unreadable or not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise click.ClickException(f"cannot read {path}: {err}") from None
+    except json.JSONDecodeError as err:
+        raise click.ClickException(f"{path}: not valid JSON ({err.msg} at line {err.lineno}); "
+                                   f"expected {what}") from None
+
+
+# -- attention -------------------------------------------------------------------------------
+@plot.command(short_help="Inputs, outputs, write and read weightings of one request.")
+@click.option("--model", "-m", "model", default=None,
+              help="Model NAME or PATH [default: chosen from the request, as ntm predict does].")
+@click.option("--input", "-i", "input_file", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Request JSON, as ntm predict reads it.")
+@click.option("--index", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Which request of the file to draw.")
+@figure_options(width=8.0, height=9.0)
+def attention(model: str | None, input_file: Path, index: int, output: Path, dpi: int,
+              width: float, height: float) -> None:
+    """Draw one request's run like Figure 6 of the NTM paper: input bits, output
+    probabilities, and the write and read weightings over memory locations against time
+    (memory cropped to the locations the heads use)."""
+    require_matplotlib()
+    from ntm.plots import attention_figure
+    from serving.errors import ServingError
+    from serving.models import guess_task, resolve
+    from serving.requests import parse_instances, parse_text
+    from serving.runtime import ModelRuntime
+
+    try:
+        text = input_file.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise click.ClickException(f"cannot read {input_file}: {err}") from None
+    try:
+        payload = parse_text(text)
+        instances = parse_instances(payload)
+    except ServingError as err:
+        raise click.ClickException(f"{input_file}: {err.message}") from None
+    if index >= len(instances):
+        raise click.BadParameter(f"{input_file} holds {len(instances)} request(s)",
+                                 param_hint="--index")
+    spec = model or guess_task(payload)
+    if spec is None:
+        raise click.ClickException(f"cannot tell the task from {input_file}; pass "
+                                   f"--model NAME|PATH")
+    try:
+        runtime = ModelRuntime(resolve(spec))
+    except ServingError as err:
+        raise click.ClickException(err.message) from None
+    try:
+        encoded = runtime.encode(instances[index])
+        probabilities, weights = runtime.run(encoded.inputs[None])
+    except ServingError as err:
+        raise click.ClickException(f"{input_file}: {err.message}") from None
+    reads = runtime.model_config["num_read_heads"]
+    figure = attention_figure(
+        encoded.inputs, probabilities[0], weights[0, :, :reads], weights[0, :, reads:],
+        title=f"{runtime.task.name}, {runtime.task.length_name} {encoded.difficulty.label()} "
+              f"(model {runtime.path.name}, request {index})",
+        answer_start=encoded.output_steps.start, width=width, height=height, dpi=dpi)
+    write_figure(figure, output, dpi)
+
+
+# -- training curves -------------------------------------------------------------------------
+@plot.command(short_help="Training loss and bits/seq against sequences seen.")
+@click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
+@click.option("--smooth", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Running-median window over logged training points (1 = raw).")
+@figure_options(width=8.0, height=6.0)
+def curves(run_dir: Path, smooth: int, output: Path, dpi: int, width: float,
+           height: float) -> None:
+    """Draw training loss and bits/seq (log scale) against sequences seen, with the held-out
+    evaluations, from RUN_DIR/metrics.jsonl (or a metrics.jsonl file given directly)."""
+    require_matplotlib()
+    from ntm.plots import curves_figure
+    from ntm.runs import METRICS_FILE
+
+    path = run_dir / METRICS_FILE if run_dir.is_dir() else run_dir
+    if not path.is_file():
+        raise click.ClickException(f"{run_dir} has no {METRICS_FILE}: not a training run "
+                                   f"directory, or nothing logged yet")
+    train, evaluation = read_metrics(path)
+    figure = curves_figure(train, evaluation, smooth=smooth, title=run_title(path.parent),
+                           width=width, height=height, dpi=dpi)
+    write_figure(figure, output, dpi)
+
+
+def read_metrics(path: Path) -> tuple[dict, dict]:
+    """metrics.jsonl -> (training {"sequences", "loss", "bits_per_seq", "stage"} [P] arrays,
+    evaluation {"sequences", "bits_per_seq"} [E] arrays); ClickException naming file and line."""
+    import numpy as np
+
+    train: dict[str, list] = {"sequences": [], "loss": [], "bits_per_seq": [], "stage": []}
+    evaluation: dict[str, list] = {"sequences": [], "bits_per_seq": []}
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise click.ClickException(f"cannot read {path}: {err}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            if "eval_bits_per_seq" in entry:
+                evaluation["sequences"].append(float(entry["sequences"]))
+                evaluation["bits_per_seq"].append(float(entry["eval_bits_per_seq"]))
+            elif "loss" in entry:
+                for key in ("sequences", "loss", "bits_per_seq"):
+                    train[key].append(float(entry[key]))
+                train["stage"].append(int(entry.get("stage", 1)))
+        except json.JSONDecodeError as err:
+            raise click.ClickException(f"{path} line {number}: not valid JSON ({err.msg})") \
+                from None
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise click.ClickException(f"{path} line {number}: not a metrics entry ({err!r})") \
+                from None
+    if not train["sequences"] and not evaluation["sequences"]:
+        raise click.ClickException(f"{path} holds no training or evaluation metrics")
+    return ({k: np.asarray(v) for k, v in train.items()},
+            {k: np.asarray(v) for k, v in evaluation.items()})
+
+
+def run_title(run_dir: Path) -> str:
+    """'NAME (TASK)' from the run's config.json, or the directory name alone."""
+    from ntm.config import ConfigError, load_configs
+
+    try:
+        return f"{run_dir.name} ({load_configs(run_dir)[1].task})"
+    except ConfigError:
+        return run_dir.name
+
+
+# -- generalisation --------------------------------------------------------------------------
+class Table(NamedTuple):
+    """A generalisation table ready to draw."""
+
+    task: Any  # ntm.tasks.Task: names and the training range
+    rows: list[dict]  # EvalRow.as_dict() rows
+    title: str
+    range_note: str = ""  # said next to the shaded training range
+
+
+@plot.command(short_help="Bits/seq against length, the training range shaded.")
+@click.argument("source")
+@click.option("--points", default=None,
+              help="Comma-separated lengths (recall: item counts; repeat-copy: LENGTHxREPEATS) "
+                   "[default: the task's table]; not for a JSON table.")
+@click.option("--sequences", "-n", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Fresh sequences per point.")
+@click.option("--seed", type=int, default=1234, show_default=True, help="Data seed.")
+@figure_options(width=7.0, height=4.5)
+def generalisation(source: str, points: str | None, sequences: int, seed: int, output: Path,
+                   dpi: int, width: float, height: float) -> None:
+    """Draw bits/seq against length from SOURCE: a JSON table written by
+    'ntm evaluate --json', a model NAME or .onnx PATH (evaluated with onnxruntime), or a
+    training run directory (evaluated with TensorFlow: needs the training extra)."""
+    require_matplotlib()
+    from ntm.config import CONFIG_FILE
+    from ntm.plots import generalisation_figure
+
+    path = Path(source)
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        table = table_from_run(path, points, sequences, seed)
+    elif path.is_file() and path.suffix != ".onnx":
+        if points:
+            raise click.BadParameter("a JSON table has its own points", param_hint="--points")
+        table = table_from_json(path)
+    else:
+        table = table_from_model(source, points, sequences, seed)
+    figure = generalisation_figure(
+        table.rows, table.task.name, table.task.length_name, table.task.train_lengths,
+        table.task.train_repeats, range_note=table.range_note, title=table.title, width=width,
+        height=height, dpi=dpi)
+    write_figure(figure, output, dpi)
+
+
+def eval_points(points: str | None, task: Any) -> list:
+    """--points -> difficulties (the task's defaults when None); BadParameter when bad."""
+    from ntm.evaluation import parse_points
+
+    try:
+        return parse_points(points, task) if points else task.default_eval_points()
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--points") from None
+
+
+def table_from_model(spec: str, points: str | None, sequences: int, seed: int) -> Table:
+    """Evaluate an ONNX model (NAME or PATH) with onnxruntime and print the table."""
+    from ntm.evaluation import evaluate, format_table
+    from serving.errors import NotFound, ServingError
+    from serving.models import resolve
+    from serving.runtime import ModelRuntime
+
+    try:
+        path = resolve(spec)
+    except NotFound as err:
+        raise click.ClickException(f"{err.message} (SOURCE may also be an 'ntm evaluate --json' "
+                                   f"table or a run directory)") from None
+    try:
+        runtime = ModelRuntime(path)
+        task = runtime.task
+        difficulties = eval_points(points, task)
+        rows = evaluate(lambda x: runtime.run(x)[0], task, difficulties, sequences, seed=seed)
+    except ServingError as err:
+        raise click.ClickException(err.message) from None
+    click.echo(format_table(rows, task.length_name))
+    return Table(task, [r.as_dict() for r in rows],
+                 f"{task.name}: generalisation of model {runtime.path.name}")
+
+
+def table_from_run(run_dir: Path, points: str | None, sequences: int, seed: int) -> Table:
+    """Evaluate a training run's latest checkpoint with TensorFlow, as ``ntm evaluate`` does."""
+    from cli.common import quiet_tensorflow
+    from ntm.config import ConfigError
+    from ntm.evaluation import evaluate, format_table
+    from ntm.runs import RunError
+    from ntm.tasks import get_task
+
+    try:
+        quiet_tensorflow(1)
+    except ImportError:
+        raise click.ClickException(f"{run_dir} is a training run: evaluating it needs the "
+                                   f"training extra: {TRAIN_EXTRA}") from None
+    from ntm.checkpoints import load_model
+    from ntm.steps import make_predict
+    from ntm.trainer import task_for
+
+    try:
+        model, _, train_config, state = load_model(run_dir)
+        task = task_for(train_config, get_task)
+    except (RunError, ConfigError) as err:
+        raise click.ClickException(str(err)) from None
+    predict = make_predict(model)
+    rows = evaluate(lambda x: predict(x)[0].numpy(), task, eval_points(points, task),
+                    sequences, seed=seed)
+    click.echo(format_table(rows, task.length_name))
+    return Table(task, [r.as_dict() for r in rows],
+                 f"{task.name}: generalisation of run {run_dir.name} "
+                 f"(step {int(state.step.numpy())})")
+
+
+def table_from_json(path: Path) -> Table:
+    """A table written by ``ntm evaluate --json``; its training range is the JSON's
+    "train_lengths"/"train_repeats" when present, else the task's default (said in the legend)."""
+    from ntm.tasks import get_task
+
+    data = read_json(path, "a table written by 'ntm evaluate --json'")
+    if not isinstance(data, dict) or "task" not in data or "rows" not in data:
+        raise click.ClickException(f"{path}: expected a JSON object with 'task' and 'rows', as "
+                                   f"'ntm evaluate --json' writes")
+    ranges = {key: tuple(data[key]) for key in ("train_lengths", "train_repeats")
+              if isinstance(data.get(key), list) and len(data[key]) == 2}
+    try:
+        task = get_task(data["task"], **ranges)
+    except (ValueError, TypeError) as err:
+        raise click.ClickException(f"{path}: {err}") from None
+    rows = [check_row(row, f"{path}: rows[{i}]") for i, row in enumerate(data["rows"])] \
+        if isinstance(data["rows"], list) else []
+    if not rows:
+        raise click.ClickException(f"{path}: 'rows' must be a non-empty list")
+    where = f" at step {data['step']}" if "step" in data else ""
+    return Table(task, rows, f"{task.name}: generalisation of "
+                             f"{data.get('run_dir', path.name)}{where}",
+                 "" if "train_lengths" in ranges else "task default")
+
+
+def check_row(row: Any, where: str) -> dict:
+    """One table row: numeric length, mean_bits, worst_bits (repeats optional)."""
+    numbers = ("length", "mean_bits", "worst_bits")
+    if not isinstance(row, dict) or not all(
+            isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
+            for k in numbers):
+        raise click.ClickException(f"{where}: expected numbers {', '.join(numbers)}")
+    return row
