@@ -49,3 +49,14 @@ def test_serving_small(tmp_path):
         assert server["exit_code"] == 0
     assert result["in_process"]["one_at_a_time_per_s"] > 0
     assert (tmp_path / "serving_small.md").read_text().startswith("# Serving")
+
+
+def test_soak_small(tmp_path):
+    run = subprocess.run([sys.executable, "benchmarks/soak.py", "--small", "--out",
+                          str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads((tmp_path / "soak_small.json").read_text())
+    assert result["errors"] == 0, result["error_kinds"]
+    assert result["requests"] == 400 and result["server_exit_code"] == 0
+    assert result["rss_growth_mb"] < 50  # a leak of ~0.1 MB per request would show
+    assert result["p99_ms"] >= result["p50_ms"] > 0
