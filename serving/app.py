@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 import ntm
 from export import metadata as meta
@@ -44,8 +44,8 @@ REQUEST_SCHEMA = {
 }
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=int(status))
+def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=int(status), headers=headers)
 
 
 class ModelServer:
@@ -92,6 +92,24 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise TooLarge(f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+ERROR_SCHEMA = {"type": "object", "required": ["error"],
+                "properties": {"error": {"type": "string"}}}
+ERROR_MEANINGS = {400: "malformed request", 401: "missing or wrong API key",
+                  404: "no such model, version or endpoint", 413: "body over the size limit",
+                  422: "well-formed but over a limit (length, batch)",
+                  500: "the model failed on this request", 503: "not ready or shutting down"}
+
+
+def errors(*codes: int) -> dict:
+    """OpenAPI ``responses`` for error statuses: every error body is {"error": message}."""
+    return {code: {"description": ERROR_MEANINGS[code],
+                   "content": {"application/json": {"schema": ERROR_SCHEMA}}} for code in codes}
+
+
+READ_ERRORS = errors(400, 401, 404, 500)  # GET endpoints that name a model
+INFER_ERRORS = errors(400, 401, 404, 413, 422, 500, 503)  # inference endpoints
 
 
 def create_app(server: ModelServer) -> FastAPI:
@@ -144,7 +162,8 @@ def create_app(server: ModelServer) -> FastAPI:
             message = f"no such endpoint: {request.method} {request.url.path}"
         elif err.status_code == 405:
             message = f"method {request.method} not allowed on {request.url.path}"
-        return error_response(err.status_code, message)
+        # Keep the exception's headers: a 405 must say which methods are allowed (Allow).
+        return error_response(err.status_code, message, getattr(err, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError):
@@ -165,12 +184,12 @@ def create_app(server: ModelServer) -> FastAPI:
                                            protocol, status, time.perf_counter() - start)
 
     # -- TensorFlow Serving REST ------------------------------------------------------------
-    @app.get("/v1/models", summary="List served models")
+    @app.get("/v1/models", summary="List served models", responses=errors(401))
     async def v1_list():
         return {"models": [r.describe() for r in server.runtimes.values()]}
 
     @app.post("/v1/models/{name}:predict", summary="Task API (TensorFlow Serving envelope)",
-              openapi_extra={"requestBody": {"required": True, "content": {
+              responses=INFER_ERRORS, openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": REQUEST_SCHEMA}}}})
     async def v1_predict(name: str, request: Request):
         async def work():
@@ -189,13 +208,15 @@ def create_app(server: ModelServer) -> FastAPI:
             return JSONResponse({"predictions": answers})
         return await timed(name, "v1", work)
 
-    @app.get("/v1/models/{name}", summary="Model status (TensorFlow Serving)")
+    @app.get("/v1/models/{name}", summary="Model status (TensorFlow Serving)",
+             responses=READ_ERRORS)
     async def v1_status(name: str):
         server.get(name)
         return {"model_version_status": [{"version": VERSION, "state": "AVAILABLE",
                                           "status": {"error_code": "OK", "error_message": ""}}]}
 
-    @app.get("/v1/models/{name}/metadata", summary="Model metadata (TensorFlow Serving)")
+    @app.get("/v1/models/{name}/metadata", summary="Model metadata (TensorFlow Serving)",
+             responses=READ_ERRORS)
     async def v1_metadata(name: str):
         runtime = server.get(name)
         return {"model_spec": {"name": name, "signature_name": "serving_default",
@@ -204,7 +225,7 @@ def create_app(server: ModelServer) -> FastAPI:
                              "signature_def": v2_model_metadata(runtime)}}
 
     # -- Open Inference Protocol (V2) -------------------------------------------------------
-    @app.get("/v2", summary="Server metadata (V2)")
+    @app.get("/v2", summary="Server metadata (V2)", responses=errors(401))
     async def v2_server():
         return {"name": "ntm", "version": ntm.__version__, "extensions": ["binary_tensor_data"]}
 
@@ -212,22 +233,25 @@ def create_app(server: ModelServer) -> FastAPI:
     async def v2_live():
         return {"live": True}
 
-    @app.get("/v2/health/ready", summary="Readiness (V2)")
+    @app.get("/v2/health/ready", summary="Readiness (V2)", responses=errors(503))
     async def v2_ready():
         if not server.ready:
             return error_response(503, "not ready")
         return {"ready": True}
 
-    @app.get("/v2/models/{name}", summary="Model metadata (V2)")
+    @app.get("/v2/models/{name}", summary="Model metadata (V2)",
+             responses=READ_ERRORS)
     async def v2_model(name: str):
         return v2_model_metadata(server.get(name))
 
-    @app.get("/v2/models/{name}/versions/{version}", summary="Model metadata (V2)")
+    @app.get("/v2/models/{name}/versions/{version}", summary="Model metadata (V2)",
+             responses=READ_ERRORS)
     async def v2_model_version(name: str, version: str):
         check_version(version)
         return v2_model_metadata(server.get(name))
 
-    @app.get("/v2/models/{name}/ready", summary="Model readiness (V2)")
+    @app.get("/v2/models/{name}/ready", summary="Model readiness (V2)",
+             responses=READ_ERRORS)
     async def v2_model_ready(name: str):
         server.get(name)
         return {"name": name, "ready": server.ready}
@@ -266,8 +290,13 @@ def create_app(server: ModelServer) -> FastAPI:
             "inputs": {"type": "array", "items": {"type": "object"}},
             "outputs": {"type": "array", "items": {"type": "object"}},
             "parameters": {"type": "object"}}}}}}}
+    # JSON, or the binary tensor extension when the request asks for binary outputs.
+    INFER_RESPONSES = {**INFER_ERRORS, 200: {"description": "output tensors", "content": {
+        "application/json": {"schema": {"type": "object"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
     app.add_api_route("/v2/models/{name}/infer", v2_infer, methods=["POST"],
-                      summary="Inference on raw tensors (V2)", openapi_extra=infer_doc)
+                      summary="Inference on raw tensors (V2)", openapi_extra=infer_doc,
+                      responses=INFER_RESPONSES)
 
     async def v2_infer_version(name: str, version: str, request: Request):
         check_version(version)
@@ -275,10 +304,11 @@ def create_app(server: ModelServer) -> FastAPI:
 
     app.add_api_route("/v2/models/{name}/versions/{version}/infer", v2_infer_version,
                       methods=["POST"], summary="Inference on raw tensors (V2)",
-                      openapi_extra=infer_doc)
+                      openapi_extra=infer_doc, responses=INFER_RESPONSES)
 
     # -- operations -------------------------------------------------------------------------
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,
+             responses=errors(401))
     async def metrics():
         return Response(server.metrics.render(), media_type=server.metrics.content_type)
 
