@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import signal
 import socket
 
@@ -32,10 +35,13 @@ import click
               help="Threads running onnxruntime.")
 @click.option("--graceful-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
               help="Seconds SIGTERM waits for in-flight requests.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Server processes sharing the port (each loads the models and batches on "
+                   "its own; /metrics reports the process that answers).")
 def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
           max_queue_delay_ms: float, no_batching: bool, max_body_bytes: int,
           max_time_steps: int, api_key: str | None, inference_threads: int,
-          graceful_timeout: float) -> None:
+          graceful_timeout: float, workers: int) -> None:
     """Serve NTM models with onnxruntime over HTTP.
 
     Task API: POST /v1/models/NAME:predict with {"instances": [...]}. Raw tensors: the Open
@@ -71,7 +77,40 @@ def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
                               max_queue_delay_ms=max_queue_delay_ms, batching=not no_batching,
                               max_time_steps=max_time_steps, api_key=api_key or None,
                               inference_threads=inference_threads)
-    app = create_app(ModelServer(runtimes, settings))
+    sock = listening_socket(host, port)
+    bound = sock.getsockname()[1]
+    for r in runtimes:
+        click.echo(f"model {r.name}: {r.task.name}, {r.describe()['mode']}, {r.path}", err=True)
+    shown = f"[{host}]" if ":" in host else host
+    config_args = dict(log_level="warning", timeout_graceful_shutdown=graceful_timeout,
+                       access_log=False, lifespan="on")
+    if workers == 1:
+        app = create_app(ModelServer(runtimes, settings))
+        click.echo(f"listening on http://{shown}:{bound}", err=True)
+        # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal to the
+        # handler that was there before it; a no-op one lets the process end with exit code 0.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
+        uvicorn.Server(uvicorn.Config(app, **config_args)).run(sockets=[sock])
+    else:
+        from uvicorn.supervisors import Multiprocess
+
+        # Each worker is a fresh (spawned) process that rebuilds the app from this spec; the
+        # models were loaded once here only to fail fast with a clear message.
+        os.environ[SPEC_VARIABLE] = json.dumps(serving_spec(runtimes, options, settings))
+        config = uvicorn.Config(f"{__name__}:app_from_spec", factory=True, workers=workers,
+                                **config_args)
+        click.echo(f"listening on http://{shown}:{bound} with {workers} worker processes",
+                   err=True)
+        Multiprocess(config, sockets=[sock]).run()  # SIGTERM: every worker drains, then ends
+    click.echo("stopped: in-flight requests drained", err=True)
+
+
+SPEC_VARIABLE = "NTM_SERVE_SPEC"
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) and listening; one-line error when it cannot be."""
     try:
         # IPPROTO_TCP explicitly: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
         # connections whose socket says so. Without it every response waited ~40 ms for the
@@ -85,16 +124,22 @@ def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
         sock.listen(2048)
     except OSError as err:
         raise click.ClickException(f"cannot bind {host}:{port}: {err.strerror}") from None
-    bound = sock.getsockname()[1]
-    for r in runtimes:
-        click.echo(f"model {r.name}: {r.task.name}, {r.describe()['mode']}, {r.path}", err=True)
-    shown = f"[{host}]" if ":" in host else host
-    click.echo(f"listening on http://{shown}:{bound}", err=True)
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=graceful_timeout,
-                            access_log=False, lifespan="on")
-    # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal to the
-    # handler that was there before it; a no-op one lets the process end with exit code 0.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: None)
-    uvicorn.Server(config).run(sockets=[sock])
-    click.echo("stopped: in-flight requests drained", err=True)
+    return sock
+
+
+def serving_spec(runtimes, options, settings) -> dict:
+    """What a worker process needs to rebuild the app: models, runtime options, settings."""
+    return {"models": [[r.name, str(r.path)] for r in runtimes],
+            "runtime": dataclasses.asdict(options), "settings": dataclasses.asdict(settings)}
+
+
+def app_from_spec():
+    """uvicorn factory run in each worker process: the app described by NTM_SERVE_SPEC."""
+    from serving.app import ModelServer, create_app
+    from serving.runtime import ModelRuntime, RuntimeOptions
+    from serving.settings import ServerSettings
+
+    spec = json.loads(os.environ[SPEC_VARIABLE])
+    options = RuntimeOptions(**spec["runtime"])
+    runtimes = [ModelRuntime(path, name=name, options=options) for name, path in spec["models"]]
+    return create_app(ModelServer(runtimes, ServerSettings(**spec["settings"])))
