@@ -238,3 +238,23 @@ def test_small_responses_are_not_held_back_by_nagle(start_server, bundled):
             assert client.get(server.url + "/v2/health/live").status_code == 200
             times.append(time.perf_counter() - start)
     assert sorted(times)[4] < 0.02, f"median health round trip {sorted(times)[4] * 1e3:.1f} ms"
+
+
+@pytest.mark.parametrize("model", ["copy", "recall"])
+def test_the_v2_client_example_runs_unchanged_against_ntm_serve(start_server, bundled, model):
+    """examples/v2_client.py is the script a Triton or KServe user runs; only --url changes."""
+    import subprocess
+    import sys
+
+    from tests.serving.conftest import REPO
+
+    server = start_server()
+    request = EXAMPLES / f"{model}.json"
+    run = subprocess.run([sys.executable, "examples/v2_client.py", "--url",
+                          f"127.0.0.1:{server.port}", "--model", model, str(request)],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    answer = json.loads(run.stdout)
+    expected = ModelRuntime(bundled[model]).predict([json.loads(request.read_text())])[0]
+    key = "output" if model == "copy" else "item"
+    assert answer[key] == expected[key]
