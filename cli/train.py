@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import click
 from click.core import ParameterSource
 
 from cli.common import quiet_tensorflow
-from ntm.config import ConfigError, ModelConfig, TrainConfig, load_configs
+from ntm.config import STRATEGIES, ConfigError, ModelConfig, TrainConfig, load_configs
 from ntm.runs import default_run_dir, has_checkpoint
 from ntm.tasks import TASKS
 
@@ -29,7 +30,7 @@ TRAIN_OPTIONS = {
     "seed": "seed", "eval_every": "eval_every", "eval_size": "eval_size",
     "checkpoint_every": "checkpoint_every", "keep_checkpoints": "keep_checkpoints",
     "log_every": "log_every",
-    "target_error": "target_error", "patience": "patience_evals",
+    "target_error": "target_error", "patience": "patience_evals", "strategy": "strategy",
 }
 MODEL_OPTIONS = {
     "memory_size": "memory_size", "memory_width": "memory_width", "controller": "controller",
@@ -37,9 +38,10 @@ MODEL_OPTIONS = {
     "write_heads": "num_write_heads", "shift_range": "shift_range", "clip_value": "clip_value",
     "memory_init": "memory_init",
 }
-# What a resumed run may change: schedule and reporting, never the model or the data.
+# What a resumed run may change: schedule, reporting and placement, never the model or the data
+# (a checkpoint restores under any strategy; the global batch is the same).
 RESUMABLE = {"steps", "eval_every", "checkpoint_every", "log_every", "target_error",
-             "patience_evals", "keep_checkpoints"}
+             "patience_evals", "keep_checkpoints", "strategy"}
 
 POSITIVE = click.IntRange(min=1)
 
@@ -53,7 +55,7 @@ POSITIVE = click.IntRange(min=1)
 @click.option("--steps", type=POSITIVE, default=_T.steps, show_default=True,
               help="Total training steps (a resumed run may raise it).")
 @click.option("--batch-size", type=POSITIVE, default=_T.batch_size, show_default=True,
-              help="Sequences per step.")
+              help="Sequences per step (the global batch: split over the replicas).")
 @click.option("--optimizer", type=click.Choice(["adam", "rmsprop"]), default=_T.optimizer,
               show_default=True, help="Optimiser.")
 @click.option("--learning-rate", "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
@@ -114,16 +116,32 @@ POSITIVE = click.IntRange(min=1)
               default=_M.clip_value, show_default=True, help="Controller output clip.")
 @click.option("--memory-init", type=click.FloatRange(min=0), default=_M.memory_init,
               show_default=True, help="Constant initial memory value.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=_T.strategy,
+              show_default=True,
+              help="tf.distribute strategy: one device; mirrored over --cpu-devices logical "
+                   "CPUs; or multi-worker, one process per worker, each with its TF_CONFIG. "
+                   "--batch-size stays the global batch, split evenly over the replicas.")
+@click.option("--cpu-devices", type=POSITIVE, default=None,
+              help="Logical CPU devices (mirrored: one replica each) "
+                   "[default: 2 with --strategy mirrored, else 1].")
 @click.option("--threads", type=POSITIVE, default=1, show_default=True,
               help="TensorFlow threads (1 is fastest for this model on CPU).")
 @click.pass_context
 def train(ctx: click.Context, task: str, out: Path | None, resume: bool, threads: int,
-          **options) -> None:
+          cpu_devices: int | None, **options) -> None:
     """Train the NTM on TASK with checkpoints, resume and TensorBoard logs.
 
     The run goes to runs/TASK unless --out says otherwise. Ctrl-C (or SIGTERM) saves a
     checkpoint and stops; --resume continues exactly where it stopped.
+
+    --strategy multi-worker: start `ntm train` once per worker with the same options and
+    --out, each with its own TF_CONFIG, e.g.
+    {"cluster": {"worker": ["127.0.0.1:12345", "127.0.0.1:12346"]},
+    "task": {"type": "worker", "index": 0}}; the chief (worker 0) writes the run.
     """
+    # First: TensorFlow must be imported by quiet_tensorflow (oneDNN off, start-up chatter
+    # muted) before anything else imports it (the config checks below import ntm.trainer).
+    quiet_tensorflow(threads)
     out = out or default_run_dir(task)
     given = {name for name in options
              if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
@@ -140,19 +158,21 @@ def train(ctx: click.Context, task: str, out: Path | None, resume: bool, threads
                 f"another --out", ctx)
         model_config, train_config = _new_configs(task, train_kwargs, model_kwargs, ctx)
 
-    quiet_tensorflow(threads)
+    strategy = _strategy(train_config, cpu_devices, ctx)
     from ntm.tasks import get_task
     from ntm.trainer import Trainer, TrainingError, task_for
 
     task_obj = task_for(train_config, get_task)
     try:
-        trainer = Trainer(out, model_config, train_config, task_obj, resume=resume)
+        trainer = Trainer(out, model_config, train_config, task_obj, resume=resume,
+                          strategy=strategy)
     except (ConfigError, ValueError, AssertionError) as err:
         raise click.ClickException(f"cannot start training in {out}: {err}") from None
     step0 = int(trainer.state.step.numpy())
     click.echo(f"{'resuming' if resume else 'training'} {task} in {out} at step {step0} "
                f"(batch {train_config.batch_size}, {train_config.optimizer} "
-               f"lr {train_config.learning_rate})", err=True)
+               f"lr {train_config.learning_rate}, {train_config.strategy} strategy, "
+               f"{strategy.num_replicas_in_sync} replica(s))", err=True)
     try:
         result = trainer.run()
     except TrainingError as err:
@@ -163,6 +183,32 @@ def train(ctx: click.Context, task: str, out: Path | None, resume: bool, threads
     if result.reason == "interrupted":
         click.echo(f"resume with: ntm train --task {task} --out {out} --resume", err=True)
         sys.exit(130)
+
+
+def _strategy(train_config: TrainConfig, cpu_devices: int | None, ctx):
+    """Split the CPU into logical devices, then build the run's tf.distribute strategy (before
+    any other TensorFlow op: both must precede TensorFlow's device initialisation)."""
+    from ntm.distribute import configure_logical_cpus, make_strategy, replica_batch_size
+
+    name = train_config.strategy
+    if cpu_devices is None:
+        cpu_devices = 2 if name == "mirrored" else 1
+    elif cpu_devices > 1 and name != "mirrored":
+        raise click.UsageError(f"--cpu-devices {cpu_devices} needs --strategy mirrored "
+                               f"(multi-worker runs one replica per worker process)", ctx)
+    try:
+        configure_logical_cpus(cpu_devices)
+    except RuntimeError as err:  # TensorFlow already started in this process
+        raise click.ClickException(f"--cpu-devices {cpu_devices}: {err}") from None
+    try:
+        strategy = make_strategy(name, tf_config=os.environ.get("TF_CONFIG"))
+    except ConfigError as err:
+        raise click.BadParameter(str(err), ctx, param_hint="--strategy") from None
+    try:
+        replica_batch_size(train_config.batch_size, strategy.num_replicas_in_sync)
+    except ConfigError as err:
+        raise click.BadParameter(str(err), ctx, param_hint="--batch-size") from None
+    return strategy
 
 
 def _new_configs(task: str, train_kwargs: dict, model_kwargs: dict, ctx) -> tuple:

@@ -95,6 +95,9 @@ class ModelConfig:
         return _from_dict(cls, data)
 
 
+STRATEGIES = ("default", "mirrored", "multi-worker")  # tf.distribute strategies (ntm.distribute)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimiser, data and schedule of one training run.
@@ -128,10 +131,14 @@ class TrainConfig:
     log_every: int = 50
     target_error: float = 0.01  # stop when held-out bits/seq <= this (negative: never stop early)
     patience_evals: int = 3  # ... for this many consecutive evaluations on the full range
+    strategy: str = "default"  # one of STRATEGIES; batch_size stays the global batch
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "rmsprop"):
             raise ConfigError(f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, "
+                              f"got {self.strategy!r}")
         for name in ("batch_size", "steps", "eval_every", "eval_size", "checkpoint_every",
                      "log_every", "patience_evals", "curriculum_stages", "lr_decay_every", "keep_checkpoints"):
             value = getattr(self, name)

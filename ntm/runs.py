@@ -11,6 +11,7 @@ A run directory holds:
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ntm.config import CONFIG_FILE
@@ -67,6 +68,15 @@ def read_summary(run_dir: Path) -> dict:
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON through a temporary file and a rename: never a half-written file."""
+    write_text_atomic(path, json.dumps(data, indent=2))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text through a temporary file, flushed to disk, and a rename: a crash leaves
+    either the old file or the new one, never a half-written one."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     tmp.replace(path)

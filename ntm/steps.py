@@ -26,36 +26,120 @@ def bits_per_sequence(logits: tf.Tensor, targets: tf.Tensor, mask: tf.Tensor) ->
     return tf.reduce_mean(tf.reduce_sum(tf.reduce_sum(wrong, axis=-1) * mask, axis=-1))
 
 
-def make_train_step(model: NTM, optimizer, clip_value: float, clip_norm: float) -> Callable:
-    """A compiled step: forward, loss, gradients clipped (per component, then global norm),
-    update. Returns (loss, bits/seq, finite); when the loss or any gradient is NaN/Inf the update
-    is skipped and ``finite`` is False, so bad values never reach the weights."""
+def loss_and_gradients(model: NTM, variables, inputs: tf.Tensor, targets: tf.Tensor,
+                       mask: tf.Tensor, poison: tf.Tensor) -> tuple:
+    """Forward pass, loss and backward pass on one batch.
+
+    inputs [batch, time, in], targets [batch, time, out], mask [batch, time], poison [] bool
+    -> (loss [], bits/seq [], one gradient per variable). ``poison`` replaces the loss by NaN on
+    purpose: the test hook for the non-finite guard.
+    """
+    with tf.GradientTape() as tape:
+        logits = model(inputs).logits
+        loss = masked_loss(logits, targets, mask)
+        loss = tf.where(poison, tf.constant(float("nan")), loss)
+    grads = tape.gradient(loss, variables)
+    return loss, bits_per_sequence(logits, targets, mask), grads
+
+
+def clip_gradients(grads: list, loss: tf.Tensor, clip_value: float, clip_norm: float) -> tuple:
+    """Clip every component to [-clip_value, clip_value], then the global norm to clip_norm.
+
+    -> (clipped gradients, finite []): ``finite`` is False when the loss or a gradient is NaN/Inf.
+    """
+    grads = [tf.clip_by_value(g, -clip_value, clip_value) for g in grads]
+    norm = tf.linalg.global_norm(grads)
+    finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
+    grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=norm)
+    return grads, finite
+
+
+def apply_if(finite: tf.Tensor, apply: Callable[[], None]) -> None:
+    """Run ``apply`` (the optimiser update) only when ``finite``: bad values never reach the
+    weights."""
+
+    def update():
+        apply()
+        return tf.constant(True)
+
+    tf.cond(finite, update, lambda: tf.constant(False))
+
+
+def _batch_spec(model: NTM) -> list[tf.TensorSpec]:
+    """inputs [batch, time, in], targets [batch, time, out], mask [batch, time], poison []."""
     c = model.config
-    variables = model.trainable_variables
-    spec = [tf.TensorSpec([None, None, c.input_size], tf.float32),
+    return [tf.TensorSpec([None, None, c.input_size], tf.float32),
             tf.TensorSpec([None, None, c.output_size], tf.float32),
             tf.TensorSpec([None, None], tf.float32),
             tf.TensorSpec([], tf.bool)]
 
-    @tf.function(input_signature=spec)
+
+def make_train_step(model: NTM, optimizer, clip_value: float, clip_norm: float) -> Callable:
+    """A compiled step: forward, loss, gradients clipped (per component, then global norm),
+    update. Returns (loss, bits/seq, finite); when the loss or any gradient is NaN/Inf the update
+    is skipped and ``finite`` is False, so bad values never reach the weights."""
+    variables = model.trainable_variables
+
+    @tf.function(input_signature=_batch_spec(model))
     def train_step(inputs, targets, mask, poison):
-        with tf.GradientTape() as tape:
-            logits = model(inputs).logits
-            loss = masked_loss(logits, targets, mask)
-            # ``poison`` injects a NaN on purpose: the test hook for the non-finite guard.
-            loss = tf.where(poison, tf.constant(float("nan")), loss)
-        grads = tape.gradient(loss, variables)
-        grads = [tf.clip_by_value(g, -clip_value, clip_value) for g in grads]
-        norm = tf.linalg.global_norm(grads)
-        finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
-        grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=norm)
+        loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask, poison)
+        grads, finite = clip_gradients(grads, loss, clip_value, clip_norm)
+        apply_if(finite, lambda: optimizer.apply(grads, variables))
+        return loss, bits, finite
 
-        def update():
-            optimizer.apply(grads, variables)
-            return tf.constant(True)
+    return train_step
 
-        tf.cond(finite, update, lambda: tf.constant(False))
-        return loss, bits_per_sequence(logits, targets, mask), finite
+
+def replica_slice(x: tf.Tensor, replica_id: tf.Tensor, replicas: int) -> tf.Tensor:
+    """This replica's share of a global batch: x [batch, ...] -> [batch / replicas, ...]
+    (rows replica_id * share ... (replica_id + 1) * share - 1; batch divisible by replicas)."""
+    share = tf.shape(x)[0] // replicas
+    return x[replica_id * share:(replica_id + 1) * share]
+
+
+def make_replicated_train_step(strategy: tf.distribute.Strategy, model: NTM, optimizer,
+                               clip_value: float, clip_norm: float) -> Callable:
+    """The step of ``make_train_step`` over the replicas of a Mirrored or MultiWorkerMirrored
+    strategy, equal to it on the same global batch (up to float rounding).
+
+    Every replica (every worker, for multi-worker) is given the same global batch and computes
+    loss and gradients on its own slice of it (batch / replicas sequences). The slices are equal
+    in size, so the all-reduce mean of the replicas' means (their sums over the global batch
+    size, summed) is the global batch's mean loss, bits/seq and gradient; every replica then
+    clips the same values. The update then runs in cross-replica
+    context through ``strategy.extended.update``, once per local device: in that update context
+    every read or assign of a MirroredVariable (weights, optimiser slots, its step counter) goes
+    to the device's own copy. (Updating from inside ``strategy.run`` instead would need a
+    ``merge_call`` per assign, which TensorFlow refuses inside the ``tf.cond`` of the NaN guard.)
+
+    The model and optimiser must have been created under ``strategy.scope()``.
+    Returns (loss, bits/seq, finite) of the global batch.
+    """
+    variables = model.trainable_variables
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(inputs, targets, mask, poison):
+        context = tf.distribute.get_replica_context()
+        inputs, targets, mask = (replica_slice(x, context.replica_id_in_sync_group, replicas)
+                                 for x in (inputs, targets, mask))
+        loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask, poison)
+        loss, bits, *grads = context.all_reduce(tf.distribute.ReduceOp.MEAN, [loss, bits, *grads])
+        grads, finite = clip_gradients(grads, loss, clip_value, clip_norm)
+        return loss, bits, finite, grads
+
+    def first_replica(value):  # every replica holds the same reduced value
+        return strategy.experimental_local_results(value)[0]
+
+    @tf.function(input_signature=_batch_spec(model))
+    def train_step(inputs, targets, mask, poison):
+        loss, bits, finite, grads = strategy.run(replica_step,
+                                                 args=(inputs, targets, mask, poison))
+        finite = first_replica(finite)
+        # The optimiser's step counter only names the devices to update on.
+        apply_if(finite, lambda: strategy.extended.update(
+            optimizer.iterations, lambda _, device_grads: optimizer.apply(device_grads, variables),
+            args=(grads,)))
+        return first_replica(loss), first_replica(bits), finite
 
     return train_step
 

@@ -4,12 +4,20 @@ Everything a run needs to continue exactly lives in its directory: the config, c
 the weights, optimiser slots, step, sequences seen, wall time and curriculum stage. The data for
 step s is drawn from ``default_rng([seed, 0, s])``, so a resumed run sees the same batches as an
 uninterrupted one.
+
+Under a ``tf.distribute`` strategy (``ntm.distribute``) every replica trains on its slice of that
+same global batch, and every worker runs this whole loop, evaluation included (the weights are
+identical everywhere, so are the curriculum and stopping decisions, and no worker waits for
+another outside the training step). Only the chief writes the run directory; multi-worker's other
+workers write their checkpoints and logs into a temporary directory, removed when they finish.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +29,13 @@ import tensorflow as tf
 from ntm.checkpoints import TrainingState, all_finite, make_checkpoint
 from ntm.config import ConfigError, ModelConfig, TrainConfig, save_configs
 from ntm.curriculum import Curriculum
+from ntm.distribute import is_chief, is_replicated, replica_batch_size
 from ntm.model import NTM
 from ntm.optimizers import make_optimizer
 from ntm.progress import Progress
 from ntm.runs import (CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE, TENSORBOARD_DIR,
-                      write_json_atomic)
-from ntm.steps import make_predict, make_train_step
+                      write_json_atomic, write_text_atomic)
+from ntm.steps import make_predict, make_replicated_train_step, make_train_step
 from ntm.tasks import Batch, Difficulty, Task, bit_errors
 
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before restoring the last checkpoint
@@ -70,43 +79,64 @@ def task_for(config: TrainConfig, get_task: Callable[..., Task]) -> Task:
 
 
 class Trainer:
-    """Trains one run directory. ``resume`` continues the checkpoint that is there."""
+    """Trains one run directory. ``resume`` continues the checkpoint that is there.
+
+    ``strategy`` (``ntm.distribute.make_strategy``) places the variables and the training step;
+    None is TensorFlow's default strategy: one device, the plain training step.
+    """
 
     def __init__(self, run_dir: Path, model_config: ModelConfig, train_config: TrainConfig,
-                 task: Task, resume: bool = False, stream=None, nan_steps: frozenset = frozenset()):
+                 task: Task, resume: bool = False, stream=None, nan_steps: frozenset = frozenset(),
+                 strategy: tf.distribute.Strategy | None = None):
         self.run_dir = Path(run_dir)
         self.model_config = model_config
         self.config = train_config
         self.task = task
         self.nan_steps = nan_steps  # test hook: steps whose loss is replaced by NaN
         self.stream = stream
-        self.model = NTM(model_config, seed=train_config.seed)
-        self.optimizer = make_optimizer(train_config.optimizer, self.model.trainable_variables,
-                                        train_config.learning_rate, train_config.momentum)
-        self.state = TrainingState()
+        self.strategy = strategy or tf.distribute.get_strategy()
+        # A ConfigError unless the global batch splits evenly over the replicas.
+        replica_batch_size(train_config.batch_size, self.strategy.num_replicas_in_sync)
+        # Where this process writes: the run directory, or a scratch one on a non-chief worker.
+        self.out_dir = (self.run_dir if is_chief(self.strategy)
+                        else Path(tempfile.mkdtemp(prefix="ntm-worker-")))
+        with self.strategy.scope():  # weights, optimiser slots and counters: mirrored if replicated
+            self.model = NTM(model_config, seed=train_config.seed)
+            self.optimizer = make_optimizer(train_config.optimizer, self.model.trainable_variables,
+                                            train_config.learning_rate, train_config.momentum)
+            self.state = TrainingState()
         self.checkpoint = make_checkpoint(self.model, self.optimizer, self.state)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(self.run_dir / CHECKPOINT_DIR),
+            self.checkpoint, str(self.out_dir / CHECKPOINT_DIR),
             max_to_keep=train_config.keep_checkpoints)
         if resume:
-            if self.manager.latest_checkpoint is None:
+            latest = tf.train.latest_checkpoint(str(self.run_dir / CHECKPOINT_DIR))
+            if latest is None:
                 raise ConfigError(f"--resume: {self.run_dir} has no checkpoint to resume")
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-        save_configs(self.run_dir, model_config, train_config)
-        self.train_step = make_train_step(self.model, self.optimizer,
-                                          train_config.grad_clip_value, train_config.grad_clip_norm)
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        save_configs(self.out_dir, model_config, train_config)
+        self.train_step = self._make_train_step()
         self.predict = make_predict(self.model)
         self.curriculum = Curriculum(task.train_lengths, task.train_repeats,
                                      train_config.curriculum_stages,
                                      train_config.curriculum_threshold)
         self.heldout = task.batch(np.random.default_rng([train_config.seed, 1]),
                                   train_config.eval_size)
-        self.metrics_path = self.run_dir / METRICS_FILE
+        self.metrics_path = self.out_dir / METRICS_FILE
         self._truncate_metrics(int(self.state.step.numpy()))
-        self.writer = tf.summary.create_file_writer(str(self.run_dir / TENSORBOARD_DIR))
+        self.writer = tf.summary.create_file_writer(str(self.out_dir / TENSORBOARD_DIR))
         self._stop_signal: str | None = None
 
     # -- pieces -----------------------------------------------------------------------------
+    def _make_train_step(self):
+        """The plain step under the default strategy (no replica overhead); else the replicated
+        one."""
+        cfg = self.config
+        if is_replicated(self.strategy):
+            return make_replicated_train_step(self.strategy, self.model, self.optimizer,
+                                              cfg.grad_clip_value, cfg.grad_clip_norm)
+        return make_train_step(self.model, self.optimizer, cfg.grad_clip_value, cfg.grad_clip_norm)
+
     def batch_for(self, step: int) -> Batch:
         """The training batch of ``step``: a pure function of (seed, step, stage)."""
         lengths, repeats = self.curriculum.ranges(int(self.state.stage.numpy()))
@@ -125,12 +155,19 @@ class Trainer:
         return self.error_on(self.task.fixed_batch(rng, max(16, self.config.eval_size // 2), point))
 
     def _truncate_metrics(self, step: int) -> None:
-        """Drop metric lines past the restored step (written after the last checkpoint)."""
+        """Drop metric lines past the restored step (written after the last checkpoint), and a
+        last line cut short by a crash (SIGKILL mid-write). The rewrite is atomic."""
         if not self.metrics_path.exists():
             return
-        keep = [line for line in self.metrics_path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
-        self.metrics_path.write_text("".join(line + "\n" for line in keep))
+        keep = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # only a crash mid-write leaves a broken line
+            if record.get("step", 0) <= step:
+                keep.append(line)
+        write_text_atomic(self.metrics_path, "".join(line + "\n" for line in keep))
 
     def _log(self, record: dict) -> None:
         with self.metrics_path.open("a") as f:
@@ -153,6 +190,16 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        """Train to ``steps``, the target or an interrupt; a non-chief worker's scratch directory
+        is removed however the run ends."""
+        try:
+            return self._train()
+        finally:
+            if self.out_dir != self.run_dir:
+                self.writer.close()
+                shutil.rmtree(self.out_dir, ignore_errors=True)
+
+    def _train(self) -> TrainResult:
         cfg = self.config
         step = int(self.state.step.numpy())
         progress = Progress(cfg.steps, step, cfg.log_every, self.stream)
@@ -222,7 +269,7 @@ class Trainer:
         result = TrainResult(step, int(self.state.sequences.numpy()),
                              float(self.state.elapsed.numpy()), float(self.state.last_eval.numpy()),
                              reason, self.run_dir)
-        write_json_atomic(self.run_dir / SUMMARY_FILE, {
+        write_json_atomic(self.out_dir / SUMMARY_FILE, {
             "step": result.step, "sequences": result.sequences,
             "elapsed_seconds": round(result.elapsed, 1), "heldout_bits_per_seq": result.eval_bits,
             "stopped": reason, "checkpoint": path or self.manager.latest_checkpoint,

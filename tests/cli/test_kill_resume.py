@@ -66,6 +66,8 @@ def test_sigkill_then_resume_follows_the_uninterrupted_trajectory(tmp_path):
     restored = checkpointed_step(run)
     assert 60 <= restored < steps
 
+    with (run / "metrics.jsonl").open("a") as f:  # as if killed in the middle of a write
+        f.write('{"step": 99')
     resumed = train(run, "--steps", str(steps), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     got = losses(run)
