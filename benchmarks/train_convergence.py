@@ -70,6 +70,7 @@ def main() -> None:
         "stopped": {"reason": summary["stopped"], "step": summary["step"],
                     "sequences": summary["sequences"],
                     "train_seconds": summary["elapsed_seconds"]},
+        "sequences_per_s": round(summary["sequences"] / max(summary["elapsed_seconds"], 1e-9), 1),
         "process_wall_seconds": round(total_wall, 1),
         "peer": {"name": "pytorch-ntm (batch 1, RMSProp)", "sequences": 9800,
                  "seconds": 16.5 * 60},
@@ -96,6 +97,7 @@ def markdown(r: dict) -> str:
         lines.append(f"| first held-out < {r['threshold_bits_per_seq']} bits/seq | not reached | | |")
     lines.append(f"| stopped ({s['reason']}) | {s['step']} | {s['sequences']} | "
                  f"{s['train_seconds']:.0f} |")
+    lines.append(f"| training throughput | | {r['sequences_per_s']:.0f} sequences/s | |")
     lines.append(f"| peer: {r['peer']['name']} | | {r['peer']['sequences']} | "
                  f"{r['peer']['seconds']:.0f} |")
     if f:
