@@ -2,6 +2,15 @@
 
 Fresh task inputs at several lengths (inside and beyond the training range) go through both;
 the largest absolute difference of output probabilities must stay within the tolerance.
+
+The tolerance is TOLERANCE (1e-4), or more where the model itself is ill-conditioned: driven
+past its training range a model can be chaotic, and there the float32 rounding differences
+between two correct engines (about one unit in the last place per operation, every step) grow
+beyond 1e-4. Each point therefore also measures TensorFlow's own sensitivity: the largest change
+of its outputs when every input value moves by +-PERTURBATION (1e-6, a few units in the last
+place), called the point's noise floor; the export may differ by at most NOISE_FACTOR times it.
+Where the model is well conditioned (copy and recall at every tested length) the floor is
+~1e-6 and the bound stays 1e-4; a conversion error shows up there, far above it.
 """
 
 from __future__ import annotations
@@ -14,6 +23,8 @@ import numpy as np
 from ntm.tasks import Difficulty, Task
 
 TOLERANCE = 1e-4
+NOISE_FACTOR = 4.0
+PERTURBATION = 1e-6
 
 Forward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # -> probabilities, attention
 
@@ -25,6 +36,15 @@ class Comparison:
     batch: int
     probabilities_diff: float
     attention_diff: float
+    noise_floor: float = 0.0  # max |TF(x) - TF(x +- PERTURBATION)|: TensorFlow's sensitivity
+
+    @property
+    def tolerance(self) -> float:
+        return max(TOLERANCE, NOISE_FACTOR * self.noise_floor)
+
+    @property
+    def passed(self) -> bool:
+        return self.probabilities_diff <= self.tolerance
 
 
 def verification_points(task: Task, fixed_length: int | None) -> list[Difficulty]:
@@ -65,9 +85,12 @@ def compare(reference: Forward, candidate: Forward, task: Task, points: list[Dif
             x = pad_time(x, fixed_length)
         p_ref, a_ref = reference(x)
         p_new, a_new = candidate(x)
+        signs = np.random.default_rng([seed, 1]).choice([-1.0, 1.0], size=x.shape)
+        p_moved = reference((x + PERTURBATION * signs).astype(np.float32))[0]
         t = task.time_steps(point)
         out.append(Comparison(
             label=f"{task.length_name} {point.label()}", time_steps=t, batch=batch,
             probabilities_diff=float(np.abs(p_ref[:, :t] - p_new[:, :t]).max()),
-            attention_diff=float(np.abs(a_ref[:, :t] - a_new[:, :t]).max())))
+            attention_diff=float(np.abs(a_ref[:, :t] - a_new[:, :t]).max()),
+            noise_floor=float(np.abs(p_ref[:, :t] - p_moved[:, :t]).max())))
     return out

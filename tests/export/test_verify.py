@@ -1,0 +1,39 @@
+"""The export proof's tolerance: 1e-4, widened only to a multiple of TensorFlow's own
+sensitivity at the same point (its output change under a tiny input change). NumPy stand-ins
+for both engines."""
+
+import numpy as np
+
+from export.verify import NOISE_FACTOR, PERTURBATION, TOLERANCE, compare
+from ntm.tasks import Difficulty, get_task
+
+TASK = get_task("copy")
+POINTS = [Difficulty(3)]
+
+
+def engine(gain: float = 0.0, offset: float = 0.0):
+    """forward(x) -> (probabilities, attention): 0.5 + offset + gain * sum(x) per row, so a
+    change of every input by +-PERTURBATION moves outputs by up to gain * PERTURBATION * size."""
+    def forward(x):
+        p = 0.5 + offset + gain * x.sum(axis=(1, 2), keepdims=True)
+        p = np.broadcast_to(p, (x.shape[0], x.shape[1], TASK.output_size))
+        return p, np.zeros((x.shape[0], x.shape[1], 2, 4))
+    return forward
+
+
+def test_well_conditioned_points_keep_the_strict_tolerance():
+    [c] = compare(engine(), engine(offset=5e-5), TASK, POINTS)
+    assert c.noise_floor == 0 and c.tolerance == TOLERANCE and c.passed
+    [c] = compare(engine(), engine(offset=2e-4), TASK, POINTS)
+    assert not c.passed
+
+
+def test_tolerance_follows_the_models_own_sensitivity():
+    chaotic = engine(gain=100.0)  # amplifies input changes 100x per input value
+    [c] = compare(chaotic, engine(gain=100.0, offset=1e-4), TASK, POINTS)
+    assert c.noise_floor > 0 and c.tolerance == max(TOLERANCE, NOISE_FACTOR * c.noise_floor)
+    assert c.noise_floor <= 100.0 * PERTURBATION * 7 * TASK.input_size + 1e-9
+    [c] = compare(chaotic, engine(gain=100.0, offset=0.9 * c.tolerance), TASK, POINTS)
+    assert c.passed
+    [c] = compare(chaotic, engine(gain=100.0, offset=1.1 * c.tolerance), TASK, POINTS)
+    assert not c.passed
