@@ -18,7 +18,6 @@ the weights. Exported with this project's own writers (``export.writers``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -31,6 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from benchmarks.results_io import write_results  # noqa: E402
 from cli.common import quiet_tensorflow  # noqa: E402
 
 TARGETS = {"onnx_speedup_batch1": 10.0, "onnx_speedup_batch64": 5.0, "fixed_copy20_batch1_ms": 1.0}
@@ -274,11 +274,7 @@ def main() -> None:
     args.batches = args.batches or ([1, 4] if args.small else [1, 64])
     args.repeats = args.repeats or (3 if args.small else 30)
     result = run_benchmark(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = "inference" + ("_small" if args.small else "")
-    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / f"{name}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, "inference", args.small, result, markdown(result))
 
 
 if __name__ == "__main__":

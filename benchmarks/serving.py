@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.loadgen import Server, http_post, run_load  # noqa: E402
+from benchmarks.results_io import write_results  # noqa: E402
 
 TARGETS = {"batching_speedup": 3.0, "server_fraction_of_in_process": 0.7}
 
@@ -112,11 +113,7 @@ def main() -> None:
     }
     result["targets"] = {k: {"target": t, "measured": result[k], "met": result[k] >= t}
                          for k, t in TARGETS.items()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = "serving" + ("_small" if args.small else "")
-    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / f"{name}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, "serving", args.small, result, markdown(result))
 
 
 def markdown(r: dict) -> str:

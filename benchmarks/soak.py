@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.loadgen import Server, http_post, run_load  # noqa: E402
+from benchmarks.results_io import write_results  # noqa: E402
 
 
 def make_traffic(count: int, seed: int) -> tuple[list[bytes], list]:
@@ -104,11 +105,7 @@ def main() -> None:
         "server_exit_code": exit_code, "cpu_count": os.cpu_count(),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = "soak" + ("_small" if args.small else "")
-    (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / f"{name}.md").write_text(markdown(report))
-    print(markdown(report))
+    write_results(args.out, "soak", args.small, report, markdown(report))
 
 
 def markdown(r: dict) -> str:

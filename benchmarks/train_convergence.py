@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.results_io import write_results  # noqa: E402
+
 THRESHOLD = 0.1
 
 
@@ -77,11 +81,7 @@ def main() -> None:
         "evaluate": table,
         "cpu_count": os.cpu_count(),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = "train_convergence" + ("_small" if args.small else "")
-    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / f"{name}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, "train_convergence", args.small, result, markdown(result))
 
 
 def markdown(r: dict) -> str:

@@ -10,23 +10,26 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def run_small(name: str, out: Path) -> tuple[dict, str]:
+    """Run benchmarks/NAME.py --small into ``out``; -> (its JSON, its Markdown)."""
+    run = subprocess.run([sys.executable, f"benchmarks/{name}.py", "--small", "--out", str(out)],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return (json.loads((out / f"{name}_small.json").read_text()),
+            (out / f"{name}_small.md").read_text())
+
+
 def test_train_convergence_small(tmp_path):
     pytest.importorskip("tensorflow")
-    run = subprocess.run([sys.executable, "benchmarks/train_convergence.py", "--small", "--out",
-                          str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads((tmp_path / "train_convergence_small.json").read_text())
+    result, table = run_small("train_convergence", tmp_path)
     assert result["stopped"]["step"] == 20 and result["sequences_per_s"] > 0
     assert [row["length"] for row in result["evaluate"]] == [5, 10, 20]
-    assert (tmp_path / "train_convergence_small.md").read_text().startswith("# Training")
+    assert table.startswith("# Training")
 
 
 def test_inference_small(tmp_path):
     pytest.importorskip("tensorflow")
-    run = subprocess.run([sys.executable, "benchmarks/inference.py", "--small", "--out",
-                          str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads((tmp_path / "inference_small.json").read_text())
+    result, table = run_small("inference", tmp_path)
     engines = {(r["engine"], r["length"], r["batch"]) for r in result["rows"]}
     assert engines == {(e, n, b) for e in ("savedmodel", "onnx-dynamic", "onnx-fixed")
                        for n in (2, 4) for b in (1, 4)}
@@ -34,29 +37,23 @@ def test_inference_small(tmp_path):
         assert row["median_ms"] > 0 and row["sequences_per_s"] > 0
         assert 0 < row["fraction_of_matmul"] < 1
     assert result["matmul_gflops"] > 0
-    assert (tmp_path / "inference_small.md").read_text().startswith("# Inference")
+    assert table.startswith("# Inference")
 
 
 def test_serving_small(tmp_path):
-    run = subprocess.run([sys.executable, "benchmarks/serving.py", "--small", "--out",
-                          str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads((tmp_path / "serving_small.json").read_text())
+    result, table = run_small("serving", tmp_path)
     for mode in ("batching", "no_batching"):
         server = result["server"][mode]
         assert server["errors"] == 0, server["error_kinds"]
         assert server["requests_per_s"] > 0 and server["p99_ms"] >= server["p50_ms"] > 0
         assert server["exit_code"] == 0
     assert result["in_process"]["one_at_a_time_per_s"] > 0
-    assert (tmp_path / "serving_small.md").read_text().startswith("# Serving")
+    assert table.startswith("# Serving")
 
 
 def test_soak_small(tmp_path):
-    run = subprocess.run([sys.executable, "benchmarks/soak.py", "--small", "--out",
-                          str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads((tmp_path / "soak_small.json").read_text())
+    result, table = run_small("soak", tmp_path)
     assert result["errors"] == 0, result["error_kinds"]
     assert result["requests"] == 400 and result["server_exit_code"] == 0
     assert result["rss_growth_mb"] < 50  # a leak of ~0.1 MB per request would show
-    assert result["p99_ms"] >= result["p50_ms"] > 0
+    assert result["p99_ms"] >= result["p50_ms"] > 0 and table.startswith("# Soak")
