@@ -22,7 +22,7 @@ def bundled():
     from serving.models import bundled_models
 
     models = bundled_models()
-    assert "recall" in models, f"bundled models missing: {models}"
+    assert set(models) == {"copy", "recall", "repeat-copy"}, f"bundled models: {models}"
     return models
 
 

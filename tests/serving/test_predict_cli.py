@@ -28,9 +28,6 @@ def test_shipped_examples_get_the_right_answer(example, bundled):
     payload = json.loads((EXAMPLES / example).read_text())
     instances = payload["instances"] if "instances" in payload else [payload]
     task = "repeat-copy" if "repeats" in instances[0] else "copy"
-    if task == "repeat-copy" and task not in bundled:
-        pytest.skip("repeat-copy is not bundled yet: its export fails the TensorFlow proof "
-                    "at twice the training length (see issue 5 notes)")
     assert task in bundled, f"bundled {task} model missing"
     result = run(str(EXAMPLES / example))
     assert result.exit_code == 0, result.output
