@@ -112,6 +112,33 @@ READ_ERRORS = errors(400, 401, 404, 500)  # GET endpoints that name a model
 INFER_ERRORS = errors(400, 401, 404, 413, 422, 500, 503)  # inference endpoints
 
 
+class ApiKeyGuard:
+    """ASGI middleware: every HTTP path but PUBLIC_PATHS needs the key, sent as
+    ``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` (compared in constant time).
+
+    Plain ASGI rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware runs each
+    request through an extra task and stream, which cost more than the key check itself.
+    """
+
+    def __init__(self, app, api_key: str):
+        self.app = app
+        self.key = api_key.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
+            headers = dict(scope["headers"])
+            supplied = headers.get(b"x-api-key", b"")
+            auth = headers.get(b"authorization", b"")
+            if not supplied and auth.lower().startswith(b"bearer "):
+                supplied = auth[7:]
+            if not hmac.compare_digest(supplied, self.key):
+                response = error_response(401, "missing or wrong API key: send "
+                                               "'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(server: ModelServer) -> FastAPI:
     """The FastAPI application serving ``server``'s models."""
 
@@ -128,21 +155,8 @@ def create_app(server: ModelServer) -> FastAPI:
                               "Serving REST and Open Inference Protocol (V2) surfaces.")
     settings = server.settings
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        path = request.url.path
-        if settings.api_key and path not in PUBLIC_PATHS:
-            supplied = request.headers.get("x-api-key") or ""
-            auth = request.headers.get("authorization") or ""
-            if auth.lower().startswith("bearer "):
-                supplied = supplied or auth[7:]
-            if not hmac.compare_digest(supplied.encode(), settings.api_key.encode()):
-                return error_response(401, "missing or wrong API key: send 'Authorization: "
-                                           "Bearer KEY' or 'X-API-Key: KEY'")
-        try:
-            return await call_next(request)
-        except ServingError as err:
-            return error_response(err.status, err.message)
+    if settings.api_key:
+        app.add_middleware(ApiKeyGuard, api_key=settings.api_key)
 
     @app.exception_handler(ServingError)
     async def serving_error(request: Request, err: ServingError):
