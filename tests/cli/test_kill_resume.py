@@ -76,3 +76,22 @@ def test_sigkill_then_resume_follows_the_uninterrupted_trajectory(tmp_path):
         assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6), (
             f"step {step}: resumed {got[step]} vs uninterrupted {expected[step]} "
             f"(killed at {killed_at}, restored {restored})")
+
+
+def test_sigkill_while_checkpointing_every_step_leaves_a_restorable_run(tmp_path):
+    """With a checkpoint every step a kill almost surely lands inside a save: TensorFlow writes
+    each checkpoint under a temporary name and renames it, then updates the state file, so the
+    last complete checkpoint must still restore."""
+    run = tmp_path / "busy"
+    proc = train(run, "--steps", "5000", "--checkpoint-every", "1", "--keep-checkpoints", "2",
+                 wait=False)
+    deadline = time.time() + 240
+    while checkpointed_step(run) < 25 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.013)  # somewhere inside the next steps' saves
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    restored = checkpointed_step(run)
+    resumed = train(run, "--steps", str(restored + 3), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert max(losses(run)) == restored + 3
