@@ -30,8 +30,8 @@ def cosine_similarity(key: tf.Tensor, memory: tf.Tensor) -> tf.Tensor:
     key: [batch, heads, M]; memory: [batch, N, M] -> [batch, heads, N].
     """
     dot = tf.linalg.matmul(key, memory, transpose_b=True)  # [batch, heads, N]
-    key_norm = safe_norm(key)  # [batch, heads, 1]
-    memory_norm = tf.transpose(safe_norm(memory), [0, 2, 1])  # [batch, 1, N]
+    key_norm = tf.expand_dims(safe_norm(key), 2)  # [batch, heads, 1]
+    memory_norm = tf.expand_dims(safe_norm(memory), 1)  # [batch, 1, N]
     # The epsilon is part of the trained models' arithmetic: near-empty rows (1e-6 each at the
     # start) get a damped similarity. Keep it exactly so, or old checkpoints change behaviour.
     return dot / (key_norm * memory_norm + EPSILON)
@@ -56,30 +56,33 @@ def interpolate(content: tf.Tensor, previous: tf.Tensor, gate: tf.Tensor) -> tf.
 
 
 def shift_indices(memory_size: int, shift_range: int) -> np.ndarray:
-    """Index table for the circular convolution: idx[i, j] = (i - offset_j) mod N.
+    """Index table for the circular convolution: idx[j, i] = (i - offset_j) mod N.
 
-    Offsets run -shift_range..+shift_range, so column j holds offset j - shift_range.
-    Returns int32 [N, S]. A gather with this table replaces tf.roll (whose ONNX conversion was
+    Offsets run -shift_range..+shift_range, so row j holds offset j - shift_range.
+    Returns int32 [S, N]. A gather with this table replaces tf.roll (whose ONNX conversion was
     once reported wrong) and costs one op for every shift at once.
     """
     offsets = np.arange(-shift_range, shift_range + 1)
-    rows = np.arange(memory_size)[:, None]
-    return ((rows - offsets[None, :]) % memory_size).astype(np.int32)
+    rows = np.arange(memory_size)[None, :]
+    return ((rows - offsets[:, None]) % memory_size).astype(np.int32)
 
 
 def shift(weights: tf.Tensor, shift_weights: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
     """Circular convolution w~_t(i) = sum_j w^g_t(j) s_t(i - j), indices modulo N (paper eq. 8).
 
-    weights: [batch, heads, N]; shift_weights: [batch, heads, S]; indices: [N, S] from
+    weights: [batch, heads, N]; shift_weights: [batch, heads, S]; indices: [S, N] from
     ``shift_indices`` -> [batch, heads, N].
+
+    Laid out for onnxruntime, where the layout decides the cost (measured): the gather runs
+    along the leading axis of an [N, batch, heads] view, so it copies whole rows (along the last
+    axis it copies element by element: ~600 us per step at batch 64), and the sum over the S
+    shifts runs along the leading axis too (over a middle axis it took ~20 us per step even at
+    batch 1, a quarter of the whole step).
     """
-    # The gather runs along the leading axis of an [N, batch, heads] view: onnxruntime then
-    # copies whole rows, where a gather along the last axis copies element by element
-    # (measured at batch 64: ~600 us per step, more than the rest of the step together).
     rows = tf.transpose(weights, [2, 0, 1])  # [N, batch, heads]
-    shifted = tf.gather(rows, indices)  # [N, S, batch, heads]: w(i - offset_j)
-    kernel = tf.transpose(shift_weights, [2, 0, 1])  # [S, batch, heads]
-    return tf.transpose(tf.reduce_sum(shifted * kernel, axis=1), [1, 2, 0])
+    shifted = tf.gather(rows, indices)  # [S, N, batch, heads]: w(i - offset_j)
+    kernel = tf.expand_dims(tf.transpose(shift_weights, [2, 0, 1]), 1)  # [S, 1, batch, heads]
+    return tf.transpose(tf.reduce_sum(shifted * kernel, axis=0), [1, 2, 0])
 
 
 def sharpen(weights: tf.Tensor, gamma: tf.Tensor) -> tf.Tensor:
