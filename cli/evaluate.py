@@ -63,5 +63,7 @@ def evaluate(run_dir: Path | None, points: str | None, sequences: int, batch_siz
         json_out.write_text(json.dumps({
             "task": task.name, "run_dir": str(run_dir), "step": int(state.step.numpy()),
             "sequences_seen": int(state.sequences.numpy()), "seed": seed,
+            "train_lengths": list(task.train_lengths),
+            "train_repeats": list(task.train_repeats) if task.train_repeats else None,
             "rows": [r.as_dict() for r in rows]}, indent=2))
         click.echo(f"wrote {json_out}")

@@ -48,8 +48,10 @@ def test_evaluate_table_and_json(trained_run, tmp_path):
                                       "-n", "4", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "bits/seq" in result.output
-    rows = json.loads(out.read_text())["rows"]
+    table = json.loads(out.read_text())
+    rows = table["rows"]
     assert [r["length"] for r in rows] == [2, 5] and rows[0]["sequences"] == 4
+    assert table["train_lengths"] == [1, 4] and table["train_repeats"] is None
 
 
 @pytest.mark.parametrize("args, code, message", [
