@@ -32,7 +32,8 @@ import click
               help="Require this key (Authorization: Bearer KEY, or X-API-Key) on every "
                    "endpoint but health. Also read from NTM_API_KEY.")
 @click.option("--inference-threads", type=click.IntRange(1, 64), default=2, show_default=True,
-              help="Threads running onnxruntime.")
+              help="Threads running onnxruntime; also how many merged batches of a model run "
+                   "at once.")
 @click.option("--graceful-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
               help="Seconds SIGTERM waits for in-flight requests.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,

@@ -59,7 +59,8 @@ class ModelServer:
                                            thread_name_prefix="onnxruntime")
         self.batchers = {
             r.name: Batcher(r, self.executor, self.metrics, settings.max_batch_size,
-                            settings.max_queue_delay_ms / 1000.0, settings.batching)
+                            settings.max_queue_delay_ms / 1000.0, settings.batching,
+                            max_in_flight=settings.inference_threads)
             for r in runtimes}
         self.ready = False
 

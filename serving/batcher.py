@@ -40,10 +40,13 @@ class Batcher:
         max_queue_delay: seconds the first job of a batch may wait for others (0: take only
             what is already queued).
         enabled: False runs every job alone, as it arrives (for comparison).
+        max_in_flight: batches run at once (the next one forms and starts while earlier ones
+            run; at most the executor's threads are useful).
     """
 
     def __init__(self, runtime: ModelRuntime, executor: Executor, metrics: Metrics,
-                 max_batch_size: int = 64, max_queue_delay: float = 0.002, enabled: bool = True):
+                 max_batch_size: int = 64, max_queue_delay: float = 0.002, enabled: bool = True,
+                 max_in_flight: int = 1):
         self.runtime = runtime
         self.executor = executor
         self.metrics = metrics
@@ -54,6 +57,8 @@ class Batcher:
         self._worker: asyncio.Task | None = None
         self._carry: _Job | None = None
         self._closing = False
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._running: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         if self.enabled:
@@ -64,7 +69,8 @@ class Batcher:
         """Finish every queued job, then stop."""
         self._closing = True
         if self._worker is not None:
-            while (self._queue and not self._queue.empty()) or self._carry is not None:
+            while (self._queue and not self._queue.empty()) or self._carry is not None \
+                    or self._running:
                 await asyncio.sleep(0.005)
             self._worker.cancel()
             try:
@@ -91,9 +97,16 @@ class Batcher:
     # -- internals --------------------------------------------------------------------------
     async def _loop(self) -> None:
         while True:
+            await self._slots.acquire()
             jobs = await self._collect()
             self._observe_queue(jobs)
-            await self._run_jobs(jobs)
+            task = asyncio.create_task(self._run_jobs(jobs))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        self._slots.release()
 
     async def _run_jobs(self, jobs: list[_Job]) -> None:
         """Run ``jobs`` as one batch and hand each its rows. When a merged batch fails, each

@@ -17,4 +17,5 @@ class ServerSettings:
     max_time_steps: int = DEFAULT_MAX_TIME_STEPS  # longest sequence for dynamic models
     max_instances: int = DEFAULT_MAX_INSTANCES  # requests in one V1 envelope
     api_key: str | None = None  # when set, every endpoint but health needs it
-    inference_threads: int = 2  # threads running onnxruntime (each run single-threaded)
+    inference_threads: int = 2  # threads running onnxruntime (each run single-threaded); also
+    # how many merged batches of one model run at once (the next forms while one runs)
