@@ -72,26 +72,47 @@ def read_json(path: Path, what: str) -> Any:
 
 
 # -- attention -------------------------------------------------------------------------------
+class Run(NamedTuple):
+    """One request's run, whoever computed it.
+
+    inputs [T, in], probabilities [T, out], read [T, R, N], write [T, W, N]; answer_start is
+    the first scored step; source names the model or server for the title.
+    """
+
+    task: Any
+    encoded: Any
+    probabilities: Any
+    read: Any
+    write: Any
+    source: str
+
+
 @plot.command(short_help="Inputs, outputs, write and read weightings of one request.")
 @click.option("--model", "-m", "model", default=None,
-              help="Model NAME or PATH [default: chosen from the request, as ntm predict does].")
+              help="Model NAME or PATH [default: chosen from the request, as ntm predict does]. "
+                   "With --url: the model's name on the server.")
 @click.option("--input", "-i", "input_file", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Request JSON, as ntm predict reads it.")
 @click.option("--index", type=click.IntRange(min=0), default=0, show_default=True,
               help="Which request of the file to draw.")
+@click.option("--url", default=None,
+              help="Ask a running server (ntm serve, e.g. http://127.0.0.1:8080) instead of "
+                   "running the model here: the request goes with return_attention and the "
+                   "picture is drawn from its answer (outputs shown for the answer steps).")
+@click.option("--api-key", envvar="NTM_API_KEY", default=None,
+              help="The server's API key, with --url (also read from NTM_API_KEY).")
 @figure_options(width=8.0, height=9.0)
-def attention(model: str | None, input_file: Path, index: int, output: Path, dpi: int,
-              width: float, height: float) -> None:
+def attention(model: str | None, input_file: Path, index: int, url: str | None,
+              api_key: str | None, output: Path, dpi: int, width: float, height: float) -> None:
     """Draw one request's run like Figure 6 of the NTM paper: input bits, output
     probabilities, and the write and read weightings over memory locations against time
     (memory cropped to the locations the heads use)."""
     require_matplotlib()
     from ntm.plots import attention_figure
     from serving.errors import ServingError
-    from serving.models import guess_task, resolve
+    from serving.models import guess_task
     from serving.requests import parse_instances, parse_text
-    from serving.runtime import ModelRuntime
 
     try:
         text = input_file.read_text()
@@ -109,22 +130,99 @@ def attention(model: str | None, input_file: Path, index: int, output: Path, dpi
     if spec is None:
         raise click.ClickException(f"cannot tell the task from {input_file}; pass "
                                    f"--model NAME|PATH")
+    request = instances[index]
+    run = (run_on_server(url, spec, request, api_key, input_file) if url
+           else run_here(spec, request, input_file))
+    task, encoded = run.task, run.encoded
+    figure = attention_figure(
+        encoded.inputs, run.probabilities, run.read, run.write,
+        title=f"{task.name}, {task.length_name} {encoded.difficulty.label()} "
+              f"({run.source}, request {index})",
+        answer_start=encoded.output_steps.start, width=width, height=height, dpi=dpi)
+    write_figure(figure, output, dpi)
+
+
+def run_here(spec: str, request: Any, input_file: Path) -> Run:
+    """Run the request through the model NAME|PATH with onnxruntime in this process."""
+    from serving.errors import ServingError
+    from serving.models import resolve
+    from serving.runtime import ModelRuntime
+
     try:
         runtime = ModelRuntime(resolve(spec))
-    except ServingError as err:
-        raise click.ClickException(err.message) from None
-    try:
-        encoded = runtime.encode(instances[index])
+        encoded = runtime.encode(request)
         probabilities, weights = runtime.run(encoded.inputs[None])
     except ServingError as err:
         raise click.ClickException(f"{input_file}: {err.message}") from None
     reads = runtime.model_config["num_read_heads"]
-    figure = attention_figure(
-        encoded.inputs, probabilities[0], weights[0, :, :reads], weights[0, :, reads:],
-        title=f"{runtime.task.name}, {runtime.task.length_name} {encoded.difficulty.label()} "
-              f"(model {runtime.path.name}, request {index})",
-        answer_start=encoded.output_steps.start, width=width, height=height, dpi=dpi)
-    write_figure(figure, output, dpi)
+    return Run(runtime.task, encoded, probabilities[0], weights[0, :, :reads],
+               weights[0, :, reads:], f"model {runtime.path.name}")
+
+
+def run_on_server(url: str, name: str, request: Any, api_key: str | None,
+                  input_file: Path) -> Run:
+    """POST the request to URL/v1/models/NAME:predict with return_attention; rebuild the run
+    from the answer (the task encodes the inputs here, with NumPy only)."""
+    import numpy as np
+
+    from ntm.tasks import InvalidRequest, get_task
+
+    try:
+        task = get_task(name)
+    except ValueError as err:
+        raise click.ClickException(f"--model {name}: with --url it must be a task name "
+                                   f"served there ({err})") from None
+    try:
+        encoded = task.encode(request)
+    except InvalidRequest as err:
+        raise click.ClickException(f"{input_file}: {err.field}: {err.message}") from None
+    body = {"instances": [{**request, "return_attention": True}]}
+    answer = post_json(f"{url.rstrip('/')}/v1/models/{name}:predict", body, api_key)
+    try:
+        prediction = answer["predictions"][0]
+        read = np.stack([np.asarray(h, np.float32) for h in prediction["attention"]["read"]], 1)
+        write = np.stack([np.asarray(h, np.float32) for h in prediction["attention"]["write"]],
+                         1)
+        scored = np.asarray(prediction["probabilities"], np.float32)
+        if scored.ndim != 2 or read.ndim != 3 or write.ndim != 3:
+            raise ValueError("probabilities or attention have the wrong shape")
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        raise click.ClickException(f"{url}: unexpected answer ({type(err).__name__}: {err})") \
+            from None
+    # The answer carries probabilities for the scored steps only; the rest stay 0.
+    steps = encoded.inputs.shape[0]
+    probabilities = np.zeros((steps, task.output_size), np.float32)
+    first = encoded.output_steps.start
+    probabilities[first:first + len(scored), :scored.shape[1]] = scored
+    if "end_marker" in prediction:  # repeat-copy's extra channel on its last step
+        probabilities[encoded.output_steps.stop - 1, -1] = prediction["end_marker"]
+    return Run(task, encoded, probabilities, read, write, f"server {url}")
+
+
+def post_json(url: str, body: dict, api_key: str | None) -> dict:
+    """POST JSON, return the JSON answer; a one-line ClickException for any failure."""
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers,
+                                     method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        try:
+            message = json.loads(err.read()).get("error", "")
+        except (ValueError, AttributeError):
+            message = err.reason
+        raise click.ClickException(f"{url} answered {err.code}: {message}") from None
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise click.ClickException(f"cannot reach {url}: {reason}") from None
+    except ValueError:
+        raise click.ClickException(f"{url}: the answer is not JSON") from None
 
 
 # -- training curves -------------------------------------------------------------------------

@@ -241,3 +241,31 @@ def test_running_median_keeps_length_and_ignores_a_spike():
     values = np.array([4.0, 3.0, 100.0, 2.0, 1.0])
     assert running_median(values, 3).tolist() == [3.5, 4.0, 3.0, 2.0, 1.5]
     assert running_median(values, 1).tolist() == values.tolist()
+
+
+def test_attention_from_a_running_server(tmp_path):
+    """--url: the picture drawn from what the server returns with return_attention."""
+    from tests.serving.conftest import ServerProcess
+
+    server = ServerProcess(["--model", "copy", "--model", "repeat-copy"],
+                           env={"NTM_API_KEY": "k"})
+    try:
+        for name in ("copy", "repeat-copy"):
+            out = tmp_path / f"{name}.png"
+            result = CliRunner().invoke(cli, [
+                "plot", "attention", "--url", server.url, "--api-key", "k", "--model", name,
+                "--input", str(EXAMPLES / f"{name}.json"), "-o", str(out), "--dpi", "50"])
+            assert result.exit_code == 0, result.output
+            assert png_size(out) == (400, 450)
+        denied = CliRunner().invoke(cli, [
+            "plot", "attention", "--url", server.url, "--model", "copy",
+            "--input", str(EXAMPLES / "copy.json"), "-o", str(tmp_path / "x.png")],
+            env={"NTM_API_KEY": ""})
+        assert denied.exit_code == 1 and "answered 401" in denied.output
+    finally:
+        server.stop()
+    gone = CliRunner().invoke(cli, [
+        "plot", "attention", "--url", server.url, "--model", "copy",
+        "--input", str(EXAMPLES / "copy.json"), "-o", str(tmp_path / "y.png")])
+    assert gone.exit_code == 1 and "cannot reach" in gone.output
+    assert "Traceback" not in gone.output
