@@ -177,9 +177,11 @@ def train(ctx: click.Context, task: str, out: Path | None, resume: bool, threads
         result = trainer.run()
     except TrainingError as err:
         raise click.ClickException(str(err)) from None
+    written = (f"checkpoint in {out}/checkpoints" if trainer.out_dir == trainer.run_dir
+               else "the chief worker wrote the run")
     click.echo(f"{result.reason}: step {result.step}, {result.sequences} sequences, "
-               f"{result.elapsed:.0f} s, held-out {result.eval_bits:.3f} bits/seq; "
-               f"checkpoint in {out}/checkpoints", err=True)
+               f"{result.elapsed:.0f} s, held-out {result.eval_bits:.3f} bits/seq; {written}",
+               err=True)
     if result.reason == "interrupted":
         click.echo(f"resume with: ntm train --task {task} --out {out} --resume", err=True)
         sys.exit(130)

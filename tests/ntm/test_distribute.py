@@ -116,6 +116,8 @@ def test_two_workers_on_loopback_match_one_device(single_device_run, tmp_path):
                               tf_config=tf_config(ports, 1), scratch=scratch)]
     outputs = [finish(w) for w in workers]
     assert all("2 replica(s)" in output for output in outputs)
+    assert f"checkpoint in {chief_out}/checkpoints" in outputs[0]
+    assert "the chief worker wrote the run" in outputs[1]
     assert_same_run(chief_out, single_device_run)
     assert not other_out.exists(), "a non-chief worker wrote to its --out"
     assert not list(scratch.iterdir()), "a non-chief worker left its scratch directory behind"
