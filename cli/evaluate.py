@@ -30,29 +30,15 @@ def evaluate(run_dir: Path | None, points: str | None, sequences: int, batch_siz
 
     Prints bits per sequence (mean and worst over fresh sequences) at each point.
     """
-    from ntm.config import ConfigError
-    from ntm.evaluation import evaluate as evaluate_table, format_table, parse_points
+    from ntm.evaluation import format_table
     from ntm.runs import RunError, latest_run
-    from ntm.tasks import get_task
 
     try:
         run_dir = run_dir or latest_run()
-        quiet_tensorflow(threads)
-        from ntm.checkpoints import load_model
-        from ntm.steps import make_predict
-        from ntm.trainer import task_for
-
-        model, model_config, train_config, state = load_model(run_dir)
-        task = task_for(train_config, get_task)
-    except (RunError, ConfigError) as err:
+    except RunError as err:
         raise click.ClickException(str(err)) from None
-    try:
-        eval_points = parse_points(points, task) if points else task.default_eval_points()
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--points") from None
-    predict = make_predict(model)
-    rows = evaluate_table(lambda x: predict(x)[0].numpy(), task, eval_points, sequences,
-                          batch_size, seed)
+    quiet_tensorflow(threads)
+    task, state, rows = evaluate_run(run_dir, points, sequences, batch_size, seed)
     click.echo(f"{task.name} run {run_dir} at step {int(state.step.numpy())} "
                f"(trained on {task.length_name} {task.train_lengths[0]}-{task.train_lengths[1]}"
                + (f", repeats {task.train_repeats[0]}-{task.train_repeats[1]}"
@@ -67,3 +53,38 @@ def evaluate(run_dir: Path | None, points: str | None, sequences: int, batch_siz
             "train_repeats": list(task.train_repeats) if task.train_repeats else None,
             "rows": [r.as_dict() for r in rows]}, indent=2))
         click.echo(f"wrote {json_out}")
+
+
+def eval_points(points: str | None, task) -> list:
+    """--points -> difficulties (the task's defaults when None); BadParameter when bad."""
+    from ntm.evaluation import parse_points
+
+    try:
+        return parse_points(points, task) if points else task.default_eval_points()
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--points") from None
+
+
+def evaluate_run(run_dir: Path, points: str | None, sequences: int, batch_size: int = 50,
+                 seed: int = 1234) -> tuple:
+    """Load a run's latest checkpoint and measure it at ``points`` with TensorFlow (import it
+    through ``quiet_tensorflow`` first) -> (task, training state, EvalRows); a one-line
+    ClickException for a missing or corrupt run."""
+    from ntm.checkpoints import load_model
+    from ntm.config import ConfigError
+    from ntm.evaluation import evaluate
+    from ntm.runs import RunError
+    from ntm.steps import make_predict
+    from ntm.tasks import get_task
+    from ntm.trainer import task_for
+
+    try:
+        model, _, train_config, state = load_model(run_dir)
+        task = task_for(train_config, get_task)
+    except (RunError, ConfigError) as err:
+        raise click.ClickException(str(err)) from None
+    difficulties = eval_points(points, task)
+    predict = make_predict(model)
+    rows = evaluate(lambda x: predict(x)[0].numpy(), task, difficulties, sequences, batch_size,
+                    seed)
+    return task, state, rows

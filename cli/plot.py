@@ -338,18 +338,9 @@ def generalisation(source: str, points: str | None, sequences: int, seed: int, o
     write_figure(figure, output, dpi)
 
 
-def eval_points(points: str | None, task: Any) -> list:
-    """--points -> difficulties (the task's defaults when None); BadParameter when bad."""
-    from ntm.evaluation import parse_points
-
-    try:
-        return parse_points(points, task) if points else task.default_eval_points()
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--points") from None
-
-
 def table_from_model(spec: str, points: str | None, sequences: int, seed: int) -> Table:
     """Evaluate an ONNX model (NAME or PATH) with onnxruntime and print the table."""
+    from cli.evaluate import eval_points
     from ntm.evaluation import evaluate, format_table
     from serving.errors import NotFound, ServingError
     from serving.models import resolve
@@ -375,28 +366,15 @@ def table_from_model(spec: str, points: str | None, sequences: int, seed: int) -
 def table_from_run(run_dir: Path, points: str | None, sequences: int, seed: int) -> Table:
     """Evaluate a training run's latest checkpoint with TensorFlow, as ``ntm evaluate`` does."""
     from cli.common import quiet_tensorflow
-    from ntm.config import ConfigError
-    from ntm.evaluation import evaluate, format_table
-    from ntm.runs import RunError
-    from ntm.tasks import get_task
+    from cli.evaluate import evaluate_run
+    from ntm.evaluation import format_table
 
     try:
         quiet_tensorflow(1)
     except ImportError:
         raise click.ClickException(f"{run_dir} is a training run: evaluating it needs the "
                                    f"training extra: {TRAIN_EXTRA}") from None
-    from ntm.checkpoints import load_model
-    from ntm.steps import make_predict
-    from ntm.trainer import task_for
-
-    try:
-        model, _, train_config, state = load_model(run_dir)
-        task = task_for(train_config, get_task)
-    except (RunError, ConfigError) as err:
-        raise click.ClickException(str(err)) from None
-    predict = make_predict(model)
-    rows = evaluate(lambda x: predict(x)[0].numpy(), task, eval_points(points, task),
-                    sequences, seed=seed)
+    task, state, rows = evaluate_run(run_dir, points, sequences, seed=seed)
     click.echo(format_table(rows, task.length_name))
     return Table(task, [r.as_dict() for r in rows],
                  f"{task.name}: generalisation of run {run_dir.name} "
