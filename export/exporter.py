@@ -100,10 +100,7 @@ def export_run(run_dir: Path, fmt: str, length: int | None = None, opset: int = 
             set_metadata(proto, meta.encode(entries))
             onnx.checker.check_model(proto)
             comparisons = _prove(reference, _onnx_forward(proto), task, points, length)
-            entries["ntm.export"]["verified"] = [
-                {"point": c.label, "time_steps": c.time_steps,
-                 "max_abs_diff": c.probabilities_diff, "noise_floor": c.noise_floor,
-                 "tolerance": c.tolerance} for c in comparisons]
+            entries["ntm.export"]["verified"] = [c.as_dict() for c in comparisons]
             set_metadata(proto, meta.encode(entries))
             if fmt == "onnx":
                 tmp = workdir / "model.onnx"

@@ -46,6 +46,12 @@ class Comparison:
     def passed(self) -> bool:
         return self.probabilities_diff <= self.tolerance
 
+    def as_dict(self) -> dict:
+        """The record kept in the ONNX metadata and the model card."""
+        return {"point": self.label, "time_steps": self.time_steps,
+                "max_abs_diff": self.probabilities_diff, "noise_floor": self.noise_floor,
+                "tolerance": self.tolerance}
+
 
 def verification_points(task: Task, fixed_length: int | None) -> list[Difficulty]:
     """Shortest, longest trained, and twice the longest; for a fixed-length export, the
