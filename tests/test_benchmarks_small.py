@@ -1,19 +1,22 @@
 """Each benchmark runs end to end in its small mode, so it cannot rot."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks import seeds
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_small(name: str, out: Path) -> tuple[dict, str]:
-    """Run benchmarks/NAME.py --small into ``out``; -> (its JSON, its Markdown)."""
-    run = subprocess.run([sys.executable, f"benchmarks/{name}.py", "--small", "--out", str(out)],
-                         cwd=REPO, capture_output=True, text=True, timeout=600)
+def run_small(name: str, out: Path, *options: str) -> tuple[dict, str]:
+    """Run benchmarks/NAME.py --small [OPTIONS] into ``out``; -> (its JSON, its Markdown)."""
+    run = subprocess.run([sys.executable, f"benchmarks/{name}.py", "--small", "--out", str(out),
+                          *options], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     return (json.loads((out / f"{name}_small.json").read_text()),
             (out / f"{name}_small.md").read_text())
@@ -57,3 +60,78 @@ def test_soak_small(tmp_path):
     assert result["requests"] == 400 and result["server_exit_code"] == 0
     assert result["rss_growth_mb"] < 50  # a leak of ~0.1 MB per request would show
     assert result["p99_ms"] >= result["p50_ms"] > 0 and table.startswith("# Soak")
+
+
+def test_seeds_small(tmp_path):
+    """Two seeds, one of them resumed from a run stopped part way; a second sweep keeps both."""
+    pytest.importorskip("tensorflow")
+    runs = tmp_path / "runs"
+    stopped_early = runs / "copy-seed2"
+    train = subprocess.run([sys.executable, "-m", "cli.main", "train", "--task", "copy",
+                            "--seed", "2", "--out", str(stopped_early), *seeds.SMALL_TRAIN_ARGS,
+                            "--steps", "100"], cwd=REPO, capture_output=True, text=True)
+    assert train.returncode == 0, train.stderr[-3000:]
+    before = (stopped_early / "metrics.jsonl").read_text().splitlines()
+
+    result, table = run_small("seeds", tmp_path, "--task", "copy", "--runs-root", str(runs))
+    section = result["tasks"]["copy"]
+    rows = section["seeds"]
+    assert [r["seed"] for r in rows] == [1, 2] and section["complete"]
+    for row in rows:
+        assert row["failure"] is None
+        assert row["stopped"]["reason"] == "target" or row["stopped"]["step"] == 300
+        assert [(g["length"], g["memory_size"], g["sequences"]) for g in row["generalisation"]] \
+            == [(3, None, 16), (4, None, 16)]
+    # Seed 2 continued its checkpoint: its first 100 steps of metrics are the ones trained before.
+    after = (stopped_early / "metrics.jsonl").read_text().splitlines()
+    assert after[:len(before)] == before and len(after) > len(before)
+    # Median and worst, recomputed from the rows (None: not within budget = slowest).
+    for key in ("sequences", "train_seconds"):
+        values = sorted(math.inf if r["first_below_threshold"] is None
+                        else r["first_below_threshold"][key] for r in rows)
+        median, worst = (values[0] + values[1]) / 2, values[1]
+        assert section["median"][key] == (None if math.isinf(median) else median)
+        assert section["worst"][key] == (None if math.isinf(worst) else worst)
+    for i in range(2):
+        bits = [r["generalisation"][i]["mean_bits"] for r in rows]
+        perfect = [r["generalisation"][i]["perfect_fraction"] for r in rows]
+        assert section["median"]["generalisation"][i]["mean_bits"] == pytest.approx(sum(bits) / 2)
+        assert section["worst"]["generalisation"][i]["mean_bits"] == max(bits)
+        assert section["worst"]["generalisation"][i]["perfect_fraction"] == min(perfect)
+    assert table.startswith("# Seed sweep") and table.count("\n| 1 |") == 1
+    assert "| **median** |" in table and "| **worst** |" in table
+
+    # Run again: nothing is retrained or re-measured, the results stay as they were.
+    checkpoints = {p: p.stat().st_mtime_ns for p in runs.glob("*/checkpoints/*")}
+    again, _ = run_small("seeds", tmp_path, "--task", "copy", "--runs-root", str(runs))
+    assert again == result
+    assert {p: p.stat().st_mtime_ns for p in runs.glob("*/checkpoints/*")} == checkpoints
+
+
+def test_seeds_summary_counts_a_failed_seed_as_slowest():
+    """Not within budget is a result: it makes the worst (and here the median) "not reached"."""
+    points = (seeds.EvalPoint(50), seeds.EvalPoint(120))
+
+    def row(sequences, bits, perfect):
+        first = None if sequences is None else {"step": sequences // 4, "sequences": sequences,
+                                                "train_seconds": sequences / 100}
+        gen = [{"mean_bits": b, "perfect_fraction": p} for b, p in zip(bits, perfect)]
+        return {"first_below_threshold": first, "generalisation": gen}
+
+    rows = [row(9000, (0.0, 0.5), (1.0, 0.8)), row(None, (4.0, 30.0), (0.0, 0.0)),
+            row(12000, (0.1, 2.0), (0.9, 0.2))]
+    summary = seeds.summarise(rows, points)
+    assert summary["median"]["sequences"] == 12000 and summary["median"]["train_seconds"] == 120
+    assert summary["worst"]["sequences"] is None and summary["worst"]["train_seconds"] is None
+    assert [g["mean_bits"] for g in summary["median"]["generalisation"]] == [0.1, 2.0]
+    assert [g["mean_bits"] for g in summary["worst"]["generalisation"]] == [4.0, 30.0]
+    assert [g["perfect_fraction"] for g in summary["worst"]["generalisation"]] == [0.0, 0.0]
+    assert summary["median"]["generalisation"][1]["length"] == 120
+    # Two of four not within budget: the median is not within budget either.
+    summary = seeds.summarise(rows + [row(None, (9.0, 9.0), (0.0, 0.0))], points)
+    assert summary["median"]["sequences"] is None
+
+
+def test_seeds_refuses_grown_memory_until_the_model_can_grow():
+    with pytest.raises(ValueError, match="memory can grow"):
+        seeds.evaluate_seed(Path("unused"), (seeds.EvalPoint(1000, memory_size=1024),), 1)
