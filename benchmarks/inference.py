@@ -139,7 +139,7 @@ def run_benchmark(args) -> dict:
         loaded = tf.saved_model.load(str(Path(tmp) / "savedmodel")).signatures["serving_default"]
 
         def savedmodel(x):
-            out = loaded(inputs=tf.constant(x))
+            out = loaded(inputs=tf.constant(x), memory_size=tf.constant([config.memory_size]))
             return out["probabilities"].numpy(), out["attention"].numpy()
 
         dynamic_proto = convert_to_onnx(ExportModule(model, None), args.opset)

@@ -48,13 +48,18 @@ def human_size(n: int) -> str:
               help="Output file (onnx), directory (savedmodel) or repository (triton) "
                    "[default: under exports/TASK/].")
 @click.option("--name", default=None, help="Model name in a Triton repository [default: task].")
+@click.option("--memory-size", type=click.IntRange(min=1), default=None,
+              help="Memory rows of a fixed-length export [default: the smallest of the trained "
+                   "rows x 1, 2, 4, ... that holds the longest input of --length]. A dynamic "
+                   "export takes its rows per call (input 'memory_size').")
 def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: Path | None,
-           name: str | None) -> None:
+           name: str | None, memory_size: int | None) -> None:
     """Export the run in RUN_DIR [default: the latest run under runs/].
 
     After writing, the export is loaded back and compared with the TensorFlow model on fresh
-    task inputs, inside and beyond the training lengths; a difference above 1e-4 fails the
-    export and leaves any earlier export in place.
+    task inputs, inside and beyond the training lengths (and, for a dynamic export, with twice
+    the trained memory rows); a difference above 1e-4 fails the export and leaves any earlier
+    export in place.
     """
     from ntm.config import ConfigError
     from ntm.runs import RunError, latest_run
@@ -67,7 +72,7 @@ def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: 
     from export.exporter import ExportError, export_run
 
     try:
-        result = export_run(run_dir, fmt, length, opset, out, name)
+        result = export_run(run_dir, fmt, length, opset, out, name, memory_size)
     except (RunError, ConfigError, ExportError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"exported {run_dir} as {result.format} ({result.mode}"

@@ -15,6 +15,8 @@ from export import metadata as meta
 from export.signatures import ExportModule
 from export.verify import (NOISE_FACTOR, PERTURBATION, TOLERANCE, Comparison, compare,
                            verification_points)
+from ntm.cell import INITIAL_LOGIT_MARGIN
+from ntm.memory_plan import DEFAULT_MAX_MEMORY_SIZE, MemoryLimitExceeded, choose_memory_size
 from export.writers import (convert_to_onnx, replace_path, set_metadata, triton_config,
                             write_savedmodel)
 from ntm.checkpoints import load_model
@@ -54,30 +56,54 @@ def default_output(task: str, fmt: str, length: int | None) -> Path:
     return EXPORTS_ROOT / "triton"
 
 
+def fixed_memory_size(task, length: int, trained: int, requested: int | None = None) -> int:
+    """The rows of a fixed-length export: ``requested``, else the smallest bucket that holds the
+    longest request fitting in ``length`` steps (``ntm.memory_plan``)."""
+    if requested is not None:
+        if requested < trained:
+            raise ExportError(f"--memory-size {requested} is below the {trained} rows the model "
+                              f"was trained with")
+        return requested
+    try:
+        return choose_memory_size(task.memory_rows_for_time_steps(length), trained,
+                                  max(DEFAULT_MAX_MEMORY_SIZE, trained))
+    except MemoryLimitExceeded as err:
+        raise ExportError(f"--length {length}: {err}; pass --memory-size") from None
+
+
 def export_run(run_dir: Path, fmt: str, length: int | None = None, opset: int = DEFAULT_OPSET,
-               out: Path | None = None, model_name: str | None = None) -> ExportResult:
+               out: Path | None = None, model_name: str | None = None,
+               memory_size: int | None = None) -> ExportResult:
     """Export the latest checkpoint of ``run_dir``; verify against TensorFlow before replacing
     anything at ``out``. Raises ExportError (with the measured difference) when the proof fails.
+
+    A dynamic-length export takes its memory rows per call (input ``memory_size``); a
+    fixed-length one has ``memory_size`` rows [default: what its length needs].
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if length is not None and length < 1:
         raise ExportError(f"--length must be 'dynamic' or an integer >= 1, got {length}")
+    if length is None and memory_size is not None:
+        raise ExportError("--memory-size is for fixed-length exports (--length N); a dynamic "
+                          "export takes its memory size per call")
     model, model_config, train_config, state = load_model(run_dir)
     task = task_for(train_config, get_task)
-    points = verification_points(task, length)
+    trained = model_config.memory_size
+    rows = None if length is None else fixed_memory_size(task, length, trained, memory_size)
+    points = verification_points(task, length, trained, rows)
     if length is not None and not points:
         shortest = task.time_steps(Difficulty(
             task.min_length, task.train_repeats[0] if task.train_repeats else None))
         raise ExportError(f"--length {length} is too short for {task.name}: its shortest "
                           f"sequence needs {shortest} time steps")
-    module = ExportModule(model, length)
+    module = ExportModule(model, length, rows)
     mode = "dynamic" if length is None else "fixed"
     out = Path(out) if out else default_output(task.name, fmt, length)
     name = model_name or (task.name.replace("-", "_") + (f"_fixed{length}" if length else ""))
 
-    def reference(x):
-        r = module.serve(tf.constant(x))
+    def reference(x, n):
+        r = module.serve(*module.feeds(tf.constant(x), n))
         return r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy()
 
     workdir = Path(tempfile.mkdtemp(prefix=".ntm-export-", dir=_existing_parent(out)))
@@ -87,8 +113,9 @@ def export_run(run_dir: Path, fmt: str, length: int | None = None, opset: int = 
             write_savedmodel(module, tmp)
             loaded = tf.saved_model.load(str(tmp)).signatures["serving_default"]
 
-            def candidate(x):
-                r = loaded(**{meta.INPUT_NAME: tf.constant(x)})
+            def candidate(x, n):
+                feeds = dict(zip(_input_names(module), module.feeds(tf.constant(x), n)))
+                r = loaded(**feeds)
                 return r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy()
 
             comparisons = _prove(reference, candidate, task, points, length)
@@ -96,7 +123,7 @@ def export_run(run_dir: Path, fmt: str, length: int | None = None, opset: int = 
         else:
             proto = convert_to_onnx(module, opset)
             entries = _metadata(task, model_config, train_config, state, run_dir, mode, length,
-                                opset)
+                                opset, rows)
             set_metadata(proto, meta.encode(entries))
             onnx.checker.check_model(proto)
             comparisons = _prove(reference, _onnx_forward(proto), task, points, length)
@@ -112,7 +139,7 @@ def export_run(run_dir: Path, fmt: str, length: int | None = None, opset: int = 
                 onnx.save(proto, str(tmp / "1" / "model.onnx"))
                 (tmp / "config.pbtxt").write_text(triton_config(
                     name, model_config.input_size, model_config.output_size,
-                    model_config.num_heads, model_config.memory_size, length))
+                    model_config.num_heads, rows, length))
                 final = out / name
                 files = [(final / "config.pbtxt", (tmp / "config.pbtxt").stat().st_size),
                          (final / "1" / "model.onnx", (tmp / "1" / "model.onnx").stat().st_size)]
@@ -135,22 +162,33 @@ def _prove(reference, candidate, task, points, length) -> list[Comparison]:
     return comparisons
 
 
+def _input_names(module: ExportModule) -> list[str]:
+    return [meta.INPUT_NAME] + ([meta.MEMORY_SIZE_NAME] if module.length is None else [])
+
+
 def _onnx_forward(proto: onnx.ModelProto):
+    import numpy as np
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
+    options.log_severity_level = 3  # not the note that an input with a default is not folded
     session = ort.InferenceSession(proto.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
+    takes_memory_size = meta.takes_memory_size(session)
 
-    def forward(x):
-        p, a = session.run([meta.PROBABILITIES, meta.ATTENTION], {meta.INPUT_NAME: x})
+    def forward(x, n):
+        feeds = {meta.INPUT_NAME: x}
+        if takes_memory_size:
+            feeds[meta.MEMORY_SIZE_NAME] = np.array([n], np.int32)
+        p, a = session.run([meta.PROBABILITIES, meta.ATTENTION], feeds)
         return p, a
 
     return forward
 
 
-def _metadata(task, model_config, train_config, state, run_dir, mode, length, opset) -> dict:
+def _metadata(task, model_config, train_config, state, run_dir, mode, length, opset,
+              rows) -> dict:
     import tf2onnx
 
     summary = read_summary(run_dir)
@@ -170,6 +208,10 @@ def _metadata(task, model_config, train_config, state, run_dir, mode, length, op
             "mode": mode, "length": length, "input": meta.INPUT_NAME,
             "outputs": [meta.PROBABILITIES, meta.ATTENTION],
             "heads": {"read": model_config.num_read_heads, "write": model_config.num_write_heads},
+            # Memory rows: per call through the memory_size input (dynamic), or fixed.
+            "memory": {"input": meta.MEMORY_SIZE_NAME if rows is None else None,
+                       "trained": model_config.memory_size, "fixed": rows,
+                       "initial_logit_margin": INITIAL_LOGIT_MARGIN},
             "tolerance": TOLERANCE, "noise_factor": NOISE_FACTOR,
             "perturbation": PERTURBATION,
         },

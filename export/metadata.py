@@ -6,7 +6,8 @@ model from the ONNX file alone, with no side files:
     ntm.task      task name, widths, training ranges, task parameters (ntm.tasks.Task.metadata)
     ntm.model     the ModelConfig (memory size, heads, controller...)
     ntm.training  step, sequences seen, held-out bits/seq at export, wall seconds
-    ntm.export    mode ("dynamic" or "fixed"), fixed length, input/output names, head layout
+    ntm.export    mode ("dynamic" or "fixed"), fixed length, input/output names, head layout,
+                  memory: the rows a call may use (see MEMORY_SIZE_NAME)
     ntm.versions  ntm, tensorflow, tf2onnx, onnx, opset
 """
 
@@ -17,8 +18,20 @@ from typing import Any
 
 KEYS = ("ntm.task", "ntm.model", "ntm.training", "ntm.export", "ntm.versions")
 INPUT_NAME = "inputs"
+# Dynamic exports take the number of memory rows N per call through this optional int32 input
+# (shape [k], the largest entry is used; its default is the trained N). Exports older than this
+# input, and fixed-length exports, run at the N their metadata names.
+MEMORY_SIZE_NAME = "memory_size"
 PROBABILITIES = "probabilities"
 ATTENTION = "attention"
+
+
+def takes_memory_size(session) -> bool:
+    """True when an onnxruntime session's model has the ``memory_size`` input (onnxruntime
+    lists an input with a default among the overridable initializers, not the inputs)."""
+    names = [i.name for i in session.get_inputs()]
+    names += [i.name for i in session.get_overridable_initializers()]
+    return MEMORY_SIZE_NAME in names
 
 
 class MetadataError(ValueError):

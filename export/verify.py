@@ -11,6 +11,9 @@ of its outputs when every input value moves by +-PERTURBATION (1e-6, a few units
 place), called the point's noise floor; the export may differ by at most NOISE_FACTOR times it.
 Where the model is well conditioned (copy and recall at every tested length) the floor is
 ~1e-6 and the bound stays 1e-4; a conversion error shows up there, far above it.
+
+A dynamic export is also proven with more memory rows than it was trained with: at the shortest
+sequence that needs twice the trained rows, both run with that many rows.
 """
 
 from __future__ import annotations
@@ -26,7 +29,16 @@ TOLERANCE = 1e-4
 NOISE_FACTOR = 4.0
 PERTURBATION = 1e-6
 
-Forward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # -> probabilities, attention
+# (inputs [batch, time, in], memory rows N) -> probabilities, attention
+Forward = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class ProofPoint:
+    """Where the export is compared: a difficulty, run with ``memory_size`` rows."""
+
+    difficulty: Difficulty
+    memory_size: int
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,7 @@ class Comparison:
     probabilities_diff: float
     attention_diff: float
     noise_floor: float = 0.0  # max |TF(x) - TF(x +- PERTURBATION)|: TensorFlow's sensitivity
+    memory_size: int = 0  # rows both ran with
 
     @property
     def tolerance(self) -> float:
@@ -49,13 +62,17 @@ class Comparison:
     def as_dict(self) -> dict:
         """The record kept in the ONNX metadata and the model card."""
         return {"point": self.label, "time_steps": self.time_steps,
+                "memory_size": self.memory_size,
                 "max_abs_diff": self.probabilities_diff, "noise_floor": self.noise_floor,
                 "tolerance": self.tolerance}
 
 
-def verification_points(task: Task, fixed_length: int | None) -> list[Difficulty]:
-    """Shortest, longest trained, and twice the longest; for a fixed-length export, the
-    points whose sequences fit (they are right-padded to the fixed length)."""
+def verification_points(task: Task, fixed_length: int | None, trained_rows: int,
+                        fixed_rows: int | None = None) -> list[ProofPoint]:
+    """Shortest, longest trained, and twice the longest, at the trained rows; for a dynamic
+    export also the shortest sequence that needs twice the trained rows, run with that many.
+    For a fixed-length export, the points whose sequences fit (they are right-padded to the
+    fixed length), at its fixed rows."""
     lo, hi = task.train_lengths
     if task.train_repeats is None:
         candidates = [Difficulty(lo), Difficulty(hi), Difficulty(2 * hi)]
@@ -65,13 +82,25 @@ def verification_points(task: Task, fixed_length: int | None) -> list[Difficulty
         candidates = [Difficulty(lo, rlo), Difficulty(hi, rhi), Difficulty(2 * hi, rhi)]
         extra = [Difficulty(n, r) for n in range(lo, 2 * hi + 1) for r in (rlo, rhi)]
     if fixed_length is None:
-        return candidates
+        return [ProofPoint(d, trained_rows) for d in candidates] + \
+            [ProofPoint(growth_point(task, trained_rows), 2 * trained_rows)]
     fitting = [p for p in candidates + extra if task.time_steps(p) <= fixed_length]
     if not fitting:
         return []
     longest = max(fitting, key=task.time_steps)
     shortest = min(fitting, key=task.time_steps)
-    return list(dict.fromkeys([shortest, longest]))
+    return [ProofPoint(d, fixed_rows or trained_rows)
+            for d in dict.fromkeys([shortest, longest])]
+
+
+def growth_point(task: Task, trained_rows: int) -> Difficulty:
+    """The shortest difficulty (fewest repeats) whose sequences need more than
+    ``trained_rows`` memory rows."""
+    repeats = task.train_repeats[0] if task.train_repeats else None
+    length = task.train_lengths[1]
+    while task.memory_rows(Difficulty(length, repeats)) <= trained_rows:
+        length += 1
+    return Difficulty(length, repeats)
 
 
 def pad_time(inputs: np.ndarray, length: int) -> np.ndarray:
@@ -80,22 +109,24 @@ def pad_time(inputs: np.ndarray, length: int) -> np.ndarray:
     return np.pad(inputs, ((0, 0), (0, pad), (0, 0))) if pad > 0 else inputs
 
 
-def compare(reference: Forward, candidate: Forward, task: Task, points: list[Difficulty],
+def compare(reference: Forward, candidate: Forward, task: Task, points: list[ProofPoint],
             fixed_length: int | None = None, batch: int = 8, seed: int = 99) -> list[Comparison]:
     """Run both on the same fresh inputs at each point; report the differences."""
     out = []
     for point in points:
-        rng = np.random.default_rng([seed, point.length, point.repeats or 0])
-        x = task.fixed_batch(rng, batch, point).inputs
+        d = point.difficulty
+        rng = np.random.default_rng([seed, d.length, d.repeats or 0])
+        x = task.fixed_batch(rng, batch, d).inputs
         if fixed_length is not None:
             x = pad_time(x, fixed_length)
-        p_ref, a_ref = reference(x)
-        p_new, a_new = candidate(x)
+        p_ref, a_ref = reference(x, point.memory_size)
+        p_new, a_new = candidate(x, point.memory_size)
         signs = np.random.default_rng([seed, 1]).choice([-1.0, 1.0], size=x.shape)
-        p_moved = reference((x + PERTURBATION * signs).astype(np.float32))[0]
-        t = task.time_steps(point)
+        p_moved = reference((x + PERTURBATION * signs).astype(np.float32), point.memory_size)[0]
+        t = task.time_steps(d)
         out.append(Comparison(
-            label=f"{task.length_name} {point.label()}", time_steps=t, batch=batch,
+            label=f"{task.length_name} {d.label()}, {point.memory_size} rows", time_steps=t,
+            batch=batch, memory_size=point.memory_size,
             probabilities_diff=float(np.abs(p_ref[:, :t] - p_new[:, :t]).max()),
             attention_diff=float(np.abs(a_ref[:, :t] - a_new[:, :t]).max()),
             noise_floor=float(np.abs(p_ref[:, :t] - p_moved[:, :t]).max())))

@@ -12,31 +12,40 @@ from pathlib import Path
 import onnx
 import tensorflow as tf
 
-from export.metadata import ATTENTION, INPUT_NAME, PROBABILITIES
+import numpy as np
+from onnx import numpy_helper
+
+from export.metadata import ATTENTION, INPUT_NAME, MEMORY_SIZE_NAME, PROBABILITIES
 from export.signatures import ExportModule
 
 
 def write_savedmodel(module: ExportModule, path: Path) -> None:
-    """A SavedModel whose ``serving_default`` maps ``inputs`` to probabilities and attention."""
+    """A SavedModel whose ``serving_default`` maps ``inputs`` (and, for a dynamic-length model,
+    ``memory_size``) to probabilities and attention."""
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
 
 
 def convert_to_onnx(module: ExportModule, opset: int) -> onnx.ModelProto:
     """tf2onnx conversion of the serving function (not Keras: its from_keras breaks on Keras 3).
 
-    Batch and time axes get symbolic names ``batch`` and ``time``.
+    Batch and time axes get symbolic names ``batch`` and ``time``, the memory axis ``rows``. A
+    dynamic model's ``memory_size`` input gets a default (an initializer of the same name): the
+    trained N, so a caller that sends only ``inputs`` runs the model as it was trained.
     """
     import tf2onnx
 
     model_proto, _ = tf2onnx.convert.from_function(
-        module.serve, input_signature=[module.input_spec], opset=opset)
+        module.serve, input_signature=module.signature, opset=opset)
     names = {INPUT_NAME: ["batch", "time", None], PROBABILITIES: ["batch", "time", None, None],
-             ATTENTION: ["batch", "time", None, None]}
+             ATTENTION: ["batch", "time", None, "rows"], MEMORY_SIZE_NAME: ["memory_sizes"]}
     for value in list(model_proto.graph.input) + list(model_proto.graph.output):
         dims = value.type.tensor_type.shape.dim
         for dim, name in zip(dims, names.get(value.name, [])):
             if name and not dim.HasField("dim_value"):
                 dim.dim_param = name
+    if module.length is None:
+        default = np.array([module.model.config.memory_size], np.int32)
+        model_proto.graph.initializer.append(numpy_helper.from_array(default, MEMORY_SIZE_NAME))
     return model_proto
 
 
@@ -49,11 +58,25 @@ def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
         model.metadata_props.add(key=key, value=value)
 
 
-def triton_config(name: str, input_size: int, output_size: int, heads: int, memory_size: int,
-                  fixed_length: int | None, max_batch_size: int = 64,
+def triton_config(name: str, input_size: int, output_size: int, heads: int,
+                  memory_size: int | None, fixed_length: int | None, max_batch_size: int = 64,
                   max_queue_delay_us: int = 1000) -> str:
-    """config.pbtxt for Triton's onnxruntime backend (dims exclude the batch axis; -1 = any)."""
+    """config.pbtxt for Triton's onnxruntime backend (dims exclude the batch axis; -1 = any).
+
+    memory_size None: a dynamic model; its optional ``memory_size`` input is one INT32 per
+    request (Triton stacks them into [batch]; the model uses the largest) and the attention's
+    row axis is -1. An int: the fixed rows of a fixed-length model.
+    """
     t = fixed_length if fixed_length is not None else -1
+    rows = memory_size if memory_size is not None else -1
+    memory_input = "" if memory_size is not None else f''',
+  {{
+    name: "{MEMORY_SIZE_NAME}"
+    data_type: TYPE_INT32
+    dims: [ 1 ]
+    reshape: {{ shape: [ ] }}
+    optional: true
+  }}'''
     return f'''name: "{name}"
 backend: "onnxruntime"
 max_batch_size: {max_batch_size}
@@ -62,7 +85,7 @@ input [
     name: "{INPUT_NAME}"
     data_type: TYPE_FP32
     dims: [ {t}, {input_size} ]
-  }}
+  }}{memory_input}
 ]
 output [
   {{
@@ -73,7 +96,7 @@ output [
   {{
     name: "{ATTENTION}"
     data_type: TYPE_FP32
-    dims: [ {t}, {heads}, {memory_size} ]
+    dims: [ {t}, {heads}, {rows} ]
   }}
 ]
 dynamic_batching {{

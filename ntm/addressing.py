@@ -67,6 +67,18 @@ def shift_indices(memory_size: int, shift_range: int) -> np.ndarray:
     return ((rows - offsets[:, None]) % memory_size).astype(np.int32)
 
 
+def shift_indices_tensor(memory_size: tf.Tensor, shift_range: int) -> tf.Tensor:
+    """``shift_indices`` for a number of rows known only when the graph runs.
+
+    memory_size: int32 scalar tensor (N) -> int32 [S, N]. Built once per sequence, outside the
+    time loop (the loop body only gathers with it), so the circular shift wraps at the N that
+    this call uses.
+    """
+    offsets = tf.range(-shift_range, shift_range + 1, dtype=tf.int32)[:, None]  # [S, 1]
+    rows = tf.range(memory_size, dtype=tf.int32)[None, :]  # [1, N]
+    return tf.math.floormod(rows - offsets, memory_size)
+
+
 def shift(weights: tf.Tensor, shift_weights: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
     """Circular convolution w~_t(i) = sum_j w^g_t(j) s_t(i - j), indices modulo N (paper eq. 8).
 

@@ -13,6 +13,11 @@ Head parameters (paper §3.3, activations as in the paper and Collier & Beel 201
     erase      e_t      sigmoid              [batch, write_heads, M]
     add        a_t      tanh                 [batch, write_heads, M]
 Heads are ordered read heads first, then write heads, along the ``heads`` axis.
+
+The number of memory rows N is chosen when the model runs (``memory_size`` arguments below):
+the weights do not depend on it except the learned initial weighting, which was trained at
+``config.memory_size`` rows and is extended to N by ``extend_initial_logits``. Training uses
+the configured N as a Python int, so its graph is static as before.
 """
 
 from __future__ import annotations
@@ -21,10 +26,35 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from ntm.addressing import address, shift_indices
+from ntm.addressing import address, shift_indices, shift_indices_tensor
 from ntm.config import ModelConfig
 from ntm.controller import FeedforwardController, LSTMController, glorot
 from ntm.memory import erase_and_add, read
+
+
+MemorySize = int | tf.Tensor  # N: a Python int (static) or an int32 scalar tensor (per call)
+
+# The rule that extends the learned initial weighting to more rows: each added row's logit is
+# the head's smallest learned logit minus this margin. exp(-30) ~ 1e-13: the added rows start
+# with no weight, so the initial weighting over the trained rows is the trained one. Measured
+# against padding with the minimum itself (margin 0): see README, "Memory that grows".
+INITIAL_LOGIT_MARGIN = 30.0
+
+
+def extend_initial_logits(logits: tf.Tensor, memory_size: MemorySize,
+                          margin: float = INITIAL_LOGIT_MARGIN) -> tf.Tensor:
+    """The learned initial weighting logits, trained at N0 rows, for N rows.
+
+    logits: [heads, N0] -> [heads, N]. N > N0: rows N0..N-1 get each head's minimum logit
+    minus ``margin``; N < N0: the first N rows are kept; N == N0 (static): unchanged.
+    """
+    trained = logits.shape[1]
+    if isinstance(memory_size, int) and memory_size == trained:
+        return logits
+    floor = tf.reduce_min(logits, axis=1, keepdims=True) - margin  # [heads, 1]
+    extra = tf.maximum(memory_size - trained, 0)
+    padded = tf.concat([logits, tf.tile(floor, tf.stack([1, extra]))], axis=1)
+    return padded[:, :memory_size]
 
 
 class NTMState(NamedTuple):
@@ -86,14 +116,33 @@ class NTMCell(tf.Module):
         logits = tf.one_hot(tf.zeros([c.num_heads], tf.int32), c.memory_size, on_value=5.0)
         self.initial_weight_logits = tf.Variable(logits, name="initial_weight_logits")
 
-    def initial_state(self, batch_size: tf.Tensor) -> NTMState:
-        """The state before the first input: learned biases, memory a small constant (1e-6)."""
+    def memory_size(self, memory_size: MemorySize | None) -> MemorySize:
+        """N for a call: ``memory_size`` when given, else the configured (trained) N."""
+        return self.config.memory_size if memory_size is None else memory_size
+
+    def initial_state(self, batch_size: tf.Tensor, memory_size: MemorySize | None = None
+                      ) -> NTMState:
+        """The state before the first input: learned biases, memory a small constant (1e-6),
+        N = ``memory_size`` rows (default: the configured N)."""
         c = self.config
-        memory = tf.fill(tf.stack([batch_size, c.memory_size, c.memory_width]),
+        n = self.memory_size(memory_size)
+        memory = tf.fill(tf.stack([batch_size, n, c.memory_width]),
                          tf.constant(c.memory_init, tf.float32))
-        weights = tf.tile(tf.nn.softmax(self.initial_weight_logits)[None], [batch_size, 1, 1])
+        logits = extend_initial_logits(self.initial_weight_logits, n)
+        weights = tf.tile(tf.nn.softmax(logits)[None], [batch_size, 1, 1])
         reads = tf.tile(self.initial_reads[None], [batch_size, 1, 1])
         return NTMState(self.controller.initial_state(batch_size), memory, weights, reads)
+
+    def shift_table(self, memory_size: MemorySize | None = None) -> tf.Tensor:
+        """The circular shift's index table for N rows (``shift_indices``): int32 [S, N].
+
+        A constant for a static N; built from the tensor otherwise. Make it once per sequence
+        and pass it to every ``step``.
+        """
+        n = self.memory_size(memory_size)
+        if isinstance(n, int):
+            return tf.constant(shift_indices(n, self.config.shift_range))
+        return shift_indices_tensor(tf.cast(n, tf.int32), self.config.shift_range)
 
     def head_parameters(self, controller_output: tf.Tensor) -> HeadParameters:
         """Linear map of the controller output, clipped, split and activated per head.
@@ -121,10 +170,12 @@ class NTMCell(tf.Module):
             add=tf.tanh(add),
         )
 
-    def step(self, inputs: tf.Tensor, state: NTMState) -> tuple[tf.Tensor, NTMState]:
+    def step(self, inputs: tf.Tensor, state: NTMState, shift_table: tf.Tensor
+             ) -> tuple[tf.Tensor, NTMState]:
         """One time step of the recurrence.
 
-        inputs: [batch, input_size]; state: NTMState at t-1
+        inputs: [batch, input_size]; state: NTMState at t-1 (memory [batch, N, M]);
+        shift_table: ``shift_table(N)`` [S, N]
         -> controller output h_t [batch, units], NTMState at t.
         All heads address M_{t-1}; read heads read M_{t-1}; then the write heads write M_t.
         The output layer is not here: nothing in the recurrence depends on it, so the model
@@ -136,10 +187,8 @@ class NTMCell(tf.Module):
         controller_out, controller_state = self.controller(
             tf.concat([inputs, reads_flat], axis=1), state.controller)
         p = self.head_parameters(controller_out)
-        # A constant built at trace time (not captured from eager): it freezes into the graph.
-        indices = tf.constant(shift_indices(c.memory_size, c.shift_range))
         weights = address(p.key, p.strength, p.gate, p.shift, p.gamma, state.weights,
-                          state.memory, indices)
+                          state.memory, shift_table)
         read_weights, write_weights = tf.split(weights, [c.num_read_heads, c.num_write_heads],
                                                axis=1)
         reads = read(read_weights, state.memory)

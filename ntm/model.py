@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from ntm.cell import NTMCell
+from ntm.cell import MemorySize, NTMCell
 from ntm.config import ModelConfig
 
 
@@ -23,6 +23,7 @@ class ModelOutput(NamedTuple):
     logits:  [batch, time, output_size]   (apply a sigmoid for bit probabilities)
     weights: [batch, time, heads, N]      each head's weighting per step, read heads first
     memory:  [batch, time, N, M] or None  the memory after each step, when asked for
+    (N: the call's memory_size)
     """
 
     logits: tf.Tensor
@@ -44,17 +45,21 @@ class NTM(tf.Module):
         self.cell = NTMCell(config, seed=seed)
 
     def __call__(
-        self, inputs: tf.Tensor, unroll: bool = False, return_memory: bool = False
+        self, inputs: tf.Tensor, unroll: bool = False, return_memory: bool = False,
+        memory_size: MemorySize | None = None,
     ) -> ModelOutput:
         """inputs: [batch, time, input_size] float32 -> ModelOutput.
 
         ``unroll=True`` needs a static time dimension; otherwise the time axis may be ``None``.
+        ``memory_size``: N for this call, a Python int or an int32 scalar tensor [default: the
+        configured N]; the learned initial weighting is extended to it (``ntm.cell``).
         """
         if unroll:
-            return self.run_unrolled(inputs, return_memory)
-        return self.run_dynamic(inputs, return_memory)
+            return self.run_unrolled(inputs, return_memory, memory_size)
+        return self.run_dynamic(inputs, return_memory, memory_size)
 
-    def run_dynamic(self, inputs: tf.Tensor, return_memory: bool = False) -> ModelOutput:
+    def run_dynamic(self, inputs: tf.Tensor, return_memory: bool = False,
+                    memory_size: MemorySize | None = None) -> ModelOutput:
         """A ``tf.while_loop`` over the time axis, whatever its length."""
         batch_size = tf.shape(inputs)[0]
         time_steps = tf.shape(inputs)[1]
@@ -65,8 +70,10 @@ class NTM(tf.Module):
         names = ["controller", "reads", "weights"] + (["memory"] if return_memory else [])
         arrays = tuple(tf.TensorArray(tf.float32, size=time_steps) for _ in names)
 
+        shift_table = self.cell.shift_table(memory_size)  # loop-invariant
+
         def body(t, state, arrays):
-            controller_out, state = self.cell.step(inputs_ta.read(t), state)
+            controller_out, state = self.cell.step(inputs_ta.read(t), state, shift_table)
             values = (controller_out, state.reads, state.weights, state.memory)
             return t + 1, state, tuple(a.write(t, v) for a, v in zip(arrays, values))
 
@@ -75,20 +82,22 @@ class NTM(tf.Module):
             # add seven nodes (compare, casts, and) to every ONNX Loop iteration.
             lambda *_: True,
             body,
-            (tf.constant(0), self.cell.initial_state(batch_size), arrays),
+            (tf.constant(0), self.cell.initial_state(batch_size, memory_size), arrays),
             maximum_iterations=time_steps,
         )
         return self._outputs(*[_batch_major(a.stack()) for a in arrays])
 
-    def run_unrolled(self, inputs: tf.Tensor, return_memory: bool = False) -> ModelOutput:
+    def run_unrolled(self, inputs: tf.Tensor, return_memory: bool = False,
+                     memory_size: MemorySize | None = None) -> ModelOutput:
         """A Python loop over a static time axis: one copy of the step per time step."""
         time_steps = inputs.shape[1]
         if time_steps is None:
             raise ValueError("run_unrolled needs a static time dimension; use run_dynamic")
-        state = self.cell.initial_state(tf.shape(inputs)[0])
+        state = self.cell.initial_state(tf.shape(inputs)[0], memory_size)
+        shift_table = self.cell.shift_table(memory_size)
         per_step: list[list[tf.Tensor]] = [[], [], []] + ([[]] if return_memory else [])
         for step_inputs in tf.unstack(inputs, axis=1):  # one Split in ONNX, not a Slice per step
-            controller_out, state = self.cell.step(step_inputs, state)
+            controller_out, state = self.cell.step(step_inputs, state, shift_table)
             values = (controller_out, state.reads, state.weights, state.memory)
             for collected, value in zip(per_step, values):
                 collected.append(value)

@@ -43,6 +43,12 @@ class CopyTask(Task):
     def time_steps(self, difficulty: Difficulty) -> int:
         return 2 * difficulty.length + 1
 
+    def memory_rows(self, difficulty):
+        return difficulty.length + 2  # L vectors and the delimiter step, plus one
+
+    def memory_rows_for_time_steps(self, time_steps):
+        return (time_steps - 1) // 2 + 2  # T = 2L + 1
+
     def sequence(self, rng, difficulty):
         length = difficulty.length
         seq = random_bits(rng, (length, self.bits))

@@ -56,6 +56,13 @@ class RecallTask(Task):
     def time_steps(self, difficulty: Difficulty) -> int:
         return difficulty.length * (self.item_length + 1) + 2 * self.item_length + 2
 
+    def memory_rows(self, difficulty):
+        # Every step before the answer: n (k + 1) item steps and k + 2 query steps, plus one.
+        return self.time_steps(difficulty) - self.item_length + 1
+
+    def memory_rows_for_time_steps(self, time_steps):
+        return time_steps - self.item_length + 1  # the answer is the last k steps
+
     def sequence(self, rng, difficulty):
         n, k = difficulty.length, self.item_length
         items = random_bits(rng, (n, k, self.bits))

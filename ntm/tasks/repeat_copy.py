@@ -57,6 +57,12 @@ class RepeatCopyTask(Task):
     def time_steps(self, difficulty: Difficulty) -> int:
         return difficulty.length * (difficulty.repeats + 1) + 2
 
+    def memory_rows(self, difficulty):
+        return difficulty.length + 2  # the sequence is stored once, whatever the repeats
+
+    def memory_rows_for_time_steps(self, time_steps):
+        return (time_steps - 2) // 2 + 2  # T = L (n + 1) + 2 with n >= 1: L <= (T - 2) / 2
+
     def sequence(self, rng, difficulty):
         length, repeats = difficulty.length, difficulty.repeats
         seq = random_bits(rng, (length, self.bits))

@@ -107,6 +107,34 @@ class Task(abc.ABC):
                 and difficulty.repeats < 1:
             raise ValueError(f"{self.name}: repeats must be >= 1, got {difficulty.repeats}")
 
+    # -- memory and training range --------------------------------------------------------
+    @abc.abstractmethod
+    def memory_rows(self, difficulty: Difficulty) -> int:
+        """Memory rows a sequence at ``difficulty`` needs: one for each step before the answer
+        starts, plus one. A head that writes one row per step then never wraps around onto
+        what it wrote (the trained models write at most one row per step)."""
+
+    def memory_rows_for_time_steps(self, time_steps: int) -> int:
+        """The most rows any ``time_steps``-step input of this task can need (for raw tensors,
+        whose difficulty is not known). Default: every step an input step, plus one."""
+        return time_steps + 1
+
+    def within_training_range(self, difficulty: Difficulty) -> bool:
+        """True when ``difficulty`` lies inside the ranges the model was trained on (length,
+        and repeats for repeat-copy); False means the answer is an extrapolation."""
+        lo, hi = self.train_lengths
+        if not lo <= difficulty.length <= hi:
+            return False
+        if self.train_repeats is not None and difficulty.repeats is not None:
+            return self.train_repeats[0] <= difficulty.repeats <= self.train_repeats[1]
+        return True
+
+    @property
+    def max_trained_time_steps(self) -> int:
+        """Time steps of the longest training sequence."""
+        repeats = self.train_repeats[1] if self.train_repeats else None
+        return self.time_steps(Difficulty(self.train_lengths[1], repeats))
+
     @abc.abstractmethod
     def default_eval_points(self) -> list[Difficulty]:
         """The generalisation table's default points (inside and beyond the training range)."""

@@ -18,9 +18,14 @@ from export.exporter import ExportError, export_run  # noqa: E402
 from ntm.checkpoints import load_model  # noqa: E402
 
 
-def tf_forward(run_dir):
+def tf_forward(run_dir, memory_size=None):
     model, *_ = load_model(run_dir)
-    fn = tf.function(lambda x: (tf.sigmoid(model(x).logits), model(x).weights))
+
+    def fn(x):
+        out = model(x, memory_size=memory_size)
+        return tf.sigmoid(out.logits), out.weights
+
+    fn = tf.function(fn)
     return lambda x: tuple(t.numpy() for t in fn(tf.constant(x)))
 
 
@@ -51,7 +56,29 @@ def test_dynamic_graph_has_one_loop_and_symbolic_axes(dynamic_onnx):
     assert [d.dim_param for d in dims[:2]] == ["batch", "time"] and dims[2].dim_value == 9
     assert model.opset_import[0].version >= 17
     assert dynamic_onnx.max_diff <= 1e-4
-    assert {c.label for c in dynamic_onnx.comparisons} >= {"length 1", "length 4", "length 8"}
+    assert {c.label for c in dynamic_onnx.comparisons} >= {
+        "length 1, 16 rows", "length 4, 16 rows", "length 8, 16 rows", "length 15, 32 rows"}
+
+
+@pytest.mark.parametrize("rows", [32, 64])
+def test_dynamic_onnx_takes_the_memory_size_per_call(tiny_run, dynamic_onnx, rows):
+    """More rows than trained: the same as TensorFlow with those rows, also on raw inputs long
+    enough to wrap the circular shift at the new N; without the input, the trained N."""
+    ref = tf_forward(tiny_run, memory_size=rows)
+    sess = session(dynamic_onnx.path)
+    x = np.random.default_rng(rows).integers(0, 2, (3, 3 * rows, 9)).astype(np.float32)
+    p, a = sess.run(["probabilities", "attention"],
+                    {"inputs": x, "memory_size": np.array([rows], np.int32)})
+    assert a.shape == (3, 3 * rows, 3, rows)
+    p_ref, a_ref = ref(x)
+    np.testing.assert_allclose(p, p_ref, atol=1e-4)
+    np.testing.assert_allclose(a, a_ref, atol=1e-4)
+    default = sess.run(["attention"], {"inputs": x[:, :5]})[0]
+    assert default.shape == (3, 5, 3, 16)
+    # Triton stacks one value per request: the largest one is used.
+    stacked = sess.run(["attention"], {"inputs": x[:, :5],
+                                       "memory_size": np.array([16, rows, 16], np.int32)})[0]
+    assert stacked.shape == (3, 5, 3, rows)
 
 
 def test_metadata_round_trips(tiny_run, dynamic_onnx):
@@ -72,6 +99,7 @@ def test_metadata_round_trips(tiny_run, dynamic_onnx):
 def test_fixed_length_export_is_unrolled_and_pads(tiny_run, tmp_path):
     result = export_run(tiny_run, "onnx", length=9, out=tmp_path / "fixed.onnx")
     model = onnx.load(str(result.path))
+    assert [i.name for i in model.graph.input] == ["inputs"]
     assert "Loop" not in {n.op_type for n in model.graph.node}
     assert model.graph.input[0].type.tensor_type.shape.dim[1].dim_value == 9
     ref = tf_forward(tiny_run)
@@ -84,14 +112,29 @@ def test_fixed_length_export_is_unrolled_and_pads(tiny_run, tmp_path):
         np.testing.assert_allclose(p, ref(x)[0], atol=1e-4)
 
 
+def test_fixed_length_export_picks_the_rows_its_length_needs(tiny_run, tmp_path):
+    """Trained with 16 rows: 81 steps hold a copy of 40 vectors, which needs 42 rows -> 64."""
+    result = export_run(tiny_run, "onnx", length=81, out=tmp_path / "fixed81.onnx")
+    model = onnx.load(str(result.path))
+    entries = meta.decode({p.key: p.value for p in model.metadata_props})
+    assert entries["ntm.export"]["memory"]["fixed"] == 64
+    x = np.random.default_rng(2).integers(0, 2, (2, 81, 9)).astype(np.float32)
+    p, a = session(result.path).run(["probabilities", "attention"], {"inputs": x})
+    assert a.shape == (2, 81, 3, 64)
+    np.testing.assert_allclose(p, tf_forward(tiny_run, memory_size=64)(x)[0], atol=1e-4)
+    assert all(c.memory_size == 64 for c in result.comparisons)
+
+
 def test_savedmodel_runs_without_the_project(tiny_run, tmp_path):
     result = export_run(tiny_run, "savedmodel", out=tmp_path / "sm")
     code = textwrap.dedent(f"""
         import sys, numpy as np, tensorflow as tf
         fn = tf.saved_model.load({str(result.path)!r}).signatures["serving_default"]
-        out = fn(inputs=tf.zeros([2, 7, 9]))
+        out = fn(inputs=tf.zeros([2, 7, 9]), memory_size=tf.constant([16]))
         assert out["probabilities"].shape == (2, 7, 8), out["probabilities"].shape
         assert out["attention"].shape == (2, 7, 3, 16)
+        out = fn(inputs=tf.zeros([2, 7, 9]), memory_size=tf.constant([48]))
+        assert out["attention"].shape == (2, 7, 3, 48)
         assert not any(m == "ntm" or m.startswith(("ntm.", "export", "cli")) for m in sys.modules)
         print("ok")
     """)
@@ -111,8 +154,10 @@ def test_triton_repository_config_parses(tiny_run, tmp_path):
     assert config.name == "copy" and config.backend == "onnxruntime"
     assert config.max_batch_size == 64 and config.HasField("dynamic_batching")
     assert list(config.input[0].dims) == [-1, 9]
+    assert config.input[1].name == "memory_size" and config.input[1].optional
+    assert list(config.input[1].dims) == [1] and list(config.input[1].reshape.shape) == []
     assert [o.name for o in config.output] == ["probabilities", "attention"]
-    assert list(config.output[1].dims) == [-1, 3, 16]
+    assert list(config.output[1].dims) == [-1, 3, -1]
     onnx.checker.check_model(onnx.load(str(result.path / "1" / "model.onnx")))
 
 
@@ -134,6 +179,7 @@ def test_a_failed_proof_leaves_the_old_export(tiny_run, tmp_path, monkeypatch):
     (["export", "--format", "tflite"], 2, "'tflite' is not one of"),
     (["export", "--length", "0"], 2, "must be >= 1"),
     (["export", "--length", "ten"], 2, "neither 'dynamic' nor an integer"),
+    (["export", "--memory-size", "0"], 2, "--memory-size"),
 ])
 def test_cli_bad_input(args, code, message):
     result = CliRunner().invoke(cli, args)
@@ -151,6 +197,15 @@ def test_cli_fixed_length_too_short(tiny_run, tmp_path):
     result = CliRunner().invoke(cli, ["export", str(tiny_run), "--length", "2",
                                       "-o", str(tmp_path / "x.onnx")])
     assert result.exit_code == 1 and "too short" in result.output
+
+
+def test_cli_memory_size_is_for_fixed_length_exports(tiny_run, tmp_path):
+    result = CliRunner().invoke(cli, ["export", str(tiny_run), "--memory-size", "64",
+                                      "-o", str(tmp_path / "x.onnx")])
+    assert result.exit_code == 1 and "fixed-length" in result.output
+    result = CliRunner().invoke(cli, ["export", str(tiny_run), "--length", "9", "--memory-size",
+                                      "8", "-o", str(tmp_path / "x.onnx")])
+    assert result.exit_code == 1 and "below the 16 rows" in result.output
 
 
 def test_cli_reports_sizes_and_difference(tiny_run, tmp_path):

@@ -4,17 +4,18 @@ for both engines."""
 
 import numpy as np
 
-from export.verify import NOISE_FACTOR, PERTURBATION, TOLERANCE, compare
+from export.verify import (NOISE_FACTOR, PERTURBATION, TOLERANCE, ProofPoint, compare,
+                           growth_point, verification_points)
 from ntm.tasks import Difficulty, get_task
 
 TASK = get_task("copy")
-POINTS = [Difficulty(3)]
+POINTS = [ProofPoint(Difficulty(3), 128)]
 
 
 def engine(gain: float = 0.0, offset: float = 0.0):
     """forward(x) -> (probabilities, attention): 0.5 + offset + gain * sum(x) per row, so a
     change of every input by +-PERTURBATION moves outputs by up to gain * PERTURBATION * size."""
-    def forward(x):
+    def forward(x, memory_size):
         p = 0.5 + offset + gain * x.sum(axis=(1, 2), keepdims=True)
         p = np.broadcast_to(p, (x.shape[0], x.shape[1], TASK.output_size))
         return p, np.zeros((x.shape[0], x.shape[1], 2, 4))
@@ -37,3 +38,18 @@ def test_tolerance_follows_the_models_own_sensitivity():
     assert c.passed
     [c] = compare(chaotic, engine(gain=100.0, offset=1.1 * c.tolerance), TASK, POINTS)
     assert not c.passed
+
+
+def test_a_dynamic_export_is_proven_with_grown_memory():
+    points = verification_points(TASK, None, trained_rows=128)
+    assert points[-1] == ProofPoint(Difficulty(127), 256)  # 127 + 2 rows > 128
+    assert [p.memory_size for p in points[:-1]] == [128, 128, 128]
+    recall = get_task("recall")
+    grown = growth_point(recall, 128)
+    assert recall.memory_rows(grown) > 128 >= recall.memory_rows(Difficulty(grown.length - 1))
+
+
+def test_a_fixed_length_export_is_proven_at_its_own_rows():
+    points = verification_points(TASK, 81, trained_rows=16, fixed_rows=64)
+    assert {p.memory_size for p in points} == {64}
+    assert max(TASK.time_steps(p.difficulty) for p in points) <= 81

@@ -1,0 +1,49 @@
+"""Choosing the memory rows of a request: buckets of the trained size, and the limit."""
+
+import pytest
+
+from ntm.memory_plan import MemoryLimitExceeded, choose_memory_size, memory_buckets
+from ntm.tasks import Difficulty, get_task
+
+
+def test_buckets_double_from_the_trained_size_up_to_the_limit():
+    assert memory_buckets(128) == [128, 256, 512, 1024, 2048]
+    assert memory_buckets(128, 1000) == [128, 256, 512]
+    assert memory_buckets(16, 40) == [16, 32]
+    assert memory_buckets(128, 64) == [128]
+
+
+@pytest.mark.parametrize("needed, size", [(1, 128), (128, 128), (129, 256), (1002, 1024),
+                                          (1025, 2048), (2048, 2048)])
+def test_the_smallest_bucket_that_holds_the_request(needed, size):
+    assert choose_memory_size(needed, 128) == size
+
+
+def test_more_than_the_largest_bucket_names_the_limit():
+    with pytest.raises(MemoryLimitExceeded, match="needs 2049 memory rows; the limit is 2048"):
+        choose_memory_size(2049, 128)
+    with pytest.raises(MemoryLimitExceeded, match="limit is 512"):
+        choose_memory_size(600, 128, maximum=1000)
+
+
+@pytest.mark.parametrize("name, difficulty, rows", [
+    ("copy", Difficulty(20), 22), ("copy", Difficulty(1000), 1002),
+    ("repeat-copy", Difficulty(10, 1000), 12),
+    ("recall", Difficulty(6), 6 * 4 + 3 + 2 + 1)])
+def test_rows_a_request_needs(name, difficulty, rows):
+    task = get_task(name)
+    assert task.memory_rows(difficulty) == rows
+    # Raw tensors of the same length are never given fewer rows than the request needs.
+    assert task.memory_rows_for_time_steps(task.time_steps(difficulty)) >= rows
+
+
+@pytest.mark.parametrize("name, inside, outside", [
+    ("copy", [Difficulty(1), Difficulty(20)], [Difficulty(21), Difficulty(1000)]),
+    ("recall", [Difficulty(2), Difficulty(6)], [Difficulty(7), Difficulty(30)]),
+    ("repeat-copy", [Difficulty(1, 1), Difficulty(10, 10)],
+     [Difficulty(11, 5), Difficulty(5, 11), Difficulty(10, 1000)]),
+])
+def test_within_training_range_at_the_edges(name, inside, outside):
+    task = get_task(name)
+    assert all(task.within_training_range(d) for d in inside)
+    assert not any(task.within_training_range(d) for d in outside)
