@@ -10,6 +10,23 @@ import click
 from cli.common import quiet_tensorflow
 
 
+class MemorySizeType(click.ParamType):
+    """``auto`` (rows chosen per point, as the server does) or a number of memory rows."""
+
+    name = "auto|N"
+
+    def convert(self, value, param, ctx):
+        if value is None or value == "auto":
+            return None
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither 'auto' nor an integer", param, ctx)
+        if n < 1:
+            self.fail(f"{n} rows: the memory needs at least one", param, ctx)
+        return n
+
+
 @click.command(short_help="Bits/seq at lengths inside and beyond training.")
 @click.argument("run_dir", type=click.Path(path_type=Path), required=False)
 @click.option("--points", default=None,
@@ -24,11 +41,15 @@ from cli.common import quiet_tensorflow
               default=None, help="Also write the table as JSON here.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="TensorFlow threads.")
+@click.option("--memory-size", type=MemorySizeType(), default="auto", show_default=True,
+              help="Memory rows: 'auto' gives each point the smallest of the trained rows x 1, "
+                   "2, 4, ... that holds it (what ntm serve does); N runs every point with N.")
 def evaluate(run_dir: Path | None, points: str | None, sequences: int, batch_size: int,
-             seed: int, json_out: Path | None, threads: int) -> None:
+             seed: int, json_out: Path | None, threads: int, memory_size: int | None) -> None:
     """Measure generalisation of the run in RUN_DIR [default: the latest run under runs/].
 
-    Prints bits per sequence (mean and worst over fresh sequences) at each point.
+    Prints bits per sequence (mean and worst over fresh sequences) at each point, and the
+    memory rows it ran with.
     """
     from ntm.evaluation import format_table
     from ntm.runs import RunError, latest_run
@@ -38,7 +59,7 @@ def evaluate(run_dir: Path | None, points: str | None, sequences: int, batch_siz
     except RunError as err:
         raise click.ClickException(str(err)) from None
     quiet_tensorflow(threads)
-    task, state, rows = evaluate_run(run_dir, points, sequences, batch_size, seed)
+    task, state, rows = evaluate_run(run_dir, points, sequences, batch_size, seed, memory_size)
     click.echo(f"{task.name} run {run_dir} at step {int(state.step.numpy())} "
                f"(trained on {task.length_name} {task.train_lengths[0]}-{task.train_lengths[1]}"
                + (f", repeats {task.train_repeats[0]}-{task.train_repeats[1]}"
@@ -65,26 +86,36 @@ def eval_points(points: str | None, task) -> list:
         raise click.BadParameter(str(err), param_hint="--points") from None
 
 
+def rows_for_points(task, trained: int, memory_size: int | None = None):
+    """Difficulty -> memory rows: ``memory_size``, else the smallest of trained x 1, 2, 4, ...
+    that holds it (``ntm.memory_plan``, without the server's upper limit)."""
+    from ntm.memory_plan import choose_memory_size
+
+    if memory_size is not None:
+        return lambda difficulty: memory_size
+    return lambda difficulty: choose_memory_size(task.memory_rows(difficulty), trained,
+                                                 maximum=2 ** 30)
+
+
 def evaluate_run(run_dir: Path, points: str | None, sequences: int, batch_size: int = 50,
-                 seed: int = 1234) -> tuple:
+                 seed: int = 1234, memory_size: int | None = None) -> tuple:
     """Load a run's latest checkpoint and measure it at ``points`` with TensorFlow (import it
     through ``quiet_tensorflow`` first) -> (task, training state, EvalRows); a one-line
-    ClickException for a missing or corrupt run."""
+    ClickException for a missing or corrupt run. Memory rows as ``rows_for_points``."""
     from ntm.checkpoints import load_model
     from ntm.config import ConfigError
     from ntm.evaluation import evaluate
     from ntm.runs import RunError
-    from ntm.steps import make_predict
+    from ntm.steps import make_predict_with_rows
     from ntm.tasks import get_task
     from ntm.trainer import task_for
 
     try:
-        model, _, train_config, state = load_model(run_dir)
+        model, model_config, train_config, state = load_model(run_dir)
         task = task_for(train_config, get_task)
     except (RunError, ConfigError) as err:
         raise click.ClickException(str(err)) from None
     difficulties = eval_points(points, task)
-    predict = make_predict(model)
-    rows = evaluate(lambda x: predict(x)[0].numpy(), task, difficulties, sequences, batch_size,
-                    seed)
+    rows = evaluate(make_predict_with_rows(model), task, difficulties, sequences, batch_size,
+                    seed, rows_for=rows_for_points(task, model_config.memory_size, memory_size))
     return task, state, rows

@@ -31,12 +31,11 @@ BARS = {
 
 def bundle(run_dir: Path, train_command: str, sequences: int = 100,
            out_dir: Path = PRETRAINED, note: str = "") -> dict:
-    import tensorflow as tf
-
+    from cli.evaluate import rows_for_points
     from export.exporter import export_run
     from ntm.checkpoints import load_model
     from ntm.evaluation import evaluate
-    from ntm.steps import make_predict
+    from ntm.steps import make_predict_with_rows
     from ntm.tasks import Difficulty, get_task
     from ntm.trainer import task_for
 
@@ -45,12 +44,13 @@ def bundle(run_dir: Path, train_command: str, sequences: int = 100,
     name = task.name
     target = out_dir / f"{name}.onnx"
     result = export_run(run_dir, "onnx", out=target)
-    predict = make_predict(model)
+    predict = make_predict_with_rows(model)
     points = list(task.default_eval_points())
     for length, repeats in BARS[name]:
         if Difficulty(length, repeats) not in points:
             points.append(Difficulty(length, repeats))
-    rows = evaluate(lambda x: predict(tf.constant(x))[0].numpy(), task, points, sequences)
+    rows = evaluate(predict, task, points, sequences,
+                    rows_for=rows_for_points(task, model_config.memory_size))
     table = [r.as_dict() for r in rows]
     bars = []
     for (length, repeats), limit in BARS[name].items():

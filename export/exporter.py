@@ -15,7 +15,6 @@ from export import metadata as meta
 from export.signatures import ExportModule
 from export.verify import (NOISE_FACTOR, PERTURBATION, TOLERANCE, Comparison, compare,
                            verification_points)
-from ntm.cell import INITIAL_LOGIT_MARGIN
 from ntm.memory_plan import DEFAULT_MAX_MEMORY_SIZE, MemoryLimitExceeded, choose_memory_size
 from export.writers import (convert_to_onnx, replace_path, set_metadata, triton_config,
                             write_savedmodel)
@@ -209,9 +208,9 @@ def _metadata(task, model_config, train_config, state, run_dir, mode, length, op
             "outputs": [meta.PROBABILITIES, meta.ATTENTION],
             "heads": {"read": model_config.num_read_heads, "write": model_config.num_write_heads},
             # Memory rows: per call through the memory_size input (dynamic), or fixed.
+            # (the rules for rows beyond the trained ones are in ntm.model: grow_*)
             "memory": {"input": meta.MEMORY_SIZE_NAME if rows is None else None,
-                       "trained": model_config.memory_size, "fixed": rows,
-                       "initial_logit_margin": INITIAL_LOGIT_MARGIN},
+                       "trained": model_config.memory_size, "fixed": rows},
             "tolerance": TOLERANCE, "noise_factor": NOISE_FACTOR,
             "perturbation": PERTURBATION,
         },

@@ -15,9 +15,16 @@ Head parameters (paper §3.3, activations as in the paper and Collier & Beel 201
 Heads are ordered read heads first, then write heads, along the ``heads`` axis.
 
 The number of memory rows N is chosen when the model runs (``memory_size`` arguments below):
-the weights do not depend on it except the learned initial weighting, which was trained at
-``config.memory_size`` rows and is extended to N by ``extend_initial_logits``. Training uses
-the configured N as a Python int, so its graph is static as before.
+the weights do not depend on it. Two rules carry a model trained at N0 = ``config.memory_size``
+rows to N rows, both the identity at N0 (training uses N0 as a Python int, so its graph is
+static and unchanged):
+- the learned initial weighting is extended by ``extend_initial_logits``: the added rows start
+  with (almost) no weight (``config.grow_logit_margin``);
+- the content key strength is scaled by ``strength_scale`` = (log N / log N0)^p
+  (p = ``config.grow_strength_power``, 2): a softmax over more rows spreads its mass over more
+  near-matches, and a larger strength restores the focus the model learned (the "log n"
+  scaling of attention logits for longer inputs).
+Both were chosen by measurement (``benchmarks/memory_rules.py``; README, "Memory that grows").
 """
 
 from __future__ import annotations
@@ -31,22 +38,16 @@ from ntm.config import ModelConfig
 from ntm.controller import FeedforwardController, LSTMController, glorot
 from ntm.memory import erase_and_add, read
 
-
 MemorySize = int | tf.Tensor  # N: a Python int (static) or an int32 scalar tensor (per call)
-
-# The rule that extends the learned initial weighting to more rows: each added row's logit is
-# the head's smallest learned logit minus this margin. exp(-30) ~ 1e-13: the added rows start
-# with no weight, so the initial weighting over the trained rows is the trained one. Measured
-# against padding with the minimum itself (margin 0): see README, "Memory that grows".
-INITIAL_LOGIT_MARGIN = 30.0
 
 
 def extend_initial_logits(logits: tf.Tensor, memory_size: MemorySize,
-                          margin: float = INITIAL_LOGIT_MARGIN) -> tf.Tensor:
+                          margin: float = 30.0) -> tf.Tensor:
     """The learned initial weighting logits, trained at N0 rows, for N rows.
 
     logits: [heads, N0] -> [heads, N]. N > N0: rows N0..N-1 get each head's minimum logit
-    minus ``margin``; N < N0: the first N rows are kept; N == N0 (static): unchanged.
+    minus ``margin`` (30: exp(-30) ~ 1e-13, so the trained rows keep their initial weighting);
+    N < N0: the first N rows are kept; N == N0 (static): unchanged.
     """
     trained = logits.shape[1]
     if isinstance(memory_size, int) and memory_size == trained:
@@ -55,6 +56,27 @@ def extend_initial_logits(logits: tf.Tensor, memory_size: MemorySize,
     extra = tf.maximum(memory_size - trained, 0)
     padded = tf.concat([logits, tf.tile(floor, tf.stack([1, extra]))], axis=1)
     return padded[:, :memory_size]
+
+
+def strength_scale(memory_size: MemorySize, trained: int, power: float = 2.0
+                   ) -> tf.Tensor | None:
+    """The factor on the content key strength at N rows: (log N / log N0)^power; None (no
+    factor) at the trained N0. Returns a float32 scalar tensor."""
+    if isinstance(memory_size, int) and memory_size == trained:
+        return None
+    n = tf.cast(memory_size, tf.float32)
+    return (tf.math.log(n) / tf.math.log(tf.constant(float(trained)))) ** power
+
+
+class MemoryRows(NamedTuple):
+    """What a sequence's number of rows N fixes for every step (loop-invariant).
+
+    shift_table:    int32 [S, N], the circular shift's index table (``shift_indices``)
+    strength_scale: float32 [] or None, the factor on the content key strength
+    """
+
+    shift_table: tf.Tensor
+    strength_scale: tf.Tensor | None
 
 
 class NTMState(NamedTuple):
@@ -128,21 +150,22 @@ class NTMCell(tf.Module):
         n = self.memory_size(memory_size)
         memory = tf.fill(tf.stack([batch_size, n, c.memory_width]),
                          tf.constant(c.memory_init, tf.float32))
-        logits = extend_initial_logits(self.initial_weight_logits, n)
+        logits = extend_initial_logits(self.initial_weight_logits, n, c.grow_logit_margin)
         weights = tf.tile(tf.nn.softmax(logits)[None], [batch_size, 1, 1])
         reads = tf.tile(self.initial_reads[None], [batch_size, 1, 1])
         return NTMState(self.controller.initial_state(batch_size), memory, weights, reads)
 
-    def shift_table(self, memory_size: MemorySize | None = None) -> tf.Tensor:
-        """The circular shift's index table for N rows (``shift_indices``): int32 [S, N].
-
-        A constant for a static N; built from the tensor otherwise. Make it once per sequence
-        and pass it to every ``step``.
-        """
+    def memory_rows(self, memory_size: MemorySize | None = None) -> MemoryRows:
+        """What N rows fix for every step (shift table, strength scale): make it once per
+        sequence and pass it to every ``step``. Constants for a static N."""
         n = self.memory_size(memory_size)
         if isinstance(n, int):
-            return tf.constant(shift_indices(n, self.config.shift_range))
-        return shift_indices_tensor(tf.cast(n, tf.int32), self.config.shift_range)
+            table = tf.constant(shift_indices(n, self.config.shift_range))
+        else:
+            n = tf.cast(n, tf.int32)
+            table = shift_indices_tensor(n, self.config.shift_range)
+        return MemoryRows(table, strength_scale(n, self.config.memory_size,
+                                                self.config.grow_strength_power))
 
     def head_parameters(self, controller_output: tf.Tensor) -> HeadParameters:
         """Linear map of the controller output, clipped, split and activated per head.
@@ -170,12 +193,12 @@ class NTMCell(tf.Module):
             add=tf.tanh(add),
         )
 
-    def step(self, inputs: tf.Tensor, state: NTMState, shift_table: tf.Tensor
+    def step(self, inputs: tf.Tensor, state: NTMState, rows: MemoryRows
              ) -> tuple[tf.Tensor, NTMState]:
         """One time step of the recurrence.
 
         inputs: [batch, input_size]; state: NTMState at t-1 (memory [batch, N, M]);
-        shift_table: ``shift_table(N)`` [S, N]
+        rows: ``memory_rows(N)``
         -> controller output h_t [batch, units], NTMState at t.
         All heads address M_{t-1}; read heads read M_{t-1}; then the write heads write M_t.
         The output layer is not here: nothing in the recurrence depends on it, so the model
@@ -187,8 +210,9 @@ class NTMCell(tf.Module):
         controller_out, controller_state = self.controller(
             tf.concat([inputs, reads_flat], axis=1), state.controller)
         p = self.head_parameters(controller_out)
-        weights = address(p.key, p.strength, p.gate, p.shift, p.gamma, state.weights,
-                          state.memory, shift_table)
+        strength = p.strength if rows.strength_scale is None else p.strength * rows.strength_scale
+        weights = address(p.key, strength, p.gate, p.shift, p.gamma, state.weights,
+                          state.memory, rows.shift_table)
         read_weights, write_weights = tf.split(weights, [c.num_read_heads, c.num_write_heads],
                                                axis=1)
         reads = read(read_weights, state.memory)

@@ -49,6 +49,9 @@ class ModelConfig:
     shift_range: int = 1  # allowed shifts -shift_range..+shift_range
     clip_value: float = 20.0  # controller outputs (head parameters, logits) clipped to +-clip_value
     memory_init: float = 1e-6  # constant initial memory (Collier & Beel 2018)
+    # Running with more rows than memory_size (ntm.cell; both measured, see README):
+    grow_logit_margin: float = 30.0  # added rows' initial logits: each head's minimum minus this
+    grow_strength_power: float = 2.0  # key strength x (log N / log memory_size) ** this
 
     def __post_init__(self) -> None:
         positive = {
@@ -78,6 +81,9 @@ class ModelConfig:
             raise ConfigError(f"clip_value must be > 0, got {self.clip_value!r}")
         if not self.memory_init >= 0:
             raise ConfigError(f"memory_init must be >= 0, got {self.memory_init!r}")
+        for name in ("grow_logit_margin", "grow_strength_power"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
     @property
     def num_heads(self) -> int:

@@ -27,6 +27,7 @@ class EvalRow:
     mean_bits: float
     worst_bits: float
     perfect_fraction: float  # share of sequences with no wrong bit
+    memory_size: int | None = None  # memory rows the point ran with (None: not recorded)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -39,34 +40,45 @@ def evaluate(
     sequences: int = 100,
     batch_size: int = 50,
     seed: int = 1234,
+    rows_for: Callable[[Difficulty], int] | None = None,
 ) -> list[EvalRow]:
-    """Bits/seq at each point on ``sequences`` fresh sequences (seeded, so repeatable)."""
+    """Bits/seq at each point on ``sequences`` fresh sequences (seeded, so repeatable).
+
+    With ``rows_for``, each point runs with ``rows_for(point)`` memory rows:
+    ``probabilities`` is then called as ``probabilities(inputs, rows)``.
+    """
     rows = []
     for point in points:
+        n_rows = rows_for(point) if rows_for is not None else None
+        forward = probabilities if n_rows is None else \
+            (lambda x, fn=probabilities, n=n_rows: fn(x, n))
         rng = np.random.default_rng([seed, point.length, point.repeats or 0])
         errors = []
         remaining = sequences
         while remaining > 0:
             n = min(batch_size, remaining)
             batch = task.fixed_batch(rng, n, point)
-            probs = probabilities(batch.inputs)
+            probs = forward(batch.inputs)
             errors.append(bit_errors(probs, batch.targets, batch.mask))
             remaining -= n
         e = np.concatenate(errors)
         rows.append(EvalRow(point.length, point.repeats, len(e), float(e.mean()), float(e.max()),
-                            float((e == 0).mean())))
+                            float((e == 0).mean()), n_rows))
     return rows
 
 
 def format_table(rows: Sequence[EvalRow], length_name: str = "length") -> str:
     """A plain-text table of ``rows``."""
     has_repeats = any(r.repeats is not None for r in rows)
+    has_rows = any(r.memory_size is not None for r in rows)
     head = f"{length_name:>8}" + (f" {'repeats':>8}" if has_repeats else "")
-    lines = [head + f" {'bits/seq':>10} {'worst':>7} {'perfect':>8} {'n':>5}"]
+    lines = [head + f" {'bits/seq':>10} {'worst':>7} {'perfect':>8} {'n':>5}"
+             + (f" {'rows':>5}" if has_rows else "")]
     for r in rows:
         line = f"{r.length:>8}" + (f" {r.repeats:>8}" if has_repeats else "")
         lines.append(line + f" {r.mean_bits:>10.3f} {r.worst_bits:>7.0f} "
-                            f"{100 * r.perfect_fraction:>7.1f}% {r.sequences:>5}")
+                            f"{100 * r.perfect_fraction:>7.1f}% {r.sequences:>5}"
+                     + (f" {r.memory_size or '':>5}" if has_rows else ""))
     return "\n".join(lines)
 
 

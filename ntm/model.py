@@ -70,10 +70,10 @@ class NTM(tf.Module):
         names = ["controller", "reads", "weights"] + (["memory"] if return_memory else [])
         arrays = tuple(tf.TensorArray(tf.float32, size=time_steps) for _ in names)
 
-        shift_table = self.cell.shift_table(memory_size)  # loop-invariant
+        rows = self.cell.memory_rows(memory_size)  # loop-invariant
 
         def body(t, state, arrays):
-            controller_out, state = self.cell.step(inputs_ta.read(t), state, shift_table)
+            controller_out, state = self.cell.step(inputs_ta.read(t), state, rows)
             values = (controller_out, state.reads, state.weights, state.memory)
             return t + 1, state, tuple(a.write(t, v) for a, v in zip(arrays, values))
 
@@ -94,10 +94,10 @@ class NTM(tf.Module):
         if time_steps is None:
             raise ValueError("run_unrolled needs a static time dimension; use run_dynamic")
         state = self.cell.initial_state(tf.shape(inputs)[0], memory_size)
-        shift_table = self.cell.shift_table(memory_size)
+        rows = self.cell.memory_rows(memory_size)
         per_step: list[list[tf.Tensor]] = [[], [], []] + ([[]] if return_memory else [])
         for step_inputs in tf.unstack(inputs, axis=1):  # one Split in ONNX, not a Slice per step
-            controller_out, state = self.cell.step(step_inputs, state, shift_table)
+            controller_out, state = self.cell.step(step_inputs, state, rows)
             values = (controller_out, state.reads, state.weights, state.memory)
             for collected, value in zip(per_step, values):
                 collected.append(value)

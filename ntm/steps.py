@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
 from ntm.model import NTM
@@ -145,7 +146,8 @@ def make_replicated_train_step(strategy: tf.distribute.Strategy, model: NTM, opt
 
 
 def make_predict(model: NTM) -> Callable:
-    """A compiled forward pass: inputs [batch, time, in] -> (probabilities, weights)."""
+    """A compiled forward pass: inputs [batch, time, in] -> (probabilities, weights), at the
+    configured memory rows."""
     spec = [tf.TensorSpec([None, None, model.config.input_size], tf.float32)]
 
     @tf.function(input_signature=spec)
@@ -154,3 +156,16 @@ def make_predict(model: NTM) -> Callable:
         return tf.sigmoid(out.logits), out.weights
 
     return predict
+
+
+def make_predict_with_rows(model: NTM) -> Callable[[np.ndarray, int], np.ndarray]:
+    """probabilities(inputs [batch, time, in], rows) -> [batch, time, out] (NumPy in and out),
+    with ``rows`` memory rows; one compiled graph serves every length and memory size."""
+    spec = [tf.TensorSpec([None, None, model.config.input_size], tf.float32),
+            tf.TensorSpec([], tf.int32)]
+
+    @tf.function(input_signature=spec)
+    def predict(inputs, memory_size):
+        return tf.sigmoid(model(inputs, memory_size=memory_size).logits)
+
+    return lambda x, rows: predict(tf.constant(x), tf.constant(rows, tf.int32)).numpy()

@@ -135,3 +135,14 @@ def test_seeds_summary_counts_a_failed_seed_as_slowest():
 def test_seeds_refuses_grown_memory_until_the_model_can_grow():
     with pytest.raises(ValueError, match="memory can grow"):
         seeds.evaluate_seed(Path("unused"), (seeds.EvalPoint(1000, memory_size=1024),), 1)
+
+
+def test_memory_rules_small(tmp_path):
+    pytest.importorskip("tensorflow")
+    result, table = run_small("memory_rules", tmp_path)
+    rows = result["models"]["tiny-copy"]["rows"]
+    assert len(rows) == 4 * 2  # every variant at every point
+    assert {(r["length"], r["memory_size"]) for r in rows} == {(8, 16), (20, 32)}
+    assert {(r["grow_logit_margin"], r["grow_strength_power"]) for r in rows} == {
+        (0.0, 0.0), (0.0, 2.0), (30.0, 0.0), (30.0, 2.0)}
+    assert "| 30 | 2 |" in table

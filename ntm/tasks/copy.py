@@ -59,7 +59,7 @@ class CopyTask(Task):
         return self.layout(seq), targets, mask
 
     def default_eval_points(self):
-        return [Difficulty(n) for n in (10, 20, 30, 50, 80, 100, 120)]
+        return [Difficulty(n) for n in (10, 20, 30, 50, 80, 100, 120, 200, 500, 1000)]
 
     def encode(self, request):
         request = self.require_object(request, ["sequence"])

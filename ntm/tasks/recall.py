@@ -75,7 +75,7 @@ class RecallTask(Task):
         return inputs, targets, mask
 
     def default_eval_points(self):
-        return [Difficulty(n) for n in range(2, 16)]
+        return [Difficulty(n) for n in (*range(2, 17), 20, 24, 30)]
 
     def encode(self, request):
         request = self.require_object(request, ["items", "query"])
