@@ -11,6 +11,10 @@ Every engine's outputs are first checked against the SavedModel's, so nothing wr
 Without ``--run`` the model is a freshly initialised default copy NTM: speed does not depend on
 the weights. Exported with this project's own writers (``export.writers``).
 
+A second table prices memory that grows: the bundled copy model (trained weights) on a length-20
+copy at N = 128, 512 and 1024 memory rows, interleaved with the bundled model as it was before
+memory could grow (``benchmarks/baseline/copy-2026-11-26.onnx``, fixed at 128 rows).
+
     python benchmarks/inference.py                 # lengths 10,20,50,100; batch 1 and 64
     python benchmarks/inference.py --small         # seconds; used by the test suite
 """
@@ -34,6 +38,9 @@ from benchmarks.results_io import write_results  # noqa: E402
 from cli.common import quiet_tensorflow  # noqa: E402
 
 TARGETS = {"onnx_speedup_batch1": 10.0, "onnx_speedup_batch64": 5.0, "fixed_copy20_batch1_ms": 1.0}
+BASELINE = HERE / "baseline" / "copy-2026-11-26.onnx"  # the bundled copy model before growth
+MEMORY_ROWS = (128, 512, 1024)
+MEMORY_BATCHES = (1, 32)
 ENGINES = ("savedmodel", "onnx-dynamic", "onnx-fixed")
 CHECK_TOLERANCE = 1e-4
 
@@ -88,13 +95,39 @@ def build_model(run_dir: Path | None, small: bool):
     return NTM(config, seed=0), config, task
 
 
-def onnx_engine(proto, threads: int):
-    """forward(x) -> (probabilities, attention) for an ONNX model proto, on onnxruntime."""
+def onnx_engine(proto, threads: int, memory_size: int | None = None):
+    """forward(x) -> (probabilities, attention) for an ONNX model (proto or path), on
+    onnxruntime; with ``memory_size`` rows when given."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(proto.SerializeToString(), _session_options(threads),
-                                   providers=["CPUExecutionProvider"])
-    return lambda x: session.run(["probabilities", "attention"], {"inputs": x})
+    model = proto if isinstance(proto, (str, Path)) else proto.SerializeToString()
+    session = ort.InferenceSession(str(model) if isinstance(model, Path) else model,
+                                   _session_options(threads), providers=["CPUExecutionProvider"])
+    feeds = {} if memory_size is None else {"memory_size": np.array([memory_size], np.int32)}
+    return lambda x: session.run(["probabilities", "attention"], {"inputs": x, **feeds})
+
+
+def memory_cost(model_path, baseline_path, rows, batches, repeats: int, threads: int,
+                seed: int) -> list[dict]:
+    """us per step of a length-20 copy at each memory size, interleaved with the baseline
+    model (at its fixed rows); ratio = time / baseline time (1.0 = as fast)."""
+    from ntm.tasks import Difficulty, get_task
+
+    task = get_task("copy")
+    engines = {f"rows {n}": onnx_engine(model_path, threads, n) for n in rows}
+    engines["baseline"] = onnx_engine(baseline_path, threads)
+    out = []
+    for batch in batches:
+        x = task.fixed_batch(np.random.default_rng(seed), batch, Difficulty(20)).inputs
+        base_rows = {name: f(x)[1].shape[-1] for name, f in engines.items()}
+        times = time_engines(engines, x, repeats)
+        base = float(np.median(times["baseline"]))
+        for name, t in times.items():
+            median = float(np.median(t))
+            out.append({"engine": name, "batch": batch, "memory_size": int(base_rows[name]),
+                        "us_per_step": round(median / x.shape[1] * 1e6, 2),
+                        "ratio_to_baseline": round(median / base, 3)})
+    return out
 
 
 def nodes_per_step(proto, time_steps: int | None) -> float:
@@ -178,8 +211,22 @@ def run_benchmark(args) -> dict:
                         "gflops": round(achieved / 1e9, 3),
                         "fraction_of_matmul": round(achieved / peak, 4),
                     })
+    if args.small:  # the code path only: the fresh tiny model against itself at 16 rows
+        with tempfile.TemporaryDirectory() as tmp:
+            import onnx
+
+            path = Path(tmp) / "tiny.onnx"
+            onnx.save(dynamic_proto, str(path))
+            memory = memory_cost(path, path, (16, 32), (1, 2), args.repeats, args.threads,
+                                 args.seed)
+    else:
+        from serving.models import bundled_models
+
+        memory = memory_cost(bundled_models()["copy"], BASELINE, MEMORY_ROWS, MEMORY_BATCHES,
+                             args.repeats, args.threads, args.seed)
     return {
         "benchmark": "inference",
+        "memory": memory,
         "mode": "small" if args.small else "full",
         "command": "python benchmarks/inference.py" + (" --small" if args.small else ""),
         "model": str(args.run) if args.run else "fresh default copy NTM (seed 0)",
@@ -251,6 +298,13 @@ def markdown(r: dict) -> str:
         lines.append(f"| {names[key]} | {wanted} | {t['measured']} | {met} |")
     lines += ["", "ONNX nodes per time step: " + ", ".join(
         f"{name} {info['nodes_per_step']}" for name, info in r["graph"].items())]
+    lines += ["", "## Memory that grows: cost per time step", "",
+              "Bundled copy model, length-20 copy (41 steps), interleaved with the model as "
+              "bundled before memory could grow (`baseline`, 128 rows).", "",
+              "| batch | engine | rows | us / step | x baseline time |", "| --- | --- | --- | --- | --- |"]
+    for row in r.get("memory", []):
+        lines.append(f"| {row['batch']} | {row['engine']} | {row['memory_size']} | "
+                     f"{row['us_per_step']:.1f} | {row['ratio_to_baseline']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
