@@ -187,6 +187,9 @@ def create_app(server: ModelServer) -> FastAPI:
     async def timed(name: str, protocol: str, work):
         start = time.perf_counter()
         status = 500
+        model = name if name in server.runtimes else "_unknown"
+        in_flight = server.metrics.in_flight.labels(model, protocol)
+        in_flight.inc()
         try:
             response = await work()
             status = response.status_code
@@ -195,8 +198,8 @@ def create_app(server: ModelServer) -> FastAPI:
             status = int(err.status)
             return error_response(err.status, err.message)
         finally:
-            server.metrics.observe_request(name if name in server.runtimes else "_unknown",
-                                           protocol, status, time.perf_counter() - start)
+            in_flight.dec()
+            server.metrics.observe_request(model, protocol, status, time.perf_counter() - start)
 
     # -- TensorFlow Serving REST ------------------------------------------------------------
     @app.get("/v1/models", summary="List served models", responses=errors(401))

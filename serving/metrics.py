@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -10,7 +10,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class Metrics:
-    """Requests, failures, latency, queue time, batch sizes and inference time, per model."""
+    """Requests (answered and in flight), failures, latency, queue time, batch sizes and
+    inference time, per model."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -19,6 +20,9 @@ class Metrics:
         r = self.registry
         self.requests = Counter("ntm_requests", "Requests answered, by model, protocol, status.",
                                 ["model", "protocol", "status"], registry=r)
+        self.in_flight = Gauge("ntm_requests_in_flight",
+                               "Inference requests received and not yet answered.",
+                               ["model", "protocol"], registry=r)
         self.failures = Counter("ntm_request_failures", "Requests answered with an error.",
                                 ["model", "protocol", "kind"], registry=r)
         self.latency = Histogram("ntm_request_latency_seconds", "Request latency.",

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -48,6 +49,57 @@ def tiny_exports(tmp_path_factory):
     return {"dynamic": dynamic, "fixed": fixed}
 
 
+def wait_until(condition, what: str, timeout: float = 60):
+    """Poll ``condition()`` until it returns something true, and return that; fail naming
+    ``what`` after ``timeout`` seconds. Tests wait on what they can observe, never on a fixed
+    sleep: the deadline is generous because CI shares the machine, the pause only paces."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:.0f} s for {what}")
+        time.sleep(0.02)
+    return value
+
+
+def metric(text: str, name: str, labels: str) -> float:
+    """One sample of a Prometheus text exposition (labels in sorted order), 0 when absent."""
+    match = re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} ([0-9.e+-]+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+class HeldBackPosts:
+    """POST each of ``bodies`` to ``url`` from a thread of its own, sending the headers and the
+    first bytes of every body at once and the rest only on ``release()``: until then the server
+    holds all of them in flight (``ntm_requests_in_flight``), for as long as a test needs."""
+
+    def __init__(self, url: str, bodies: list[bytes]):
+        self.results: list = [None] * len(bodies)
+        self._go = threading.Event()
+        self._threads = [threading.Thread(target=self._post, args=(i, url, body), daemon=True)
+                         for i, body in enumerate(bodies)]
+        for thread in self._threads:
+            thread.start()
+
+    def _post(self, i: int, url: str, body: bytes) -> None:
+        def chunks():
+            yield body[:10]
+            self._go.wait(120)
+            yield body[10:]
+
+        try:
+            self.results[i] = httpx.post(url, content=chunks(), timeout=120,
+                                         headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as err:
+            self.results[i] = err
+
+    def release(self) -> list:
+        """Send the rest of every body; the responses (or transport errors), in order."""
+        self._go.set()
+        for thread in self._threads:
+            thread.join(120)
+        return self.results
+
+
 class ServerProcess:
     """``ntm serve`` as a real process on an ephemeral loopback port."""
 
@@ -75,14 +127,19 @@ class ServerProcess:
                            + self.proc.stderr.read())
 
     def _wait_ready(self) -> None:
-        for _ in range(200):
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n"
+                                   + "".join(self.lines) + self.proc.stderr.read())
             try:
-                if httpx.get(self.url + "/v2/health/ready", timeout=1).status_code == 200:
-                    return
+                return httpx.get(self.url + "/v2/health/ready", timeout=5).status_code == 200
             except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("server never became ready")
+                return False
+
+        wait_until(ready, "the server to be ready")
+
+    def metrics(self) -> str:
+        return httpx.get(self.url + "/metrics", timeout=30).text
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:

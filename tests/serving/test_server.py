@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import re
-import threading
+import signal
+import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 
 from ntm.tasks import Difficulty
 from serving.runtime import ModelRuntime
-from tests.serving.conftest import EXAMPLES
+from tests.serving.conftest import EXAMPLES, HeldBackPosts, metric, wait_until
 
 
 def recall_requests(n: int, seed: int = 0):
@@ -29,9 +28,17 @@ def predict(url, model, instances, **kw):
                       timeout=30, **kw)
 
 
-def metric(text: str, name: str, labels: str) -> float:
-    match = re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} ([0-9.e+-]+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
+def in_flight(server, model: str, protocol: str = "v1") -> float:
+    return metric(server.metrics(), "ntm_requests_in_flight",
+                  f'model="{model}",protocol="{protocol}"')
+
+
+def refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
 
 
 def test_task_api_metadata_and_openapi(start_server, bundled):
@@ -83,9 +90,16 @@ def test_concurrent_requests_are_batched_and_answered_as_alone(start_server, bun
     sequential = [predict(server.url, "recall", [req]).json()["predictions"][0]
                   for req, _ in pairs]
     before = httpx.get(f"{server.url}/metrics").text
-    with ThreadPoolExecutor(64) as pool:
-        parallel = list(pool.map(lambda p: predict(server.url, "recall", [p[0]]), pairs))
-    assert all(r.status_code == 200 for r in parallel)
+    # All 64 bodies are released together once the server has every request: they reach the
+    # batcher together and merge, however busy the machine.
+    posts = HeldBackPosts(f"{server.url}/v1/models/recall:predict",
+                          [json.dumps({"instances": [request]}).encode() for request, _ in pairs])
+    try:
+        wait_until(lambda: in_flight(server, "recall") == len(pairs),
+                   f"the server to receive all {len(pairs)} requests")
+    finally:
+        parallel = posts.release()
+    assert all(getattr(r, "status_code", None) == 200 for r in parallel), parallel
     answers = [r.json()["predictions"][0] for r in parallel]
     # The same answer bits; probabilities agree to float32 rounding (BLAS blocking differs
     # with the batch size, so the last digit of a probability may move).
@@ -199,22 +213,24 @@ def test_api_key(start_server, bundled):
 
 
 def test_sigterm_drains_in_flight_requests(start_server, bundled):
+    """Requests the server has received when SIGTERM arrives are all answered, then it exits 0.
+
+    Each request's body is held back until the server, shutting down, refuses new
+    connections: every request is in flight across the signal whatever the machine's load."""
     server = start_server("--model", "recall", "--max-queue-delay-ms", "400")
     pairs = recall_requests(8, seed=11)
-    results: list = [None] * len(pairs)
-
-    def call(i):
-        results[i] = predict(server.url, "recall", [pairs[i][0]])
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(pairs))]
-    for t in threads:
-        t.start()
-    time.sleep(0.2)  # the requests now wait in the batcher's queue
-    code = server.stop()
-    for t in threads:
-        t.join(30)
+    posts = HeldBackPosts(f"{server.url}/v1/models/recall:predict",
+                          [json.dumps({"instances": [request]}).encode() for request, _ in pairs])
+    try:
+        wait_until(lambda: in_flight(server, "recall") == len(pairs),
+                   f"the server to receive all {len(pairs)} requests")
+        server.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: refuses_connections(server.port), "the server to stop accepting")
+    finally:
+        results = posts.release()
+    code = server.proc.wait(60)
     assert code == 0, "".join(server.lines) + server.proc.stderr.read()
-    assert [r.status_code for r in results] == [200] * len(pairs)
+    assert [getattr(r, "status_code", r) for r in results] == [200] * len(pairs)
     assert [r.json()["predictions"][0]["item"] for r in results] == \
         [a["item"] for _, a in pairs]
 
@@ -237,7 +253,8 @@ def test_small_responses_are_not_held_back_by_nagle(start_server, bundled):
             start = time.perf_counter()
             assert client.get(server.url + "/v2/health/live").status_code == 200
             times.append(time.perf_counter() - start)
-    assert sorted(times)[4] < 0.02, f"median health round trip {sorted(times)[4] * 1e3:.1f} ms"
+    # Nagle delays every round trip, so one fast one clears it; a busy machine slows some.
+    assert min(times) < 0.02, f"fastest health round trip {min(times) * 1e3:.1f} ms"
 
 
 @pytest.mark.parametrize("model", ["copy", "recall"])
