@@ -114,12 +114,12 @@ def attention(model: str | None, input_file: Path, index: int, url: str | None,
     from serving.models import guess_task
     from serving.requests import parse_instances, parse_text
 
-    try:
-        text = input_file.read_text()
-    except (OSError, UnicodeDecodeError) as err:
+    try:  # bytes: parse_text checks the encoding and names a bad byte
+        data = input_file.read_bytes()
+    except OSError as err:
         raise click.ClickException(f"cannot read {input_file}: {err}") from None
     try:
-        payload = parse_text(text)
+        payload = parse_text(data)
         instances = parse_instances(payload)
     except ServingError as err:
         raise click.ClickException(f"{input_file}: {err.message}") from None
@@ -355,7 +355,9 @@ def table_from_model(spec: str, points: str | None, sequences: int, seed: int) -
         runtime = ModelRuntime(path)
         task = runtime.task
         difficulties = eval_points(points, task)
-        rows = evaluate(lambda x: runtime.run(x)[0], task, difficulties, sequences, seed=seed)
+        rows = evaluate(lambda x, n: runtime.run(x, n)[0], task, difficulties, sequences,
+                        seed=seed, rows_for=lambda d: runtime.memory_size_for(
+                            task.memory_rows(d), f"{task.length_name} {d.label()}"))
     except ServingError as err:
         raise click.ClickException(err.message) from None
     click.echo(format_table(rows, task.length_name))

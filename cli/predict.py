@@ -31,12 +31,12 @@ def predict(input_file: str, model: str | None, output: Path | None, pretty: boo
     from serving.requests import parse_instances, parse_text
     from serving.runtime import ModelRuntime, RuntimeOptions
 
-    try:
-        text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text()
-    except (OSError, UnicodeDecodeError) as err:
+    try:  # bytes: parse_text checks the encoding and names a bad byte
+        data = sys.stdin.buffer.read() if input_file == "-" else Path(input_file).read_bytes()
+    except OSError as err:
         raise click.ClickException(f"cannot read {input_file}: {err}") from None
     try:
-        payload = parse_text(text)
+        payload = parse_text(data)
         instances = parse_instances(payload)
         spec = model or guess_task(payload)
         if spec is None:

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 import ntm
 from export import metadata as meta
+from serving import jsondoc
 from serving.batcher import Batcher
 from serving.errors import BadRequest, NotFound, ServingError, TooLarge
 from serving.metrics import Metrics
@@ -213,11 +214,7 @@ def create_app(server: ModelServer) -> FastAPI:
         async def work():
             runtime = server.get(name)
             body = await read_body(request, settings.max_body_bytes)
-            try:
-                payload = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise BadRequest(f"request: not valid JSON ({err})") from None
-            instances = parse_instances(payload, settings.max_instances)
+            instances = parse_instances(jsondoc.loads(body, "request"), settings.max_instances)
             encoded = [runtime.encode(r, f"instances[{i}]") for i, r in enumerate(instances)]
             flags = [wants_attention(r) for r in instances]
             results = await server.batchers[name].submit([e.inputs for e in encoded])

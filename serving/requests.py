@@ -12,9 +12,9 @@ Any request may add ``"return_attention": true``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from serving import jsondoc
 from serving.errors import BadRequest, Unprocessable
 
 DEFAULT_MAX_INSTANCES = 256
@@ -45,22 +45,21 @@ def parse_instances(payload: Any, max_instances: int = DEFAULT_MAX_INSTANCES) ->
     return instances
 
 
-def parse_text(text: str) -> Any:
-    """JSON, or JSON lines (one request per line) -> a payload for ``parse_instances``."""
-    stripped = text.strip()
+def parse_text(data: bytes | str) -> Any:
+    """JSON, or JSON lines (one request per line) -> a payload for ``parse_instances``.
+
+    Decoded strictly (serving.jsondoc): invalid UTF-8, duplicate keys, NaN, numbers beyond a
+    float and deep nesting are refused with a BadRequest naming the problem."""
+    stripped = jsondoc.text_of(data, "input").strip()
     if not stripped:
         raise BadRequest("input: empty; expected a JSON request, a list, or JSON lines")
     try:
-        return json.loads(stripped)
-    except json.JSONDecodeError as first_error:
+        return jsondoc.loads(stripped, "input")
+    except jsondoc.InvalidJSON as whole_error:
         lines = [line for line in stripped.splitlines() if line.strip()]
-        if len(lines) > 1:
-            out = []
-            for number, line in enumerate(lines, 1):
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise BadRequest(f"input line {number}: not valid JSON ({err.msg})") from None
-            return out
-        raise BadRequest(f"input: not valid JSON ({first_error.msg} at line "
-                         f"{first_error.lineno} column {first_error.colno})") from None
+        try:
+            first = jsondoc.loads(lines[0], "input line 1")
+        except jsondoc.InvalidJSON:
+            raise whole_error from None  # not JSON lines either: report the whole text's error
+        return [first] + [jsondoc.loads(line, f"input line {number}")
+                          for number, line in enumerate(lines[1:], 2)]

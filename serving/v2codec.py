@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from serving import jsondoc
 from serving.errors import BadRequest
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -51,10 +52,7 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         head, binary = body[:n], body[n:]
     else:
         head, binary = body, b""
-    try:
-        doc = json.loads(head)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BadRequest(f"request: not valid JSON ({err})") from None
+    doc = jsondoc.loads(head, "request")
     if not isinstance(doc, dict):
         raise BadRequest("request: must be a JSON object with 'inputs'")
     raw_inputs = doc.get("inputs")
@@ -116,7 +114,7 @@ def _parse_tensor(tensor: Any, where: str, binary: bytes, offset: int):
         raise BadRequest(f"{where}: has neither 'data' nor parameters.binary_data_size")
     try:
         array = np.asarray(tensor["data"], dtype=dtype)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:  # OverflowError: 300 as UINT8
         raise BadRequest(f"{where}.data: not {datatype} values ({err})") from None
     if array.size != count:
         raise BadRequest(f"{where}.data: {array.size} values do not fill shape {shape} "
