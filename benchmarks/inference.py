@@ -301,7 +301,8 @@ def markdown(r: dict) -> str:
     lines += ["", "## Memory that grows: cost per time step", "",
               "Bundled copy model, length-20 copy (41 steps), interleaved with the model as "
               "bundled before memory could grow (`baseline`, 128 rows).", "",
-              "| batch | engine | rows | us / step | x baseline time |", "| --- | --- | --- | --- | --- |"]
+              "| batch | engine | rows | us / step | x baseline time |",
+              "| --- | --- | --- | --- | --- |"]
     for row in r.get("memory", []):
         lines.append(f"| {row['batch']} | {row['engine']} | {row['memory_size']} | "
                      f"{row['us_per_step']:.1f} | {row['ratio_to_baseline']:.2f} |")

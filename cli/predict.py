@@ -19,12 +19,19 @@ import click
 @click.option("--pretty", is_flag=True, help="Draw inputs and answers as bit rows.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="onnxruntime threads.")
+@click.option("--memory-size", type=click.IntRange(min=1), default=None,
+              help="Memory rows for every request [default: per request, the smallest of the "
+                   "trained rows x 1, 2, 4, ... that holds it].")
+@click.option("--max-memory-size", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="Most memory rows a request may get.")
 def predict(input_file: str, model: str | None, output: Path | None, pretty: bool,
-            threads: int) -> None:
+            threads: int, memory_size: int | None, max_memory_size: int) -> None:
     """Run the requests in INPUT_FILE ('-' for standard input) through a model.
 
     INPUT_FILE holds one request, a list of requests, JSON lines, or {"instances": [...]}:
-    the same JSON as the HTTP API. The answer is {"predictions": [...]}.
+    the same JSON as the HTTP API. The answer is {"predictions": [...]}; each prediction says
+    whether its request lay within the model's training range ("within_training_range") and
+    with how many memory rows it ran ("memory_size").
     """
     from serving.errors import ServingError
     from serving.models import guess_task, resolve
@@ -43,7 +50,9 @@ def predict(input_file: str, model: str | None, output: Path | None, pretty: boo
             raise click.ClickException(
                 "cannot tell the task from the request (expected fields 'sequence', "
                 "'sequence'+'repeats' or 'items'+'query'); pass --model NAME|PATH")
-        runtime = ModelRuntime(resolve(spec), options=RuntimeOptions(intra_op_threads=threads))
+        options = RuntimeOptions(intra_op_threads=threads, memory_size=memory_size,
+                                 max_memory_size=max_memory_size)
+        runtime = ModelRuntime(resolve(spec), options=options)
         answers = runtime.predict(instances)
     except ServingError as err:
         raise click.ClickException(err.message) from None
@@ -53,7 +62,8 @@ def predict(input_file: str, model: str | None, output: Path | None, pretty: boo
         blocks = []
         for i, (request, answer) in enumerate(zip(instances, answers)):
             blocks.append(f"request {i} ({runtime.name}, model {runtime.path})\n"
-                          + render(runtime.task.name, request, answer))
+                          + render(runtime.task.name, request, answer,
+                                   runtime.task.training_range()))
         text_out = "\n\n".join(blocks) + "\n"
     else:
         text_out = json.dumps({"predictions": answers}) + "\n"

@@ -26,8 +26,13 @@ import click
 @click.option("--no-batching", is_flag=True, help="Run every request alone.")
 @click.option("--max-body-bytes", type=click.IntRange(min=1024), default=8 * 1024 * 1024,
               show_default=True, help="Larger request bodies get 413.")
-@click.option("--max-time-steps", type=click.IntRange(min=1), default=2048, show_default=True,
+@click.option("--max-time-steps", type=click.IntRange(min=1), default=4096, show_default=True,
               help="Longest sequence a dynamic-length model accepts.")
+@click.option("--memory-size", type=click.IntRange(min=1), default=None,
+              help="Memory rows for every request [default: per request, the smallest of the "
+                   "trained rows x 1, 2, 4, ... that holds it].")
+@click.option("--max-memory-size", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="Most memory rows a request may get; one that needs more is answered 422.")
 @click.option("--api-key", envvar="NTM_API_KEY", default=None,
               help="Require this key (Authorization: Bearer KEY, or X-API-Key) on every "
                    "endpoint but health. Also read from NTM_API_KEY.")
@@ -41,8 +46,9 @@ import click
                    "its own; /metrics reports the process that answers).")
 def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
           max_queue_delay_ms: float, no_batching: bool, max_body_bytes: int,
-          max_time_steps: int, api_key: str | None, inference_threads: int,
-          graceful_timeout: float, workers: int) -> None:
+          max_time_steps: int, memory_size: int | None, max_memory_size: int,
+          api_key: str | None, inference_threads: int, graceful_timeout: float,
+          workers: int) -> None:
     """Serve NTM models with onnxruntime over HTTP.
 
     Task API: POST /v1/models/NAME:predict with {"instances": [...]}. Raw tensors: the Open
@@ -56,7 +62,8 @@ def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
     from serving.runtime import ModelRuntime, RuntimeOptions
     from serving.settings import ServerSettings
 
-    options = RuntimeOptions(max_time_steps=max_time_steps)
+    options = RuntimeOptions(max_time_steps=max_time_steps, memory_size=memory_size,
+                             max_memory_size=max_memory_size)
     try:
         if models:
             specs = [parse_model_option(m) for m in models]
@@ -81,7 +88,8 @@ def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
     sock = listening_socket(host, port)
     bound = sock.getsockname()[1]
     for r in runtimes:
-        click.echo(f"model {r.name}: {r.task.name}, {r.describe()['mode']}, {r.path}", err=True)
+        click.echo(f"model {r.name}: {r.task.name}, {r.describe()['mode']}, memory rows "
+                   f"{r.describe()['memory_sizes']}, {r.path}", err=True)
     shown = f"[{host}]" if ":" in host else host
     config_args = dict(log_level="warning", timeout_graceful_shutdown=graceful_timeout,
                        access_log=False, lifespan="on")

@@ -215,11 +215,17 @@ def create_app(server: ModelServer) -> FastAPI:
             runtime = server.get(name)
             body = await read_body(request, settings.max_body_bytes)
             instances = parse_instances(jsondoc.loads(body, "request"), settings.max_instances)
-            encoded = [runtime.encode(r, f"instances[{i}]") for i, r in enumerate(instances)]
+            fields = [f"instances[{i}]" for i in range(len(instances))]
+            encoded = [runtime.encode(r, f) for r, f in zip(instances, fields)]
             flags = [wants_attention(r) for r in instances]
-            results = await server.batchers[name].submit([e.inputs for e in encoded])
+            sizes = [runtime.request_memory_size(e, f) for e, f in zip(encoded, fields)]
+            results = await server.batchers[name].submit_grouped([e.inputs for e in encoded],
+                                                                 sizes)
             answers = [runtime.decode(p, a, e, f)
                        for (p, a), e, f in zip(results, encoded, flags)]
+            for answer in answers:
+                server.metrics.observe_sequences(name, answer["memory_size"],
+                                                 answer["within_training_range"])
             return JSONResponse({"predictions": answers})
         return await timed(name, "v1", work)
 
@@ -279,11 +285,17 @@ def create_app(server: ModelServer) -> FastAPI:
                 raise BadRequest("Content-Encoding is not supported; send the body "
                                  "uncompressed")
             parsed = parse_request(body, request.headers.get(HEADER_LENGTH.lower()))
-            if set(parsed.inputs) != {meta.INPUT_NAME}:
-                raise BadRequest(f"inputs: model {name} takes exactly one input "
-                                 f"'{meta.INPUT_NAME}', got {sorted(parsed.inputs)}")
+            if meta.INPUT_NAME not in parsed.inputs or \
+                    not set(parsed.inputs) <= {meta.INPUT_NAME, meta.MEMORY_SIZE_NAME}:
+                raise BadRequest(f"inputs: model {name} takes the input '{meta.INPUT_NAME}' "
+                                 f"and optionally '{meta.MEMORY_SIZE_NAME}', got "
+                                 f"{sorted(parsed.inputs)}")
             x = runtime.check_inputs(parsed.inputs[meta.INPUT_NAME])
-            results = await server.batchers[name].submit(list(x))
+            rows = runtime.memory_size_for_inputs(
+                x, requested_rows(parsed.inputs.get(meta.MEMORY_SIZE_NAME)))
+            within = x.shape[1] <= runtime.task.max_trained_time_steps
+            server.metrics.observe_sequences(name, rows, within, len(x))
+            results = await server.batchers[name].submit(list(x), rows)
             tensors = {meta.PROBABILITIES: np.stack([p for p, _ in results]),
                        meta.ATTENTION: np.stack([a for _, a in results])}
             wanted = parsed.outputs or [(n, parsed.binary_default) for n in tensors]
@@ -291,8 +303,9 @@ def create_app(server: ModelServer) -> FastAPI:
             if unknown:
                 raise BadRequest(f"outputs: {unknown[0]!r} is not an output; outputs: "
                                  f"{', '.join(tensors)}")
-            content, header = encode_response(name, VERSION, parsed.id,
-                                              [(n, tensors[n], b) for n, b in wanted])
+            content, header = encode_response(
+                name, VERSION, parsed.id, [(n, tensors[n], b) for n, b in wanted],
+                {"within_training_range": within, meta.MEMORY_SIZE_NAME: rows})
             if header is None:
                 return Response(content, media_type="application/json")
             return Response(content, media_type="application/octet-stream",
@@ -330,6 +343,17 @@ def create_app(server: ModelServer) -> FastAPI:
     return app
 
 
+def requested_rows(tensor: np.ndarray | None) -> int | None:
+    """The rows a V2 request asks for through its optional ``memory_size`` input (integers,
+    any shape; the largest counts, as the exported model does) or None."""
+    if tensor is None:
+        return None
+    if tensor.size == 0 or not np.issubdtype(tensor.dtype, np.integer):
+        raise BadRequest(f"inputs: '{meta.MEMORY_SIZE_NAME}' must hold at least one integer "
+                         f"(INT32 or INT64)")
+    return int(tensor.max())
+
+
 def check_version(version: str) -> None:
     if version != VERSION:
         raise NotFound(f"version {version!r} is not served; versions: {VERSION}")
@@ -347,6 +371,7 @@ def v2_model_metadata(runtime: ModelRuntime) -> dict[str, Any]:
             {"name": meta.PROBABILITIES, "datatype": "FP32",
              "shape": [-1, t, runtime.output_size]},
             {"name": meta.ATTENTION, "datatype": "FP32",
-             "shape": [-1, t, runtime.num_heads, runtime.memory_size]},
+             "shape": [-1, t, runtime.num_heads,
+                       -1 if runtime.grows else runtime.fixed_memory_size]},
         ],
     }

@@ -5,6 +5,11 @@ sequences or when its first request has waited ``max_queue_delay`` seconds. Sequ
 different lengths are right-padded (the model is causal, so padding after a sequence never
 changes its outputs) and each caller gets back exactly its own rows, trimmed to its length.
 Runs happen in a thread pool, off the event loop.
+
+Only requests with the same number of memory rows N can share a run, so each N has its own
+queue (a "lane"); the lanes share the limit on batches in flight. A merged batch at N rows
+holds at most ``max_batch_size * N0 / N`` sequences (N0: the trained rows), as its memory and
+attention grow with N; one request alone may still hold ``max_batch_size``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,18 @@ Result = tuple[np.ndarray, np.ndarray]  # probabilities [time, out], attention [
 class _Job:
     sequences: list[np.ndarray]  # each [time, input_size]
     future: asyncio.Future
+    memory_size: int | None = None  # rows to run with (None: the runtime chooses)
     queued_at: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class _Lane:
+    """The queue of jobs for one memory size, and the task that batches them."""
+
+    queue: asyncio.Queue
+    limit: int  # most sequences in a merged batch
+    carry: _Job | None = None
+    worker: asyncio.Task | None = None
 
 
 class Batcher:
@@ -53,52 +69,88 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_queue_delay = max_queue_delay
         self.enabled = enabled
-        self._queue: asyncio.Queue[_Job] | None = None
-        self._worker: asyncio.Task | None = None
-        self._carry: _Job | None = None
+        self._lanes: dict[int | None, _Lane] = {}
+        self._pending: set[asyncio.Future] = set()  # every submitted job not yet answered
+        self._started = False
         self._closing = False
         self._slots = asyncio.Semaphore(max_in_flight)
         self._running: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        if self.enabled:
-            self._queue = asyncio.Queue()
-            self._worker = asyncio.create_task(self._loop(), name=f"batcher-{self.runtime.name}")
+        self._started = True
 
     async def close(self) -> None:
-        """Finish every queued job, then stop."""
+        """Finish every submitted job, then stop."""
         self._closing = True
-        if self._worker is not None:
-            while (self._queue and not self._queue.empty()) or self._carry is not None \
-                    or self._running:
-                await asyncio.sleep(0.005)
-            self._worker.cancel()
+        while self._pending or self._running:
+            await asyncio.sleep(0.005)
+        for lane in self._lanes.values():
+            lane.worker.cancel()
             try:
-                await self._worker
+                await lane.worker
             except asyncio.CancelledError:
                 pass
 
-    async def submit(self, sequences: list[np.ndarray]) -> list[Result]:
-        """Run ``sequences`` (each [time, input_size], validated) and return their outputs."""
+    async def submit(self, sequences: list[np.ndarray], memory_size: int | None = None
+                     ) -> list[Result]:
+        """Run ``sequences`` (each [time, input_size], validated) with ``memory_size`` rows
+        [default: the runtime's choice for the batch] and return their outputs."""
         if len(sequences) > self.max_batch_size:
             raise Unprocessable(f"{len(sequences)} sequences in one request; the limit is "
                                 f"{self.max_batch_size} (max batch size)")
         if self._closing:
             raise ServingError("server is shutting down", status=503)
         loop = asyncio.get_running_loop()
-        job = _Job(sequences, loop.create_future())
+        job = _Job(sequences, loop.create_future(), memory_size)
         if not self.enabled:
             self._observe_queue([job])
             return await loop.run_in_executor(self.executor, self._run, [job])
-        assert self._queue is not None, "Batcher.start() was not awaited"
-        await self._queue.put(job)
+        assert self._started, "Batcher.start() was not awaited"
+        self._pending.add(job.future)
+        job.future.add_done_callback(self._pending.discard)
+        await self._lane(memory_size).queue.put(job)
         return await job.future
 
+    async def submit_grouped(self, sequences: list[np.ndarray], memory_sizes: list[int]
+                             ) -> list[Result]:
+        """``submit`` for sequences that need different memory rows: one submission per size
+        (each to its own lane, side by side); results in the order of ``sequences``."""
+        if len(sequences) > self.max_batch_size:
+            raise Unprocessable(f"{len(sequences)} sequences in one request; the limit is "
+                                f"{self.max_batch_size} (max batch size)")
+        groups: dict[int, list[int]] = {}
+        for i, size in enumerate(memory_sizes):
+            groups.setdefault(size, []).append(i)
+        outputs = await asyncio.gather(*(self.submit([sequences[i] for i in group], size)
+                                         for size, group in groups.items()))
+        results: list[Result | None] = [None] * len(sequences)
+        for group, out in zip(groups.values(), outputs):
+            for i, result in zip(group, out):
+                results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _lane(self, memory_size: int | None) -> _Lane:
+        """The lane of ``memory_size``, made (with its worker) on first use."""
+        if memory_size not in self._lanes:
+            trained = getattr(self.runtime, "trained_memory_size", None)
+            limit = self.max_batch_size
+            if memory_size and trained:
+                limit = max(1, self.max_batch_size * trained // memory_size)
+            lane = _Lane(asyncio.Queue(), limit)
+            lane.worker = asyncio.create_task(
+                self._loop(lane), name=f"batcher-{self.runtime.name}-{memory_size}")
+            self._lanes[memory_size] = lane
+        return self._lanes[memory_size]
+
     # -- internals --------------------------------------------------------------------------
-    async def _loop(self) -> None:
+    async def _loop(self, lane: _Lane) -> None:
         while True:
+            # A slot is taken only once this lane has work: an idle lane never holds one that
+            # another lane needs. Jobs that arrive while it waits join its batch.
+            first = lane.carry or await lane.queue.get()
+            lane.carry = None
             await self._slots.acquire()
-            jobs = await self._collect()
+            jobs = await self._collect(lane, first)
             self._observe_queue(jobs)
             task = asyncio.create_task(self._run_jobs(jobs))
             self._running.add(task)
@@ -132,27 +184,24 @@ class Batcher:
                 job.future.set_result(results[offset: offset + n])
             offset += n
 
-    async def _collect(self) -> list[_Job]:
-        assert self._queue is not None
-        first = self._carry or await self._queue.get()
-        self._carry = None
+    async def _collect(self, lane: _Lane, first: _Job) -> list[_Job]:
         jobs, size = [first], len(first.sequences)
         deadline = first.queued_at + self.max_queue_delay
-        while size < self.max_batch_size:
+        while size < lane.limit:
             try:
-                if self._queue.empty():
+                if lane.queue.empty():
                     remaining = deadline - time.perf_counter()
                     if remaining <= 0:
                         break
-                    job = await asyncio.wait_for(self._queue.get(), remaining)
+                    job = await asyncio.wait_for(lane.queue.get(), remaining)
                 else:
-                    job = self._queue.get_nowait()
+                    job = lane.queue.get_nowait()
             except (asyncio.TimeoutError, asyncio.QueueEmpty):
                 break
             if job.future.done():  # cancelled while queued (client disconnected)
                 continue
-            if size + len(job.sequences) > self.max_batch_size:
-                self._carry = job
+            if size + len(job.sequences) > lane.limit:
+                lane.carry = job
                 break
             jobs.append(job)
             size += len(job.sequences)
@@ -167,7 +216,7 @@ class Batcher:
         sequences = [s for job in jobs for s in job.sequences]
         self.metrics.batch_size.labels(self.runtime.name).observe(len(sequences))
         start = time.perf_counter()
-        probs, attention = self.runtime.run(pad_batch(sequences))
+        probs, attention = self.runtime.run(pad_batch(sequences), jobs[0].memory_size)
         self.metrics.inference.labels(self.runtime.name).observe(time.perf_counter() - start)
         return [(probs[i, : s.shape[0]], attention[i, : s.shape[0]])
                 for i, s in enumerate(sequences)]

@@ -34,6 +34,13 @@ class Metrics:
                                     ["model"], buckets=BATCH_BUCKETS, registry=r)
         self.inference = Histogram("ntm_inference_seconds", "Time of one onnxruntime run.",
                                    ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.sequences = Counter("ntm_sequences", "Sequences run, by model, memory rows and "
+                                 "whether they lay within the training range.",
+                                 ["model", "memory_size", "within_training_range"], registry=r)
+
+    def observe_sequences(self, model: str, memory_size: int, within: bool, count: int = 1
+                          ) -> None:
+        self.sequences.labels(model, str(memory_size), str(within).lower()).inc(count)
 
     def observe_request(self, model: str, protocol: str, status: int, seconds: float) -> None:
         self.requests.labels(model, protocol, str(status)).inc()

@@ -16,8 +16,9 @@ def bits_block(title: str, rows: list) -> str:
     return f"{title}\n{render_rows(matrix)}"
 
 
-def render(task: str, request: dict, answer: dict) -> str:
-    """One request and its answer as text."""
+def render(task: str, request: dict, answer: dict, training: str = "") -> str:
+    """One request and its answer as text; an answer outside the training range (``training``
+    names it, e.g. "length 1-20") is marked as an extrapolation."""
     if task == "recall":
         parts = [bits_block("items (one column per vector, gaps between items)",
                             request["items"]),
@@ -34,4 +35,10 @@ def render(task: str, request: dict, answer: dict) -> str:
             same = answer["output"] == request["sequence"] * request["repeats"]
             parts.append(f"end marker {answer['end_marker']:.3f}; output equals input x "
                          f"{request['repeats']}: {'yes' if same else 'no'}")
+    if "memory_size" in answer:
+        parts.append(f"memory rows: {answer['memory_size']}")
+    if answer.get("within_training_range") is False:
+        parts.append("EXTRAPOLATED: beyond the training range"
+                     + (f" ({training})" if training else "")
+                     + "; the model was never trained on a request like this")
     return "\n".join(parts)

@@ -1,9 +1,15 @@
 """``ModelRuntime``: one exported ONNX model, run with onnxruntime, read through its metadata.
 
 Two APIs over the same session:
-- ``run(inputs)``: arrays, float32 [batch, time, input_size] -> probabilities
+- ``run(inputs, memory_size)``: arrays, float32 [batch, time, input_size] -> probabilities
   [batch, time, output_size] and attention [batch, time, heads, N];
 - ``predict(requests)``: plain task requests (the JSON the HTTP API takes) -> answers.
+
+Memory rows: a dynamic export takes N per call. Each request runs with the smallest of the
+trained N x 1, 2, 4, ... (up to ``max_memory_size``) that holds what the task must store
+(``ntm.memory_plan``), unless ``RuntimeOptions.memory_size`` fixes N. Every task answer says
+whether the request lay inside the training range (``within_training_range``) and which N it
+ran with (``memory_size``).
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ import numpy as np
 import onnxruntime as ort
 
 from export import metadata as meta
+from ntm.memory_plan import DEFAULT_MAX_MEMORY_SIZE, MemoryLimitExceeded, choose_memory_size
 from ntm.tasks import Encoded, InvalidRequest, Task, task_from_metadata
 from serving.errors import BadRequest, InferenceFailed, ModelLoadError, Unprocessable
 
-DEFAULT_MAX_TIME_STEPS = 2048  # documented limit for dynamic models (memory grows with it)
+DEFAULT_MAX_TIME_STEPS = 4096  # documented limit for dynamic models (a copy of 2047 vectors)
 
 
 @dataclass(frozen=True)
@@ -31,12 +38,16 @@ class RuntimeOptions:
         are too small to split; measured, see README). 0 lets onnxruntime choose.
     graph_optimization: "disable", "basic", "extended" or "all".
     max_time_steps: longest input accepted by a dynamic-length model.
+    memory_size: memory rows for every request [None: chosen per request].
+    max_memory_size: most memory rows a request may be given (more: 422).
     """
 
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     graph_optimization: str = "all"
     max_time_steps: int = DEFAULT_MAX_TIME_STEPS
+    memory_size: int | None = None
+    max_memory_size: int = DEFAULT_MAX_MEMORY_SIZE
 
     def session_options(self) -> ort.SessionOptions:
         levels = {
@@ -94,6 +105,25 @@ class ModelRuntime:
         if meta.INPUT_NAME not in inputs or not {meta.PROBABILITIES, meta.ATTENTION} <= outputs:
             raise ModelLoadError(f"{self.path}: expected input '{meta.INPUT_NAME}' and outputs "
                                  f"'{meta.PROBABILITIES}', '{meta.ATTENTION}'")
+        # Dynamic exports since memory growth take N per call; older and fixed-length exports
+        # run at the N they were exported with.
+        self.grows = meta.takes_memory_size(self.session)
+        memory = export_info.get("memory") or {}
+        self.fixed_memory_size: int = memory.get("fixed") or self.model_config["memory_size"]
+        self._check_memory_options()
+
+    def _check_memory_options(self) -> None:
+        requested, trained = self.options.memory_size, self.trained_memory_size
+        if requested is None:
+            return
+        if not self.grows and requested != self.fixed_memory_size:
+            raise ModelLoadError(f"{self.path}: --memory-size {requested}: this model's memory "
+                                 f"is fixed at {self.fixed_memory_size} rows (re-export it "
+                                 f"with a current `ntm export` to choose rows per request)")
+        if self.grows and not trained <= requested <= self.options.max_memory_size:
+            raise ModelLoadError(f"{self.path}: --memory-size {requested} must lie between the "
+                                 f"{trained} rows the model was trained with and "
+                                 f"--max-memory-size {self.options.max_memory_size}")
 
     # -- description ------------------------------------------------------------------------
     @property
@@ -109,8 +139,41 @@ class ModelRuntime:
         return self.model_config["num_read_heads"] + self.model_config["num_write_heads"]
 
     @property
-    def memory_size(self) -> int:
+    def trained_memory_size(self) -> int:
+        """N the model was trained with."""
         return self.model_config["memory_size"]
+
+    def memory_size_for(self, rows_needed: int, field: str = "request") -> int:
+        """The memory rows a request that must store ``rows_needed`` rows runs with.
+
+        Unprocessable (422) naming the limit when it needs more than ``max_memory_size``.
+        """
+        if not self.grows:
+            return self.fixed_memory_size
+        if self.options.memory_size is not None:
+            return self.options.memory_size
+        try:
+            return choose_memory_size(rows_needed, self.trained_memory_size,
+                                      self.options.max_memory_size)
+        except MemoryLimitExceeded as err:
+            raise Unprocessable(f"{field}: {err}") from None
+
+    def memory_size_for_inputs(self, x: np.ndarray, requested: int | None = None) -> int:
+        """Rows for a raw input batch [batch, time, in]: ``requested`` (checked against the
+        limits), else enough for any task input of that many time steps."""
+        if requested is None:
+            return self.memory_size_for(self.task.memory_rows_for_time_steps(x.shape[1]),
+                                        "inputs")
+        if not self.grows:
+            if requested != self.fixed_memory_size:
+                raise Unprocessable(f"{meta.MEMORY_SIZE_NAME}: model {self.name} has a fixed "
+                                    f"memory of {self.fixed_memory_size} rows")
+            return requested
+        if not self.trained_memory_size <= requested <= self.options.max_memory_size:
+            raise Unprocessable(f"{meta.MEMORY_SIZE_NAME}: {requested} rows; model {self.name} "
+                                f"takes {self.trained_memory_size} to "
+                                f"{self.options.max_memory_size}")
+        return requested
 
     @property
     def max_time_steps(self) -> int:
@@ -129,7 +192,11 @@ class ModelRuntime:
             "input_size": self.input_size,
             "output_size": self.output_size,
             "heads": self.metadata["ntm.export"]["heads"],
-            "memory": [self.memory_size, self.model_config["memory_width"]],
+            "memory": [self.trained_memory_size, self.model_config["memory_width"]],
+            "memory_sizes": (f"{self.trained_memory_size}..{self.options.max_memory_size}, "
+                             f"chosen per request" if self.grows and
+                             self.options.memory_size is None else
+                             str(self.options.memory_size or self.fixed_memory_size)),
             "train_lengths": self.task.train_lengths,
             "train_repeats": self.task.train_repeats,
             "training_step": training.get("step"),
@@ -161,16 +228,23 @@ class ModelRuntime:
             raise BadRequest("inputs must be finite (no NaN or Inf)")
         return x
 
-    def run(self, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, inputs: Any, memory_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """inputs [batch, time, in] -> (probabilities [batch, time, out],
-        attention [batch, time, heads, N]); a fixed-length model pads and trims."""
+        attention [batch, time, heads, N]); a fixed-length model pads and trims.
+
+        N = ``memory_size`` [default: ``memory_size_for_inputs``]; ignored by a model whose
+        memory is fixed.
+        """
         x = self.check_inputs(inputs)
         time_steps = x.shape[1]
         if self.fixed_length and time_steps < self.fixed_length:
             x = np.pad(x, ((0, 0), (0, self.fixed_length - time_steps), (0, 0)))
+        feeds = {meta.INPUT_NAME: x}
+        if self.grows:
+            n = memory_size or self.memory_size_for_inputs(x)
+            feeds[meta.MEMORY_SIZE_NAME] = np.array([n], np.int32)
         try:
-            probs, attention = self.session.run([meta.PROBABILITIES, meta.ATTENTION],
-                                                {meta.INPUT_NAME: x})
+            probs, attention = self.session.run([meta.PROBABILITIES, meta.ATTENTION], feeds)
         except Exception as err:
             raise InferenceFailed(f"model {self.name} failed: {str(err).splitlines()[0][:200]}") \
                 from None
@@ -191,23 +265,38 @@ class ModelRuntime:
                 f"{self.max_time_steps}")
         return encoded
 
+    def request_memory_size(self, encoded: Encoded, field: str = "request") -> int:
+        """The memory rows one encoded request runs with."""
+        return self.memory_size_for(self.task.memory_rows(encoded.difficulty), field)
+
     def decode(self, probabilities: np.ndarray, attention: np.ndarray, encoded: Encoded,
                return_attention: bool = False) -> dict[str, Any]:
-        """Model outputs for one request (unpadded [time, ...]) -> the answer."""
+        """Model outputs for one request (unpadded [time, ...]) -> the answer, with
+        ``within_training_range`` and the ``memory_size`` (N) it ran with."""
         answer = self.task.decode(probabilities, encoded)
+        answer["within_training_range"] = self.task.within_training_range(encoded.difficulty)
+        answer["memory_size"] = int(attention.shape[-1])
         if return_attention:
             answer["attention"] = attention_dict(attention, self.metadata["ntm.export"]["heads"])
         return answer
 
     def predict(self, requests: Sequence[Any]) -> list[dict[str, Any]]:
-        """Answer several task requests with one onnxruntime run (right-padded batch)."""
-        encoded = [self.encode(r, f"instances[{i}]" if len(requests) > 1 else "request")
-                   for i, r in enumerate(requests)]
+        """Answer several task requests: one onnxruntime run (right-padded batch) per memory
+        size among them."""
+        fields = [f"instances[{i}]" if len(requests) > 1 else "request"
+                  for i in range(len(requests))]
+        encoded = [self.encode(r, f) for r, f in zip(requests, fields)]
         flags = [wants_attention(r) for r in requests]
-        x = pad_batch([e.inputs for e in encoded])
-        probs, attention = self.run(x)
-        return [self.decode(probs[i, : e.inputs.shape[0]], attention[i, : e.inputs.shape[0]], e,
-                            flag) for i, (e, flag) in enumerate(zip(encoded, flags))]
+        sizes = [self.request_memory_size(e, f) for e, f in zip(encoded, fields)]
+        answers: list[dict[str, Any]] = [{} for _ in requests]
+        for n in sorted(set(sizes)):
+            group = [i for i, size in enumerate(sizes) if size == n]
+            probs, attention = self.run(pad_batch([encoded[i].inputs for i in group]), n)
+            for row, i in enumerate(group):
+                steps = encoded[i].inputs.shape[0]
+                answers[i] = self.decode(probs[row, :steps], attention[row, :steps], encoded[i],
+                                         flags[i])
+        return answers
 
 
 def pad_batch(sequences: Sequence[np.ndarray]) -> np.ndarray:

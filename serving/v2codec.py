@@ -123,12 +123,16 @@ def _parse_tensor(tensor: Any, where: str, binary: bytes, offset: int):
 
 
 def encode_response(model_name: str, model_version: str, request_id: str | None,
-                    outputs: list[tuple[str, np.ndarray, bool]]) -> tuple[bytes, int | None]:
-    """Build a response body: (body, header length for the binary case or None)."""
+                    outputs: list[tuple[str, np.ndarray, bool]],
+                    parameters: dict[str, Any] | None = None) -> tuple[bytes, int | None]:
+    """Build a response body: (body, header length for the binary case or None); response
+    ``parameters`` when given."""
     doc: dict[str, Any] = {"model_name": model_name, "model_version": model_version,
                            "outputs": []}
     if request_id is not None:
         doc["id"] = request_id
+    if parameters:
+        doc["parameters"] = parameters
     blobs = []
     for name, array, binary in outputs:
         array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))

@@ -129,6 +129,14 @@ class Task(abc.ABC):
             return self.train_repeats[0] <= difficulty.repeats <= self.train_repeats[1]
         return True
 
+    def training_range(self) -> str:
+        """The training range in words, e.g. "length 1-20" or "length 1-10, repeats 1-10"."""
+        lo, hi = self.train_lengths
+        text = f"{self.length_name} {lo}-{hi}"
+        if self.train_repeats is not None:
+            text += f", repeats {self.train_repeats[0]}-{self.train_repeats[1]}"
+        return text
+
     @property
     def max_trained_time_steps(self) -> int:
         """Time steps of the longest training sequence."""

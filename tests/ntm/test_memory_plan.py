@@ -29,7 +29,8 @@ def test_more_than_the_largest_bucket_names_the_limit():
 @pytest.mark.parametrize("name, difficulty, rows", [
     ("copy", Difficulty(20), 22), ("copy", Difficulty(1000), 1002),
     ("repeat-copy", Difficulty(10, 1000), 12),
-    ("recall", Difficulty(6), 6 * 4 + 3 + 2 + 1)])
+    ("recall", Difficulty(6), 35),  # 30 steps before the answer, at most 7/8 full
+    ("recall", Difficulty(26), 126), ("recall", Difficulty(27), 131)])
 def test_rows_a_request_needs(name, difficulty, rows):
     task = get_task(name)
     assert task.memory_rows(difficulty) == rows

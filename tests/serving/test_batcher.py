@@ -30,7 +30,7 @@ class SlowRuntime:
         self._lock = threading.Lock()
         self._barrier = threading.Barrier(together, timeout=60)
 
-    def run(self, x: np.ndarray):
+    def run(self, x: np.ndarray, memory_size=None):
         with self._lock:
             self.batch_sizes.append(len(x))
             self._running += 1
@@ -61,3 +61,63 @@ def test_batches_run_side_by_side_up_to_max_in_flight(in_flight):
     for i, [(probabilities, _)] in enumerate(results):
         np.testing.assert_array_equal(probabilities, np.full((3, 2), 2 * i))
     assert runtime.most_at_once == in_flight  # two batches: after one another, or at once
+
+
+class RowsRuntime:
+    """Stands in for ModelRuntime: records (sequences, memory rows) of every run."""
+
+    name = "rows"
+    trained_memory_size = 16
+
+    def __init__(self):
+        self.runs: list[tuple[int, int | None]] = []
+
+    def run(self, x: np.ndarray, memory_size=None):
+        self.runs.append((len(x), memory_size))
+        return x, np.zeros(x.shape[:2] + (1, memory_size or 16), np.float32)
+
+
+def test_only_requests_with_the_same_rows_share_a_run_and_idle_lanes_hold_no_slot():
+    """Three memory sizes, one slot: each lane takes the slot only when it has work, so none
+    waits forever behind an idle lane; a large N merges fewer sequences (64 x 16 / N)."""
+    runtime = RowsRuntime()
+
+    async def scenario():
+        batcher = Batcher(runtime, executor, Metrics(), max_batch_size=64,
+                          max_queue_delay=0.05, max_in_flight=1)
+        await batcher.start()
+        sizes = [16, 32, 256, 16, 32, 256] + [512] * 5
+        results = await asyncio.gather(*[
+            batcher.submit([np.full((2, 3), i, np.float32)], n) for i, n in enumerate(sizes)])
+        late = await batcher.submit([np.zeros((2, 3), np.float32)], 64)  # a fourth lane, later
+        await batcher.close()
+        return sizes, results, late
+
+    with ThreadPoolExecutor(1) as executor:
+        sizes, results, late = asyncio.run(asyncio.wait_for(scenario(), 60))
+    for i, (n, [(probabilities, attention)]) in enumerate(zip(sizes, results)):
+        np.testing.assert_array_equal(probabilities, np.full((2, 3), i))
+        assert attention.shape[-1] == n
+    assert late[0][1].shape[-1] == 64
+    per_size = {}
+    for count, n in runtime.runs:
+        per_size.setdefault(n, []).append(count)
+    assert per_size[16] == [2] and per_size[32] == [2] and per_size[256] == [2]
+    assert sorted(per_size[512]) == [1, 2, 2]  # at most 64 x 16 / 512 = 2 per merged run
+
+
+def test_grouped_submission_returns_results_in_request_order():
+    runtime = RowsRuntime()
+
+    async def scenario():
+        batcher = Batcher(runtime, executor, Metrics(), max_queue_delay=0.0)
+        await batcher.start()
+        sequences = [np.full((1, 3), i, np.float32) for i in range(5)]
+        results = await batcher.submit_grouped(sequences, [32, 16, 32, 64, 16])
+        await batcher.close()
+        return results
+
+    with ThreadPoolExecutor(1) as executor:
+        results = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert [int(p[0, 0]) for p, _ in results] == [0, 1, 2, 3, 4]
+    assert [a.shape[-1] for _, a in results] == [32, 16, 32, 64, 16]

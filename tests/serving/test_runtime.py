@@ -22,7 +22,7 @@ def test_batched_run_equals_single_runs(bundled):
     runtime = ModelRuntime(bundled["recall"])
     batch = runtime.task.batch(np.random.default_rng(1), 6)
     probs, attention = runtime.run(batch.inputs)
-    assert attention.shape == (6, batch.inputs.shape[1], runtime.num_heads, runtime.memory_size)
+    assert attention.shape == (6, batch.inputs.shape[1], runtime.num_heads, runtime.trained_memory_size)
     for i, length in enumerate(batch.lengths):
         alone, _ = runtime.run(batch.inputs[i: i + 1, :length])
         np.testing.assert_allclose(alone[0], probs[i, :length], atol=1e-5)
@@ -35,7 +35,7 @@ def test_return_attention(bundled):
     steps = runtime.task.encode(request).inputs.shape[0]
     assert len(answer["attention"]["read"]) == 1 and len(answer["attention"]["write"]) == 1
     read = np.asarray(answer["attention"]["read"][0])
-    assert read.shape == (steps, runtime.memory_size)
+    assert read.shape == (steps, runtime.trained_memory_size)
     np.testing.assert_allclose(read.sum(-1), 1.0, atol=1e-3)
     with pytest.raises(BadRequest, match="return_attention"):
         runtime.predict([{**request, "return_attention": "yes"}])

@@ -148,7 +148,8 @@ BAD_INPUTS = [
      b' "data": [0,0,0,0,0,0,0]}]}', {}, 400, "shape [batch, time, 8]"),
     ("POST", "/v2/models/recall/infer",
      b'{"inputs": [{"name": "x", "shape": [1, 1, 8], "datatype": "FP32",'
-     b' "data": [0,0,0,0,0,0,0,0]}]}', {}, 400, "exactly one input 'inputs'"),
+     b' "data": [0,0,0,0,0,0,0,0]}]}', {}, 400,
+     "takes the input 'inputs' and optionally 'memory_size'"),
     ("POST", "/v2/models/recall/infer",
      b'{"inputs": [{"name": "inputs", "shape": [1, 1, 8], "datatype": "STRING", "data": []}]}',
      {}, 400, "datatype"),
