@@ -48,7 +48,8 @@ NOT_REACHED = "not within budget"
 @dataclass(frozen=True)
 class EvalPoint:
     """A generalisation point: sequence length (recall: item count), measured with
-    ``memory_size`` memory rows; None is the size the model was trained with."""
+    ``memory_size`` memory rows; None gives it the rows ``ntm evaluate`` (and ``ntm serve``)
+    would: the smallest of the trained rows x 1, 2, 4, ... that holds it."""
 
     length: int
     memory_size: int | None = None
@@ -58,15 +59,13 @@ class EvalPoint:
         return f"{length_name} {self.length}{memory}"
 
 
-# The generalisation points per task. A point with grown memory, such as copy length 1000 with
-# EvalPoint(1000, memory_size=1024), is one more entry here once the model can grow its memory;
-# until then ``evaluate_seed`` refuses a point whose memory_size is set.
+# The generalisation points per task (copy 1000 runs with 1024 rows, as ntm serve gives it).
 EVAL_POINTS = {
-    "copy": (EvalPoint(50), EvalPoint(120)),
+    "copy": (EvalPoint(50), EvalPoint(120), EvalPoint(1000)),
     "recall": (EvalPoint(12), EvalPoint(16)),
 }
 SMALL_EVAL_POINTS = {
-    "copy": (EvalPoint(3), EvalPoint(4)),
+    "copy": (EvalPoint(3), EvalPoint(4), EvalPoint(8)),  # 8 needs 10 rows: grown to 16
     "recall": (EvalPoint(3), EvalPoint(4)),
 }
 # --small: a tiny model on lengths (items) up to 2 that reaches the threshold within seconds on
@@ -211,22 +210,20 @@ def stopped(run_dir: Path) -> dict | None:
 
 
 def evaluate_seed(run_dir: Path, points: tuple[EvalPoint, ...], sequences: int) -> list[dict]:
-    """Bits/seq of the run's latest checkpoint at ``points``, through ``ntm evaluate``'s code.
-
-    A point with memory_size set needs a model whose memory can grow; ntm.model cannot grow
-    its memory, so such a point is refused with ValueError.
-    """
-    grown = [p for p in points if p.memory_size is not None]
-    if grown:
-        raise ValueError(f"{grown}: evaluating with another memory_size needs a model whose "
-                         f"memory can grow; ntm.model's cannot")
+    """Bits/seq of the run's latest checkpoint at ``points``, through ``ntm evaluate``'s code
+    (one evaluation per distinct memory_size); each row records the rows it ran with."""
     from cli.common import quiet_tensorflow
     from cli.evaluate import evaluate_run
 
     quiet_tensorflow(1)
-    text = ",".join(str(p.length) for p in points)
-    _, _, rows = evaluate_run(run_dir, text, sequences, seed=EVAL_DATA_SEED)
-    return [{**row.as_dict(), "memory_size": p.memory_size} for p, row in zip(points, rows)]
+    out: dict[EvalPoint, dict] = {}
+    for size in dict.fromkeys(p.memory_size for p in points):
+        group = [p for p in points if p.memory_size == size]
+        text = ",".join(str(p.length) for p in group)
+        _, _, rows = evaluate_run(run_dir, text, sequences, seed=EVAL_DATA_SEED,
+                                  memory_size=size)
+        out.update({p: row.as_dict() for p, row in zip(group, rows)})
+    return [out[p] for p in points]
 
 
 def seed_row(sweep: Sweep, seed: int, failure: str | None) -> dict:

@@ -87,7 +87,7 @@ def test_seeds_small(tmp_path):
         assert row["failure"] is None
         assert row["stopped"]["reason"] == "target" or row["stopped"]["step"] == 300
         assert [(g["length"], g["memory_size"], g["sequences"]) for g in row["generalisation"]] \
-            == [(3, None, 16), (4, None, 16)]
+            == [(3, 8, 16), (4, 8, 16), (8, 16, 16)]  # rows as ntm evaluate gives them
     # Seed 2 continued its checkpoint: its first 100 steps of metrics are the ones trained before.
     after = (stopped_early / "metrics.jsonl").read_text().splitlines()
     assert after[:len(before)] == before and len(after) > len(before)
@@ -136,11 +136,6 @@ def test_seeds_summary_counts_a_failed_seed_as_slowest():
     # Two of four not within budget: the median is not within budget either.
     summary = seeds.summarise(rows + [row(None, (9.0, 9.0), (0.0, 0.0))], points)
     assert summary["median"]["sequences"] is None
-
-
-def test_seeds_refuses_grown_memory_until_the_model_can_grow():
-    with pytest.raises(ValueError, match="memory can grow"):
-        seeds.evaluate_seed(Path("unused"), (seeds.EvalPoint(1000, memory_size=1024),), 1)
 
 
 def test_memory_rules_small(tmp_path):
