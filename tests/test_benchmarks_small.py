@@ -147,3 +147,16 @@ def test_memory_rules_small(tmp_path):
     assert {(r["grow_logit_margin"], r["grow_strength_power"]) for r in rows} == {
         (0.0, 0.0), (0.0, 2.0), (30.0, 0.0), (30.0, 2.0)}
     assert "| 30 | 2 |" in table
+
+
+def test_long_sequences_small(tmp_path):
+    result, table = run_small("long_sequences", tmp_path)
+    rows = {(r["model"], r["length"], r["via"]): r for r in result["rows"]}
+    assert set(rows) == {(m, n, via) for m, n in (("copy", 30), ("copy", 60), ("recall", 8))
+                         for via in ("ntm predict", "HTTP")}
+    assert rows[("copy", 60, "HTTP")]["memory_sizes"] == [128]
+    for row in rows.values():  # the bundled models are perfect this far out
+        assert row["sequences"] == 3 and row["mean_bits"] == 0.0
+        assert row["within_training_range"] == [False]
+    assert result["trained"]["copy"] == "length 1-20"
+    assert "| copy | length 1-20 | 60 | HTTP |" in table
