@@ -44,3 +44,27 @@ def quiet_tensorflow(threads: int | None = None):
 def fail(message: str) -> None:
     """Stop the command with a one-line error (exit code 1)."""
     raise click.ClickException(message)
+
+
+class WordOrCount(click.ParamType):
+    """A keyword (converted to None) or a positive integer: ``dynamic|N``, ``auto|N``.
+
+    ``unit`` names what N counts, for the message when it is below 1.
+    """
+
+    def __init__(self, word: str, unit: str, why_positive: str):
+        self.word = word
+        self.name = f"{word}|N"
+        self.unit = unit
+        self.why_positive = why_positive
+
+    def convert(self, value, param, ctx):
+        if value is None or value == self.word:
+            return None
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither '{self.word}' nor an integer", param, ctx)
+        if n < 1:
+            self.fail(f"{n} {self.unit}: {self.why_positive}", param, ctx)
+        return n

@@ -7,24 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import quiet_tensorflow
-
-
-class MemorySizeType(click.ParamType):
-    """``auto`` (rows chosen per point, as the server does) or a number of memory rows."""
-
-    name = "auto|N"
-
-    def convert(self, value, param, ctx):
-        if value is None or value == "auto":
-            return None
-        try:
-            n = int(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is neither 'auto' nor an integer", param, ctx)
-        if n < 1:
-            self.fail(f"{n} rows: the memory needs at least one", param, ctx)
-        return n
+from cli.common import WordOrCount, quiet_tensorflow
 
 
 @click.command(short_help="Bits/seq at lengths inside and beyond training.")
@@ -41,7 +24,8 @@ class MemorySizeType(click.ParamType):
               default=None, help="Also write the table as JSON here.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="TensorFlow threads.")
-@click.option("--memory-size", type=MemorySizeType(), default="auto", show_default=True,
+@click.option("--memory-size", type=WordOrCount("auto", "rows", "the memory needs at least one"),
+              default="auto", show_default=True,
               help="Memory rows: 'auto' gives each point the smallest of the trained rows x 1, "
                    "2, 4, ... that holds it (what ntm serve does); N runs every point with N.")
 def evaluate(run_dir: Path | None, points: str | None, sequences: int, batch_size: int,

@@ -6,25 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import quiet_tensorflow
-
-
-class LengthType(click.ParamType):
-    """``dynamic`` or a positive integer number of time steps."""
-
-    name = "dynamic|N"
-
-    def convert(self, value, param, ctx):
-        if value is None or value == "dynamic":
-            return None
-        try:
-            n = int(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is neither 'dynamic' nor an integer", param, ctx)
-        if n < 1:
-            self.fail(f"{n} time steps: a fixed length must be >= 1 (empty input is never valid)",
-                      param, ctx)
-        return n
+from cli.common import WordOrCount, quiet_tensorflow
 
 
 def human_size(n: int) -> str:
@@ -39,7 +21,9 @@ def human_size(n: int) -> str:
 @click.argument("run_dir", type=click.Path(path_type=Path), required=False)
 @click.option("--format", "fmt", type=click.Choice(["savedmodel", "onnx", "triton"]),
               default="onnx", show_default=True, help="What to write.")
-@click.option("--length", type=LengthType(), default="dynamic", show_default=True,
+@click.option("--length", default="dynamic", show_default=True,
+              type=WordOrCount("dynamic", "time steps",
+                               "a fixed length must be >= 1 (empty input is never valid)"),
               help="'dynamic' (any length, one ONNX Loop) or N time steps (unrolled, no Loop; "
                    "a copy of L vectors takes 2L+1 steps).")
 @click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True,

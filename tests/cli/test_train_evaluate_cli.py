@@ -54,8 +54,24 @@ def test_evaluate_table_and_json(trained_run, tmp_path):
     assert table["train_lengths"] == [1, 4] and table["train_repeats"] is None
 
 
+def test_evaluate_gives_each_point_the_rows_it_needs_or_the_rows_asked_for(trained_run,
+                                                                           tmp_path):
+    """Trained with 12 rows: a copy of 10 needs 12 rows, of 11 needs 13 -> 24, of 40 -> 48."""
+    out = tmp_path / "auto.json"
+    result = CliRunner().invoke(cli, ["evaluate", str(trained_run), "--points", "10,11,40",
+                                      "-n", "2", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [r["memory_size"] for r in json.loads(out.read_text())["rows"]] == [12, 24, 48]
+    assert result.output.splitlines()[1].split()[-1] == "rows"
+    result = CliRunner().invoke(cli, ["evaluate", str(trained_run), "--points", "10,40",
+                                      "-n", "2", "--memory-size", "96", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [r["memory_size"] for r in json.loads(out.read_text())["rows"]] == [96, 96]
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["train", "--task", "sort"], 2, "Invalid value for '--task'"),
+    (["evaluate", "--memory-size", "0"], 2, "0 rows: the memory needs at least one"),
     (["train", "--min-length", "5", "--max-length", "3"], 2, "impossible"),
     (["train", "--memory-size", "8"], 2, "smaller than --max-length"),
     (["train", "--batch-size", "0"], 2, "--batch-size"),
