@@ -281,7 +281,15 @@ def generalisation_figure(
     _log_scale(ax, np.array([r[key] for r in rows for key in ("mean_bits", "worst_bits")]))
     ax.set_xlabel("sequence length" if length_name == "length" else f"{length_name} per sequence")
     ax.set_ylabel("bits / sequence")
-    ax.set_xlim(left=0)
+    lengths = [r["length"] for r in rows]
+    if max(lengths) >= 20 * min(lengths):  # e.g. 10 to 1000 (memory that grows): a log axis
+        from matplotlib.ticker import ScalarFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())  # 10, 100, 1000 rather than 10^1...
+        ax.set_xlim(left=min(min(lengths), train_lengths[0] if train_lengths else 1) * 0.8)
+    else:
+        ax.set_xlim(left=0)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize="small", loc="upper left")
     figure.suptitle(title or f"{task_name}: generalisation")
