@@ -6,6 +6,7 @@ Surfaces (one data plane behind all of them):
 - Open Inference Protocol (KServe V2): /v2, /v2/health/live, /v2/health/ready,
   /v2/models/{name}, /v2/models/{name}/ready, POST /v2/models/{name}/infer (JSON and binary)
 - GET /metrics (Prometheus), GET /openapi.json, GET /v1/models (a listing)
+- GET / : a page that runs the models in a browser (serving.page; not in the OpenAPI document)
 Every error is {"error": "..."} with a 4xx status for bad input; 5xx only for server faults.
 """
 
@@ -25,7 +26,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 import ntm
 from export import metadata as meta
-from serving import jsondoc
+from serving import jsondoc, page
 from serving.batcher import Batcher
 from serving.errors import BadRequest, NotFound, ServingError, TooLarge
 from serving.metrics import Metrics
@@ -35,7 +36,8 @@ from serving.settings import ServerSettings
 from serving.v2codec import HEADER_LENGTH, encode_response, parse_request
 
 VERSION = "1"
-PUBLIC_PATHS = ("/v2/health/live", "/v2/health/ready")
+# The page loads without the key: the person types it into the page, which sends it.
+PUBLIC_PATHS = ("/v2/health/live", "/v2/health/ready") + page.PUBLIC_PATHS
 REQUEST_SCHEMA = {
     "oneOf": [
         {"type": "object", "properties": {"instances": {"type": "array", "items": {"type": "object"}}},
@@ -340,6 +342,7 @@ def create_app(server: ModelServer) -> FastAPI:
     async def metrics():
         return Response(server.metrics.render(), media_type=server.metrics.content_type)
 
+    page.add_page_routes(app, server.runtimes)
     return app
 
 

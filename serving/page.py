@@ -1,0 +1,86 @@
+"""The browser page of ``ntm serve``: ``GET /`` and its two assets, plus the model cards.
+
+The page (``serving/page/``: one HTML, one JS, one CSS file; no build step, nothing fetched from
+elsewhere) runs requests through the server's own task API with ``return_attention`` and draws
+the answer and the attention over time. Every URL in it is relative, so it works behind a proxy
+that serves it under a path prefix.
+
+Routes (none of them in the OpenAPI document: they are not part of the API):
+- ``GET /``, ``GET /page/app.js``, ``GET /page/app.css``: the page, public (PUBLIC_PATHS) so that
+  a person can load it and type the API key into it; the page sends the key with its API calls
+  and the server stores nothing.
+- ``GET /page/cards.json``: for each served model that is a bundled one, the figures of its model
+  card (training and held-out evaluation); behind the API key like the model listing.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+
+from serving.models import bundled_models, model_card
+
+ASSETS = {"index.html": "text/html; charset=utf-8",
+          "app.js": "text/javascript; charset=utf-8",
+          "app.css": "text/css; charset=utf-8"}
+PUBLIC_PATHS = ("/", "/page/app.js", "/page/app.css")
+# Served fresh on every load: a page from an older server must not outlive an upgrade.
+HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+CARD_FIELDS = ("steps", "sequences_seen", "train_wall_seconds", "seed", "train_lengths",
+               "train_repeats", "all_bars_met")
+EVALUATION_FIELDS = ("length", "repeats", "mean_bits", "perfect_fraction", "memory_size")
+
+
+def asset_dir() -> Path:
+    return Path(str(resources.files("serving"))) / "page"
+
+
+def read_assets() -> dict[str, bytes]:
+    """{file name: bytes} of the page, read once when the app is built."""
+    return {name: (asset_dir() / name).read_bytes() for name in ASSETS}
+
+
+def card_figures(path: Path) -> dict[str, Any] | None:
+    """The figures of the model card of a bundled model file, or None for any other file (an
+    export of your own carries no card: its training figures are in ``/v1/models``)."""
+    bundled = {p.resolve(): name for name, p in bundled_models().items()}
+    name = bundled.get(Path(path).resolve())
+    card = model_card(name) if name else {}
+    if not card:
+        return None
+    figures = {key: card.get(key) for key in CARD_FIELDS}
+    figures["card"] = name
+    figures["evaluation"] = [{key: row.get(key) for key in EVALUATION_FIELDS}
+                             for row in card.get("evaluation", [])]
+    return figures
+
+
+def add_page_routes(app: FastAPI, runtimes: dict) -> None:
+    """Add the page's routes to ``app``; ``runtimes`` is {served name: ModelRuntime}."""
+    assets = read_assets()
+    cards = {name: {"card": card_figures(r.path),
+                    "parameters": r.metadata["ntm.task"].get("parameters", {})}
+             for name, r in runtimes.items()}
+
+    def asset(name: str) -> Response:
+        return Response(assets[name], media_type=ASSETS[name], headers=HEADERS)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return asset("index.html")
+
+    @app.get("/page/app.js", include_in_schema=False)
+    async def page_script():
+        return asset("app.js")
+
+    @app.get("/page/app.css", include_in_schema=False)
+    async def page_style():
+        return asset("app.css")
+
+    @app.get("/page/cards.json", include_in_schema=False)
+    async def page_cards():
+        return JSONResponse({"models": cards}, headers=HEADERS)
