@@ -95,7 +95,8 @@ def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
                        access_log=False, lifespan="on")
     if workers == 1:
         app = create_app(ModelServer(runtimes, settings))
-        click.echo(f"listening on http://{shown}:{bound}", err=True)
+        click.echo(f"listening on http://{shown}:{bound} (open it in a browser to try the "
+                   f"models)", err=True)
         # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal to the
         # handler that was there before it; a no-op one lets the process end with exit code 0.
         for sig in (signal.SIGTERM, signal.SIGINT):
