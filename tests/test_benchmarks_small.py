@@ -41,11 +41,14 @@ def test_inference_small(tmp_path):
         assert 0 < row["fraction_of_matmul"] < 1
     assert result["matmul_gflops"] > 0
     assert table.startswith("# Inference")
-    memory = {(r["engine"], r["batch"]): r for r in result["memory"]}
-    assert set(memory) == {(e, b) for e in ("rows 16", "rows 32", "baseline") for b in (1, 2)}
-    assert memory[("rows 32", 1)]["memory_size"] == 32
-    assert memory[("baseline", 2)]["memory_size"] == 16
-    assert memory[("baseline", 1)]["ratio_to_baseline"] == 1.0
+    memory = {(r["timing"], r["engine"], r["batch"]): r for r in result["memory"]}
+    assert set(memory) == {(t, e, b) for t, engines in (("before", ("trained rows", "baseline")),
+                                                        ("rows", ("16", "32")))
+                           for e in engines for b in (1, 2)}
+    assert memory[("rows", "32", 1)]["memory_size"] == 32
+    assert memory[("before", "baseline", 2)]["memory_size"] == 16
+    assert memory[("before", "baseline", 1)]["ratio"] == 1.0
+    assert memory[("rows", "16", 2)]["ratio"] == 1.0
     assert "## Memory that grows" in table
 
 
