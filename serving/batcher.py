@@ -23,7 +23,7 @@ import numpy as np
 
 from serving.errors import ServingError, Unprocessable
 from serving.metrics import Metrics
-from serving.runtime import ModelRuntime, pad_batch
+from serving.runtime import ModelRuntime, group_by_size, pad_batch
 
 Result = tuple[np.ndarray, np.ndarray]  # probabilities [time, out], attention [time, heads, N]
 
@@ -95,9 +95,7 @@ class Batcher:
                      ) -> list[Result]:
         """Run ``sequences`` (each [time, input_size], validated) with ``memory_size`` rows
         [default: the runtime's choice for the batch] and return their outputs."""
-        if len(sequences) > self.max_batch_size:
-            raise Unprocessable(f"{len(sequences)} sequences in one request; the limit is "
-                                f"{self.max_batch_size} (max batch size)")
+        self._check_request_size(sequences)
         if self._closing:
             raise ServingError("server is shutting down", status=503)
         loop = asyncio.get_running_loop()
@@ -115,12 +113,8 @@ class Batcher:
                              ) -> list[Result]:
         """``submit`` for sequences that need different memory rows: one submission per size
         (each to its own lane, side by side); results in the order of ``sequences``."""
-        if len(sequences) > self.max_batch_size:
-            raise Unprocessable(f"{len(sequences)} sequences in one request; the limit is "
-                                f"{self.max_batch_size} (max batch size)")
-        groups: dict[int, list[int]] = {}
-        for i, size in enumerate(memory_sizes):
-            groups.setdefault(size, []).append(i)
+        self._check_request_size(sequences)  # the whole request, not each size's share
+        groups = group_by_size(memory_sizes)
         outputs = await asyncio.gather(*(self.submit([sequences[i] for i in group], size)
                                          for size, group in groups.items()))
         results: list[Result | None] = [None] * len(sequences)
@@ -128,6 +122,11 @@ class Batcher:
             for i, result in zip(group, out):
                 results[i] = result
         return results  # type: ignore[return-value]
+
+    def _check_request_size(self, sequences: list[np.ndarray]) -> None:
+        if len(sequences) > self.max_batch_size:
+            raise Unprocessable(f"{len(sequences)} sequences in one request; the limit is "
+                                f"{self.max_batch_size} (max batch size)")
 
     def _lane(self, memory_size: int | None) -> _Lane:
         """The lane of ``memory_size``, made (with its worker) on first use."""

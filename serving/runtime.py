@@ -112,18 +112,24 @@ class ModelRuntime:
         self.fixed_memory_size: int = memory.get("fixed") or self.model_config["memory_size"]
         self._check_memory_options()
 
+    def _rows_allowed(self, rows: int) -> bool:
+        """Whether this model may run with ``rows`` memory rows: its fixed rows, or (when its
+        memory grows) from the trained rows up to ``max_memory_size``."""
+        if not self.grows:
+            return rows == self.fixed_memory_size
+        return self.trained_memory_size <= rows <= self.options.max_memory_size
+
     def _check_memory_options(self) -> None:
         requested, trained = self.options.memory_size, self.trained_memory_size
-        if requested is None:
+        if requested is None or self._rows_allowed(requested):
             return
-        if not self.grows and requested != self.fixed_memory_size:
+        if not self.grows:
             raise ModelLoadError(f"{self.path}: --memory-size {requested}: this model's memory "
                                  f"is fixed at {self.fixed_memory_size} rows (re-export it "
                                  f"with a current `ntm export` to choose rows per request)")
-        if self.grows and not trained <= requested <= self.options.max_memory_size:
-            raise ModelLoadError(f"{self.path}: --memory-size {requested} must lie between the "
-                                 f"{trained} rows the model was trained with and "
-                                 f"--max-memory-size {self.options.max_memory_size}")
+        raise ModelLoadError(f"{self.path}: --memory-size {requested} must lie between the "
+                             f"{trained} rows the model was trained with and "
+                             f"--max-memory-size {self.options.max_memory_size}")
 
     # -- description ------------------------------------------------------------------------
     @property
@@ -164,16 +170,14 @@ class ModelRuntime:
         if requested is None:
             return self.memory_size_for(self.task.memory_rows_for_time_steps(x.shape[1]),
                                         "inputs")
-        if not self.grows:
-            if requested != self.fixed_memory_size:
-                raise Unprocessable(f"{meta.MEMORY_SIZE_NAME}: model {self.name} has a fixed "
-                                    f"memory of {self.fixed_memory_size} rows")
+        if self._rows_allowed(requested):
             return requested
-        if not self.trained_memory_size <= requested <= self.options.max_memory_size:
-            raise Unprocessable(f"{meta.MEMORY_SIZE_NAME}: {requested} rows; model {self.name} "
-                                f"takes {self.trained_memory_size} to "
-                                f"{self.options.max_memory_size}")
-        return requested
+        if not self.grows:
+            raise Unprocessable(f"{meta.MEMORY_SIZE_NAME}: model {self.name} has a fixed "
+                                f"memory of {self.fixed_memory_size} rows")
+        raise Unprocessable(f"{meta.MEMORY_SIZE_NAME}: {requested} rows; model {self.name} "
+                            f"takes {self.trained_memory_size} to "
+                            f"{self.options.max_memory_size}")
 
     @property
     def max_time_steps(self) -> int:
@@ -289,14 +293,22 @@ class ModelRuntime:
         flags = [wants_attention(r) for r in requests]
         sizes = [self.request_memory_size(e, f) for e, f in zip(encoded, fields)]
         answers: list[dict[str, Any]] = [{} for _ in requests]
-        for n in sorted(set(sizes)):
-            group = [i for i, size in enumerate(sizes) if size == n]
+        for n, group in group_by_size(sizes).items():
             probs, attention = self.run(pad_batch([encoded[i].inputs for i in group]), n)
             for row, i in enumerate(group):
                 steps = encoded[i].inputs.shape[0]
                 answers[i] = self.decode(probs[row, :steps], attention[row, :steps], encoded[i],
                                          flags[i])
         return answers
+
+
+def group_by_size(sizes: Sequence[int]) -> dict[int, list[int]]:
+    """{memory size: indices of the requests that run with it}: only requests of one size can
+    share an onnxruntime run."""
+    groups: dict[int, list[int]] = {}
+    for i, size in enumerate(sizes):
+        groups.setdefault(size, []).append(i)
+    return groups
 
 
 def pad_batch(sequences: Sequence[np.ndarray]) -> np.ndarray:

@@ -58,8 +58,8 @@ class RecallTask(Task):
         return difficulty.length * (self.item_length + 1) + 2 * self.item_length + 2
 
     # Recall looks items up by content, which needs headroom: measured on the bundled model,
-    # 26 items (110 rows needed) in 128 rows were perfect, 27 (114) missed 1 of 200, while every
-    # point from 28 to 100 items was perfect with a next-larger memory.
+    # 26 items (110 rows needed) in 128 rows were perfect, 27 (114) missed 1 of 200 and 28-30
+    # missed a few; with the next-larger memory 28 and 30 items were perfect (100 each).
     MAX_FILL = 7 / 8
 
     def memory_rows(self, difficulty):
