@@ -9,7 +9,7 @@ same run with the same thread count (``ntm.flops`` counts a step's FLOPs from th
 Every engine's outputs are first checked against the SavedModel's, so nothing wrong is timed.
 
 Without ``--run`` the model is a freshly initialised default copy NTM: speed does not depend on
-the weights. Exported with this project's own writers (``export.writers``).
+the weights. Exported with this project's own writers (``ntm.export.writers``).
 
 A second table prices memory that grows: the bundled copy model (trained weights) on a length-20
 copy at N = 128, 512 and 1024 memory rows, interleaved with the bundled model as it was before
@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.results_io import write_results  # noqa: E402
-from cli.common import quiet_tensorflow  # noqa: E402
+from ntm.cli.common import quiet_tensorflow  # noqa: E402
 
 TARGETS = {"onnx_speedup_batch1": 10.0, "onnx_speedup_batch64": 5.0, "fixed_copy20_batch1_ms": 1.0}
 BASELINE = HERE / "baseline" / "copy-2026-11-26.onnx"  # the bundled copy model before growth
@@ -73,7 +73,7 @@ def matmul_rate(threads: int, size: int = 512, seconds: float = 1.0) -> float:
 
 
 def _session_options(threads: int):
-    from serving.runtime import RuntimeOptions
+    from ntm.serving.runtime import RuntimeOptions
 
     return RuntimeOptions(intra_op_threads=threads).session_options()
 
@@ -83,7 +83,7 @@ def build_model(run_dir: Path | None, small: bool):
     from ntm.checkpoints import load_model
     from ntm.config import ModelConfig
     from ntm.model import NTM
-    from ntm.tasks import get_task
+    from ntm.contract.tasks import get_task
     from ntm.trainer import task_for
 
     if run_dir is not None:
@@ -118,7 +118,7 @@ def memory_cost(model_path, baseline_path, rows, batches, repeats: int, threads:
     trained rows. Kept apart because a run over a large memory leaves the caches cold for
     whatever runs next, which would tax the small-memory comparison.
     """
-    from ntm.tasks import Difficulty, get_task
+    from ntm.contract.tasks import Difficulty, get_task
 
     task = get_task("copy")
     grown = {n: onnx_engine(model_path, threads, n) for n in rows}
@@ -172,10 +172,10 @@ def run_benchmark(args) -> dict:
     quiet_tensorflow(args.threads)
     import tensorflow as tf
 
-    from export.signatures import ExportModule
-    from export.writers import convert_to_onnx, write_savedmodel
+    from ntm.export.signatures import ExportModule
+    from ntm.export.writers import convert_to_onnx, write_savedmodel
     from ntm.flops import flops_per_step
-    from ntm.tasks import Difficulty
+    from ntm.contract.tasks import Difficulty
 
     model, config, task = build_model(args.run, args.small)
     flops_step = flops_per_step(config)
@@ -236,7 +236,7 @@ def run_benchmark(args) -> dict:
             memory = memory_cost(path, path, (16, 32), (1, 2), args.repeats, args.threads,
                                  args.seed)
     else:
-        from serving.models import bundled_models
+        from ntm.serving.models import bundled_models
 
         memory = memory_cost(bundled_models()["copy"], BASELINE, MEMORY_ROWS, MEMORY_BATCHES,
                              args.repeats, args.threads, args.seed)

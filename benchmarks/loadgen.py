@@ -111,7 +111,7 @@ class Server:
     """``ntm serve`` in a child process on an ephemeral loopback port (a context manager)."""
 
     def __init__(self, args: list[str], timeout: float = 60.0):
-        cmd = [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port", "0",
+        cmd = [sys.executable, "-m", "ntm.cli.main", "serve", "--host", "127.0.0.1", "--port", "0",
                *args]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True,

@@ -36,7 +36,7 @@ ANSWER_FIELD = {"copy": "output", "recall": "item"}
 
 def held_out(task, length: int, n: int) -> tuple[list[dict], list[dict]]:
     """``n`` requests at ``length`` and their true answers (a seed no training run uses)."""
-    from ntm.tasks import Difficulty
+    from ntm.contract.tasks import Difficulty
 
     rng = np.random.default_rng([2026, 11, 26, length])
     return tuple(map(list, zip(*[task.request_example(rng, Difficulty(length))
@@ -63,7 +63,7 @@ def via_predict(name: str, requests: list[dict], workdir: Path) -> list[dict]:
     """``ntm predict FILE --model NAME`` in a child process -> its predictions."""
     path = workdir / f"{name}.json"
     path.write_text(json.dumps(requests))
-    run = subprocess.run([sys.executable, "-m", "cli.main", "predict", str(path), "--model",
+    run = subprocess.run([sys.executable, "-m", "ntm.cli.main", "predict", str(path), "--model",
                           name], cwd=REPO, capture_output=True, text=True, timeout=3600)
     if run.returncode != 0:
         raise SystemExit(f"ntm predict failed: {run.stderr.strip()[-500:]}")
@@ -121,8 +121,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--small", action="store_true")
     args = parser.parse_args()
-    from serving.models import bundled_models
-    from serving.runtime import ModelRuntime
+    from ntm.serving.models import bundled_models
+    from ntm.serving.runtime import ModelRuntime
 
     points = SMALL_POINTS if args.small else POINTS
     n = 3 if args.small else args.sequences

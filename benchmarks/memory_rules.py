@@ -10,7 +10,7 @@ Two rules (``ntm.cell``; ``ModelConfig.grow_*``) are varied over one model's wei
   (0: no scaling).
 Each variant is evaluated (``ntm.evaluation.evaluate``, TensorFlow) on the same fresh sequences
 at each point, with the memory rows ``ntm evaluate`` gives the point. The bundled models are
-rebuilt from their ONNX files with ``export.recover`` (weights matched within 1e-5).
+rebuilt from their ONNX files with ``ntm.export.recover`` (weights matched within 1e-5).
 Writes ``benchmarks/results/memory_rules.{json,md}``.
 """
 
@@ -38,11 +38,11 @@ def variants(margins, powers) -> list[dict]:
 
 def measure(run_dir: Path, points: str, sequences: int, rules: list[dict]) -> tuple[str, list]:
     """Evaluate the run's model under each rule variant -> (task name, result rows)."""
-    from cli.evaluate import eval_points, rows_for_points
+    from ntm.cli.evaluate import eval_points, rows_for_points
     from ntm.checkpoints import load_model
     from ntm.evaluation import evaluate
     from ntm.steps import make_predict_with_rows
-    from ntm.tasks import get_task
+    from ntm.contract.tasks import get_task
     from ntm.trainer import task_for
 
     model, config, train_config, _ = load_model(run_dir)
@@ -88,7 +88,7 @@ def markdown(results: dict) -> str:
 def small_run(root: Path) -> Path:
     """A tiny copy model (16 rows, lengths 1-4), trained for a few steps."""
     from ntm.config import ModelConfig, TrainConfig
-    from ntm.tasks import get_task
+    from ntm.contract.tasks import get_task
     from ntm.trainer import Trainer, task_for
 
     run_dir = root / "copy"
@@ -110,12 +110,12 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="A tiny fresh model, 2 variants.")
     args = parser.parse_args()
 
-    from cli.common import quiet_tensorflow
+    from ntm.cli.common import quiet_tensorflow
 
     quiet_tensorflow(1)
-    from export.recover import recover
+    from ntm.export.recover import recover
     from ntm.config import load_configs
-    from serving.models import bundled_models
+    from ntm.serving.models import bundled_models
 
     rules = variants((0.0, 30.0), (0.0, 2.0)) if args.small else variants(MARGINS, POWERS)
     results = {"benchmark": "memory_rules",

@@ -159,7 +159,7 @@ def train(sweep: Sweep, seed: int) -> str | None:
     """
     run_dir = sweep.run_dir(seed)
     resume = has_checkpoint(run_dir)
-    cmd = [sys.executable, "-m", "cli.main", "train", "--task", sweep.task, "--seed", str(seed),
+    cmd = [sys.executable, "-m", "ntm.cli.main", "train", "--task", sweep.task, "--seed", str(seed),
            "--out", str(run_dir), *sweep.train_args, *(["--resume"] if resume else [])]
     print(f"seed {seed}: {'resuming' if resume else 'training'} in {run_dir}", flush=True)
     # Its own session: a Ctrl-C reaches the sweep alone, which forwards it exactly once.
@@ -212,8 +212,8 @@ def stopped(run_dir: Path) -> dict | None:
 def evaluate_seed(run_dir: Path, points: tuple[EvalPoint, ...], sequences: int) -> list[dict]:
     """Bits/seq of the run's latest checkpoint at ``points``, through ``ntm evaluate``'s code
     (one evaluation per distinct memory_size); each row records the rows it ran with."""
-    from cli.common import quiet_tensorflow
-    from cli.evaluate import evaluate_run
+    from ntm.cli.common import quiet_tensorflow
+    from ntm.cli.evaluate import evaluate_run
 
     quiet_tensorflow(1)
     out: dict[EvalPoint, dict] = {}
@@ -331,7 +331,7 @@ def _cell_stopped(row: dict) -> str:
 
 
 def markdown_section(task: str, section: dict) -> list[str]:
-    from ntm.tasks import get_task
+    from ntm.contract.tasks import get_task
 
     length_name = get_task(task).length_name
     points = [EvalPoint(**p) for p in section["points"]]

@@ -47,8 +47,8 @@ def answer_checker(instances: list[dict]):
 
 def in_process_rate(model: str, instances: list[dict], batch: int) -> float:
     """Requests/s of ModelRuntime.predict over ``instances`` in groups of ``batch``."""
-    from serving.models import resolve
-    from serving.runtime import ModelRuntime
+    from ntm.serving.models import resolve
+    from ntm.serving.runtime import ModelRuntime
 
     runtime = ModelRuntime(resolve(model))
     runtime.predict(instances[:batch])

@@ -30,7 +30,7 @@ from benchmarks.results_io import write_results  # noqa: E402
 def make_traffic(count: int, seed: int) -> tuple[list[bytes], list]:
     """Pre-encoded requests alternating copy (length 1-30) and recall (2-12 items), each with
     (model, request, answer key, true answer)."""
-    from ntm.tasks import Difficulty, get_task
+    from ntm.contract.tasks import Difficulty, get_task
 
     rng = np.random.default_rng(seed)
     recall = get_task("recall")
@@ -54,8 +54,8 @@ class AnswerCheck:
     serving fault is only an answer the model itself would not give)."""
 
     def __init__(self, expected: list):
-        from serving.models import bundled_models
-        from serving.runtime import ModelRuntime
+        from ntm.serving.models import bundled_models
+        from ntm.serving.runtime import ModelRuntime
 
         self.expected = expected
         self.runtimes = {name: ModelRuntime(path) for name, path in bundled_models().items()}

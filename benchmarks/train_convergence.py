@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    ntm = [sys.executable, "-m", "cli.main"]
+    ntm = [sys.executable, "-m", "ntm.cli.main"]
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "copy"
         train = ["train", "--task", "copy", "--out", str(run_dir), "--seed", str(args.seed)]

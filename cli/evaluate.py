@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import WordOrCount, quiet_tensorflow
+from ntm.cli.common import WordOrCount, quiet_tensorflow
 
 
 @click.command(short_help="Bits/seq at lengths inside and beyond training.")
@@ -72,8 +72,8 @@ def eval_points(points: str | None, task) -> list:
 
 def rows_for_points(task, trained: int, memory_size: int | None = None):
     """Difficulty -> memory rows: ``memory_size``, else the smallest of trained x 1, 2, 4, ...
-    that holds it (``ntm.memory_plan``, without the server's upper limit)."""
-    from ntm.memory_plan import choose_memory_size
+    that holds it (``ntm.contract.memory_plan``, without the server's upper limit)."""
+    from ntm.contract.memory_plan import choose_memory_size
 
     if memory_size is not None:
         return lambda difficulty: memory_size
@@ -91,7 +91,7 @@ def evaluate_run(run_dir: Path, points: str | None, sequences: int, batch_size: 
     from ntm.evaluation import evaluate
     from ntm.runs import RunError
     from ntm.steps import make_predict_with_rows
-    from ntm.tasks import get_task
+    from ntm.contract.tasks import get_task
     from ntm.trainer import task_for
 
     try:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import WordOrCount, quiet_tensorflow
+from ntm.cli.common import WordOrCount, quiet_tensorflow
 
 
 def human_size(n: int) -> str:
@@ -53,7 +53,7 @@ def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: 
     except RunError as err:
         raise click.ClickException(str(err)) from None
     quiet_tensorflow(1)
-    from export.exporter import ExportError, export_run
+    from ntm.export.exporter import ExportError, export_run
 
     try:
         result = export_run(run_dir, fmt, length, opset, out, name, memory_size)

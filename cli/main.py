@@ -15,13 +15,13 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from cli.evaluate import evaluate
-    from cli.export import export
-    from cli.models import models
-    from cli.plot import plot
-    from cli.predict import predict
-    from cli.serve import serve
-    from cli.train import train
+    from ntm.cli.evaluate import evaluate
+    from ntm.cli.export import export
+    from ntm.cli.models import models
+    from ntm.cli.plot import plot
+    from ntm.cli.predict import predict
+    from ntm.cli.serve import serve
+    from ntm.cli.train import train
 
     cli.add_command(train)
     cli.add_command(evaluate)

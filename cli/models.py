@@ -12,9 +12,9 @@ import click
 def models(as_json: bool) -> None:
     """List the bundled pretrained models (with their model cards' headline figures) and your
     exports under exports/ (an export replaces the bundled model of the same name)."""
-    from serving.errors import ServingError
-    from serving.models import bundled_models, exported_models, model_card
-    from serving.runtime import ModelRuntime
+    from ntm.serving.errors import ServingError
+    from ntm.serving.models import bundled_models, exported_models, model_card
+    from ntm.serving.runtime import ModelRuntime
 
     rows = []
     for source, found in (("bundled", bundled_models()), ("export", exported_models())):

@@ -110,9 +110,9 @@ def attention(model: str | None, input_file: Path, index: int, url: str | None,
     (memory cropped to the locations the heads use)."""
     require_matplotlib()
     from ntm.plots import attention_figure
-    from serving.errors import ServingError
-    from serving.models import guess_task
-    from serving.requests import parse_instances, parse_text
+    from ntm.serving.errors import ServingError
+    from ntm.contract.tasks import guess_task
+    from ntm.serving.requests import parse_instances, parse_text
 
     try:  # bytes: parse_text checks the encoding and names a bad byte
         data = input_file.read_bytes()
@@ -144,9 +144,9 @@ def attention(model: str | None, input_file: Path, index: int, url: str | None,
 
 def run_here(spec: str, request: Any, input_file: Path) -> Run:
     """Run the request through the model NAME|PATH with onnxruntime in this process."""
-    from serving.errors import ServingError
-    from serving.models import resolve
-    from serving.runtime import ModelRuntime
+    from ntm.serving.errors import ServingError
+    from ntm.serving.models import resolve
+    from ntm.serving.runtime import ModelRuntime
 
     try:
         runtime = ModelRuntime(resolve(spec))
@@ -165,7 +165,7 @@ def run_on_server(url: str, name: str, request: Any, api_key: str | None,
     from the answer (the task encodes the inputs here, with NumPy only)."""
     import numpy as np
 
-    from ntm.tasks import InvalidRequest, get_task
+    from ntm.contract.tasks import InvalidRequest, get_task
 
     try:
         task = get_task(name)
@@ -298,7 +298,7 @@ def run_title(run_dir: Path) -> str:
 class Table(NamedTuple):
     """A generalisation table ready to draw."""
 
-    task: Any  # ntm.tasks.Task: names and the training range
+    task: Any  # ntm.contract.tasks.Task: names and the training range
     rows: list[dict]  # EvalRow.as_dict() rows
     title: str
     range_note: str = ""  # said next to the shaded training range
@@ -340,11 +340,11 @@ def generalisation(source: str, points: str | None, sequences: int, seed: int, o
 
 def table_from_model(spec: str, points: str | None, sequences: int, seed: int) -> Table:
     """Evaluate an ONNX model (NAME or PATH) with onnxruntime and print the table."""
-    from cli.evaluate import eval_points
+    from ntm.cli.evaluate import eval_points
     from ntm.evaluation import evaluate, format_table
-    from serving.errors import NotFound, ServingError
-    from serving.models import resolve
-    from serving.runtime import ModelRuntime
+    from ntm.serving.errors import NotFound, ServingError
+    from ntm.serving.models import resolve
+    from ntm.serving.runtime import ModelRuntime
 
     try:
         path = resolve(spec)
@@ -367,8 +367,8 @@ def table_from_model(spec: str, points: str | None, sequences: int, seed: int) -
 
 def table_from_run(run_dir: Path, points: str | None, sequences: int, seed: int) -> Table:
     """Evaluate a training run's latest checkpoint with TensorFlow, as ``ntm evaluate`` does."""
-    from cli.common import quiet_tensorflow
-    from cli.evaluate import evaluate_run
+    from ntm.cli.common import quiet_tensorflow
+    from ntm.cli.evaluate import evaluate_run
     from ntm.evaluation import format_table
 
     try:
@@ -386,7 +386,7 @@ def table_from_run(run_dir: Path, points: str | None, sequences: int, seed: int)
 def table_from_json(path: Path) -> Table:
     """A table written by ``ntm evaluate --json``; its training range is the JSON's
     "train_lengths"/"train_repeats" when present, else the task's default (said in the legend)."""
-    from ntm.tasks import get_task
+    from ntm.contract.tasks import get_task
 
     data = read_json(path, "a table written by 'ntm evaluate --json'")
     if not isinstance(data, dict) or "task" not in data or "rows" not in data:

@@ -33,10 +33,11 @@ def predict(input_file: str, model: str | None, output: Path | None, pretty: boo
     whether its request lay within the model's training range ("within_training_range") and
     with how many memory rows it ran ("memory_size").
     """
-    from serving.errors import ServingError
-    from serving.models import guess_task, resolve
-    from serving.requests import parse_instances, parse_text
-    from serving.runtime import ModelRuntime, RuntimeOptions
+    from ntm.serving.errors import ServingError
+    from ntm.contract.tasks import guess_task, task_classes
+    from ntm.serving.models import resolve
+    from ntm.serving.requests import parse_instances, parse_text
+    from ntm.serving.runtime import ModelRuntime, RuntimeOptions
 
     try:  # bytes: parse_text checks the encoding and names a bad byte
         data = sys.stdin.buffer.read() if input_file == "-" else Path(input_file).read_bytes()
@@ -48,8 +49,10 @@ def predict(input_file: str, model: str | None, output: Path | None, pretty: boo
         spec = model or guess_task(payload)
         if spec is None:
             raise click.ClickException(
-                "cannot tell the task from the request (expected fields 'sequence', "
-                "'sequence'+'repeats' or 'items'+'query'); pass --model NAME|PATH")
+                "cannot tell the task from the request (expected the fields of a task: "
+                + "; ".join(f"{name}: {'+'.join(cls.request_keys)}"
+                            for name, cls in task_classes().items() if cls.request_keys)
+                + "); pass --model NAME|PATH")
         options = RuntimeOptions(intra_op_threads=threads, memory_size=memory_size,
                                  max_memory_size=max_memory_size)
         runtime = ModelRuntime(resolve(spec), options=options)
@@ -57,12 +60,12 @@ def predict(input_file: str, model: str | None, output: Path | None, pretty: boo
     except ServingError as err:
         raise click.ClickException(err.message) from None
     if pretty:
-        from serving.render import render
+        from ntm.serving.render import render
 
         blocks = []
         for i, (request, answer) in enumerate(zip(instances, answers)):
             blocks.append(f"request {i} ({runtime.name}, model {runtime.path})\n"
-                          + render(runtime.task.name, request, answer,
+                          + render(runtime.task, request, answer,
                                    runtime.task.training_range()))
         text_out = "\n\n".join(blocks) + "\n"
     else:

@@ -56,11 +56,11 @@ def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
     """
     import uvicorn
 
-    from serving.app import ModelServer, create_app
-    from serving.errors import ServingError
-    from serving.models import default_models, parse_model_option, resolve
-    from serving.runtime import ModelRuntime, RuntimeOptions
-    from serving.settings import ServerSettings
+    from ntm.serving.app import ModelServer, create_app
+    from ntm.serving.errors import ServingError
+    from ntm.serving.models import default_models, parse_model_option, resolve
+    from ntm.serving.runtime import ModelRuntime, RuntimeOptions
+    from ntm.serving.settings import ServerSettings
 
     options = RuntimeOptions(max_time_steps=max_time_steps, memory_size=memory_size,
                              max_memory_size=max_memory_size)
@@ -145,9 +145,9 @@ def serving_spec(runtimes, options, settings) -> dict:
 
 def app_from_spec():
     """uvicorn factory run in each worker process: the app described by NTM_SERVE_SPEC."""
-    from serving.app import ModelServer, create_app
-    from serving.runtime import ModelRuntime, RuntimeOptions
-    from serving.settings import ServerSettings
+    from ntm.serving.app import ModelServer, create_app
+    from ntm.serving.runtime import ModelRuntime, RuntimeOptions
+    from ntm.serving.settings import ServerSettings
 
     spec = json.loads(os.environ[SPEC_VARIABLE])
     options = RuntimeOptions(**spec["runtime"])

@@ -10,10 +10,10 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from cli.common import quiet_tensorflow
+from ntm.cli.common import quiet_tensorflow
 from ntm.config import STRATEGIES, ConfigError, ModelConfig, TrainConfig, load_configs
 from ntm.runs import default_run_dir, has_checkpoint
-from ntm.tasks import TASKS
+from ntm.contract.tasks import task_names
 
 _T = TrainConfig()
 _M = ModelConfig()
@@ -47,7 +47,7 @@ POSITIVE = click.IntRange(min=1)
 
 
 @click.command(short_help="Train the NTM on a task.")
-@click.option("--task", type=click.Choice(sorted(TASKS)), default="copy", show_default=True,
+@click.option("--task", type=click.Choice(task_names()), default="copy", show_default=True,
               help="Which paper task to learn.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory [default: runs/TASK].")
@@ -159,7 +159,7 @@ def train(ctx: click.Context, task: str, out: Path | None, resume: bool, threads
         model_config, train_config = _new_configs(task, train_kwargs, model_kwargs, ctx)
 
     strategy = _strategy(train_config, cpu_devices, ctx)
-    from ntm.tasks import get_task
+    from ntm.contract.tasks import get_task
     from ntm.trainer import Trainer, TrainingError, task_for
 
     task_obj = task_for(train_config, get_task)
@@ -214,7 +214,7 @@ def _strategy(train_config: TrainConfig, cpu_devices: int | None, ctx):
 
 
 def _new_configs(task: str, train_kwargs: dict, model_kwargs: dict, ctx) -> tuple:
-    from ntm.tasks import get_task
+    from ntm.contract.tasks import get_task
     from ntm.trainer import task_for
 
     try:
@@ -224,10 +224,12 @@ def _new_configs(task: str, train_kwargs: dict, model_kwargs: dict, ctx) -> tupl
                                    output_size=task_obj.output_size, **model_kwargs)
     except ConfigError as err:
         raise click.UsageError(str(err), ctx) from None
-    if task == "copy" and model_config.memory_size < task_obj.train_lengths[1]:
+    needed = task_obj.memory_rows(task_obj.hardest_training_difficulty)
+    if model_config.memory_size < needed:
         raise click.UsageError(
-            f"--memory-size {model_config.memory_size} is smaller than --max-length "
-            f"{task_obj.train_lengths[1]}: copy needs a memory row per vector", ctx)
+            f"--memory-size {model_config.memory_size} is too small for {task} at "
+            f"{task_obj.training_range()}: its longest training sequence needs {needed} memory "
+            f"rows", ctx)
     return model_config, train_config
 
 

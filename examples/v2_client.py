@@ -2,7 +2,7 @@
 Triton (the repository from ``ntm export --format triton``), KServe, or ``ntm serve``. The same
 script works against all three unchanged; only --url differs.
 
-The request is encoded and the answer decoded with ``ntm.tasks`` (NumPy only: the base
+The request is encoded and the answer decoded with ``ntm.contract.tasks`` (NumPy only: the base
 ``pip install`` of this project, no TensorFlow); tensors travel as raw FP32 V2 inputs.
 
     python examples/v2_client.py --url 127.0.0.1:8080 --model copy examples/copy.json
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import tritonclient.http as v2
 
-    from ntm.tasks import get_task
+    from ntm.contract.tasks import get_task
 
     task = get_task(args.task or args.model)
     encoded = task.encode(json.loads(args.request.read_text()))

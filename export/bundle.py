@@ -1,6 +1,6 @@
 """Make a bundled pretrained model: export a run into ``ntm/pretrained/`` with its model card.
 
-    python -m export.bundle RUN_DIR --train-command "ntm train --task copy ..."
+    python -m ntm.export.bundle RUN_DIR --train-command "ntm train --task copy ..."
 
 The card (``NAME.json`` and ``NAME.md``) records the exact commands, seed, steps, sequences
 seen, training wall time, the export proof and the ``ntm evaluate`` table (100+ fresh sequences
@@ -31,12 +31,12 @@ BARS = {
 
 def bundle(run_dir: Path, train_command: str, sequences: int = 100,
            out_dir: Path = PRETRAINED, note: str = "") -> dict:
-    from cli.evaluate import rows_for_points
-    from export.exporter import export_run
+    from ntm.cli.evaluate import rows_for_points
+    from ntm.export.exporter import export_run
     from ntm.checkpoints import load_model
     from ntm.evaluation import evaluate
     from ntm.steps import make_predict_with_rows
-    from ntm.tasks import Difficulty, get_task
+    from ntm.contract.tasks import Difficulty, get_task
     from ntm.trainer import task_for
 
     model, model_config, train_config, state = load_model(run_dir)
@@ -147,7 +147,9 @@ def main() -> None:
     parser.add_argument("--note", default="", help="A disclosure for the card (e.g. seed choice).")
     args = parser.parse_args()
     card = bundle(args.run_dir, args.train_command, args.sequences, note=args.note)
-    print(render_card(card, "items" if card["task"] == "recall" else "length"))
+    from ntm.contract.tasks import get_task
+
+    print(render_card(card, get_task(card["task"]).length_name))
 
 
 if __name__ == "__main__":

@@ -11,16 +11,16 @@ import onnx
 import tensorflow as tf
 
 import ntm
-from export import metadata as meta
-from export.signatures import ExportModule
-from export.verify import (NOISE_FACTOR, PERTURBATION, TOLERANCE, Comparison, compare,
+from ntm.contract import metadata as meta
+from ntm.export.signatures import ExportModule
+from ntm.export.verify import (NOISE_FACTOR, PERTURBATION, TOLERANCE, Comparison, compare,
                            verification_points)
-from ntm.memory_plan import DEFAULT_MAX_MEMORY_SIZE, MemoryLimitExceeded, choose_memory_size
-from export.writers import (convert_to_onnx, replace_path, set_metadata, triton_config,
+from ntm.contract.memory_plan import DEFAULT_MAX_MEMORY_SIZE, MemoryLimitExceeded, choose_memory_size
+from ntm.export.writers import (convert_to_onnx, replace_path, set_metadata, triton_config,
                             write_savedmodel)
 from ntm.checkpoints import load_model
 from ntm.runs import read_summary
-from ntm.tasks import Difficulty, get_task
+from ntm.contract.tasks import Difficulty, get_task
 from ntm.trainer import task_for
 
 FORMATS = ("savedmodel", "onnx", "triton")
@@ -57,7 +57,7 @@ def default_output(task: str, fmt: str, length: int | None) -> Path:
 
 def fixed_memory_size(task, length: int, trained: int, requested: int | None = None) -> int:
     """The rows of a fixed-length export: ``requested``, else the smallest bucket that holds the
-    longest request fitting in ``length`` steps (``ntm.memory_plan``)."""
+    longest request fitting in ``length`` steps (``ntm.contract.memory_plan``)."""
     if requested is not None:
         if requested < trained:
             raise ExportError(f"--memory-size {requested} is below the {trained} rows the model "

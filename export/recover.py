@@ -1,6 +1,6 @@
 """Rebuild a training run from an ONNX model that ``ntm export`` wrote: weights, config, counters.
 
-    python -m export.recover ntm/pretrained/copy.onnx runs/recovered-copy
+    python -m ntm.export.recover ntm/pretrained/copy.onnx runs/recovered-copy
 
 The bundled models ship as ONNX files only (run directories are not committed). To re-export
 one with a newer exporter while keeping its weights exactly, its TensorFlow variables are read
@@ -34,12 +34,12 @@ import onnx
 import tensorflow as tf
 from onnx import numpy_helper
 
-from export import metadata as meta
+from ntm.contract import metadata as meta
 from ntm.checkpoints import TrainingState
 from ntm.config import ModelConfig, TrainConfig, save_configs
 from ntm.model import NTM
 from ntm.runs import CHECKPOINT_DIR, SUMMARY_FILE, write_json_atomic
-from ntm.tasks import Difficulty, task_from_metadata
+from ntm.contract.tasks import Difficulty, task_from_metadata
 
 MATCH_TOLERANCE = 1e-5
 

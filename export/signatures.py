@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from export.metadata import ATTENTION, INPUT_NAME, MEMORY_SIZE_NAME, PROBABILITIES
+from ntm.contract.metadata import ATTENTION, INPUT_NAME, MEMORY_SIZE_NAME, PROBABILITIES
 from ntm.model import NTM
 
 

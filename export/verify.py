@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from ntm.tasks import Difficulty, Task
+from ntm.contract.tasks import Difficulty, Task
 
 TOLERANCE = 1e-4
 NOISE_FACTOR = 4.0

@@ -1,6 +1,6 @@
 """Writers for the three export formats, each into a temporary path first.
 
-Nothing is moved over an existing export until it has been verified (see ``export.exporter``),
+Nothing is moved over an existing export until it has been verified (see ``ntm.export.exporter``),
 so a failed export never destroys a good one.
 """
 
@@ -15,8 +15,8 @@ import tensorflow as tf
 import numpy as np
 from onnx import numpy_helper
 
-from export.metadata import ATTENTION, INPUT_NAME, MEMORY_SIZE_NAME, PROBABILITIES
-from export.signatures import ExportModule
+from ntm.contract.metadata import ATTENTION, INPUT_NAME, MEMORY_SIZE_NAME, PROBABILITIES
+from ntm.export.signatures import ExportModule
 
 
 def write_savedmodel(module: ExportModule, path: Path) -> None:

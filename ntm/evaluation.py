@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ntm.tasks import Difficulty, Task, bit_errors
+from ntm.contract.tasks import Difficulty, Task, bit_errors
 
 ProbabilityFn = Callable[[np.ndarray], np.ndarray]
 

@@ -36,7 +36,7 @@ from ntm.progress import Progress
 from ntm.runs import (CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE, TENSORBOARD_DIR,
                       write_json_atomic, write_text_atomic)
 from ntm.steps import make_predict, make_replicated_train_step, make_train_step
-from ntm.tasks import Batch, Difficulty, Task, bit_errors
+from ntm.contract.tasks import Batch, Difficulty, Task, bit_errors
 
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before restoring the last checkpoint
 MAX_RESTORES = 3  # restores without a good step in between before giving up
@@ -57,25 +57,25 @@ class TrainResult:
 
 
 def task_for(config: TrainConfig, get_task: Callable[..., Task]) -> Task:
-    """The task of a training config, with its length ranges."""
-    kwargs = {}
+    """The task of a training config, with its length (and repeat) ranges; ConfigError names
+    an impossible range, or a repeat range for a task without repeats."""
+    task = get_task(config.task)
+    lengths = repeats = None
     if config.min_length is not None or config.max_length is not None:
-        default = get_task(config.task).train_lengths
-        lo = config.min_length if config.min_length is not None else default[0]
-        hi = config.max_length if config.max_length is not None else default[1]
-        kwargs["train_lengths"] = (lo, hi)
-    if config.task == "repeat-copy" and (config.min_repeats or config.max_repeats):
-        default = get_task(config.task).train_repeats
-        kwargs["train_repeats"] = (config.min_repeats or default[0], config.max_repeats or default[1])
-    task = get_task(config.task, **kwargs)
-    lo, hi = task.train_lengths
-    if not task.min_length <= lo <= hi:
-        raise ConfigError(f"length range {lo}..{hi} is impossible for {task.name}: need "
-                          f"{task.min_length} <= min_length <= max_length")
-    if task.train_repeats and not 1 <= task.train_repeats[0] <= task.train_repeats[1]:
-        raise ConfigError(f"repeat range {task.train_repeats} is impossible: need "
-                          f"1 <= min_repeats <= max_repeats")
-    return task
+        lo, hi = task.train_lengths
+        lengths = (lo if config.min_length is None else config.min_length,
+                   hi if config.max_length is None else config.max_length)
+    if config.min_repeats is not None or config.max_repeats is not None:
+        if task.train_repeats is None:
+            raise ConfigError(f"{task.name} has no repeats: min_repeats/max_repeats are not "
+                              f"options for it")
+        lo, hi = task.train_repeats
+        repeats = (lo if config.min_repeats is None else config.min_repeats,
+                   hi if config.max_repeats is None else config.max_repeats)
+    try:
+        return task.with_training_ranges(lengths, repeats)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 class Trainer:

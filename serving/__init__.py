@@ -9,7 +9,7 @@ Layers, one way down:
     app        the ASGI application (FastAPI): thin handlers over the above
 """
 
-from serving.errors import ServingError
-from serving.runtime import ModelRuntime, RuntimeOptions
+from ntm.serving.errors import ServingError
+from ntm.serving.runtime import ModelRuntime, RuntimeOptions
 
 __all__ = ["ModelRuntime", "RuntimeOptions", "ServingError"]

@@ -6,7 +6,7 @@ Surfaces (one data plane behind all of them):
 - Open Inference Protocol (KServe V2): /v2, /v2/health/live, /v2/health/ready,
   /v2/models/{name}, /v2/models/{name}/ready, POST /v2/models/{name}/infer (JSON and binary)
 - GET /metrics (Prometheus), GET /openapi.json, GET /v1/models (a listing)
-- GET / : a page that runs the models in a browser (serving.page; not in the OpenAPI document)
+- GET / : a page that runs the models in a browser (ntm.serving.page; not in the OpenAPI document)
 Every error is {"error": "..."} with a 4xx status for bad input; 5xx only for server faults.
 """
 
@@ -25,15 +25,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 import ntm
-from export import metadata as meta
-from serving import jsondoc, page
-from serving.batcher import Batcher
-from serving.errors import BadRequest, NotFound, ServingError, TooLarge
-from serving.metrics import Metrics
-from serving.requests import parse_instances
-from serving.runtime import ModelRuntime, wants_attention
-from serving.settings import ServerSettings
-from serving.v2codec import HEADER_LENGTH, encode_response, parse_request
+from ntm.contract import metadata as meta
+from ntm.serving import jsondoc, page
+from ntm.serving.batcher import Batcher
+from ntm.serving.errors import BadRequest, NotFound, ServingError, TooLarge
+from ntm.serving.metrics import Metrics
+from ntm.serving.requests import parse_instances
+from ntm.serving.runtime import ModelRuntime, wants_attention
+from ntm.serving.settings import ServerSettings
+from ntm.serving.v2codec import HEADER_LENGTH, encode_response, parse_request
 
 VERSION = "1"
 # The page loads without the key: the person types it into the page, which sends it.

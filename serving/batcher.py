@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.errors import ServingError, Unprocessable
-from serving.metrics import Metrics
-from serving.runtime import ModelRuntime, group_by_size, pad_batch
+from ntm.serving.errors import ServingError, Unprocessable
+from ntm.serving.metrics import Metrics
+from ntm.serving.runtime import ModelRuntime, group_by_size, pad_batch
 
 Result = tuple[np.ndarray, np.ndarray]  # probabilities [time, out], attention [time, heads, N]
 

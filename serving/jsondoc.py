@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.errors import BadRequest
+from ntm.serving.errors import BadRequest
 
 MAX_DEPTH = 64  # nesting levels; a V2 request of a rank-4 tensor needs 7
 MAX_INT_CHARS = 320  # a longer integer is beyond any 64-bit float (max about 1.8e308)

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from serving.errors import NotFound
+from ntm.serving.errors import NotFound
 
 EXPORTS_ROOT = Path("exports")
 
@@ -73,21 +73,3 @@ def parse_model_option(value: str) -> tuple[str | None, str]:
             raise NotFound(f"--model {value!r}: expected NAME=PATH, NAME or PATH")
         return name, spec
     return None, value
-
-
-def guess_task(request: Any) -> str | None:
-    """The task a request is for, from its fields (for ``ntm predict`` without ``--model``)."""
-    if isinstance(request, list) and request:
-        request = request[0]
-    if isinstance(request, dict) and isinstance(request.get("instances"), list) \
-            and request["instances"]:
-        request = request["instances"][0]
-    if not isinstance(request, dict):
-        return None
-    if "items" in request:
-        return "recall"
-    if "repeats" in request:
-        return "repeat-copy"
-    if "sequence" in request:
-        return "copy"
-    return None

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from serving import jsondoc
-from serving.errors import BadRequest, Unprocessable
+from ntm.serving import jsondoc
+from ntm.serving.errors import BadRequest, Unprocessable
 
 DEFAULT_MAX_INSTANCES = 256
 
@@ -48,7 +48,7 @@ def parse_instances(payload: Any, max_instances: int = DEFAULT_MAX_INSTANCES) ->
 def parse_text(data: bytes | str) -> Any:
     """JSON, or JSON lines (one request per line) -> a payload for ``parse_instances``.
 
-    Decoded strictly (serving.jsondoc): invalid UTF-8, duplicate keys, NaN, numbers beyond a
+    Decoded strictly (ntm.serving.jsondoc): invalid UTF-8, duplicate keys, NaN, numbers beyond a
     float and deep nesting are refused with a BadRequest naming the problem."""
     stripped = jsondoc.text_of(data, "input").strip()
     if not stripped:

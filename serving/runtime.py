@@ -7,7 +7,7 @@ Two APIs over the same session:
 
 Memory rows: a dynamic export takes N per call. Each request runs with the smallest of the
 trained N x 1, 2, 4, ... (up to ``max_memory_size``) that holds what the task must store
-(``ntm.memory_plan``), unless ``RuntimeOptions.memory_size`` fixes N. Every task answer says
+(``ntm.contract.memory_plan``), unless ``RuntimeOptions.memory_size`` fixes N. Every task answer says
 whether the request lay inside the training range (``within_training_range``) and which N it
 ran with (``memory_size``).
 """
@@ -22,10 +22,10 @@ from typing import Any, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from export import metadata as meta
-from ntm.memory_plan import DEFAULT_MAX_MEMORY_SIZE, MemoryLimitExceeded, choose_memory_size
-from ntm.tasks import Encoded, InvalidRequest, Task, task_from_metadata
-from serving.errors import BadRequest, InferenceFailed, ModelLoadError, Unprocessable
+from ntm.contract import metadata as meta
+from ntm.contract.memory_plan import DEFAULT_MAX_MEMORY_SIZE, MemoryLimitExceeded, choose_memory_size
+from ntm.contract.tasks import Encoded, InvalidRequest, Task, task_from_metadata
+from ntm.serving.errors import BadRequest, InferenceFailed, ModelLoadError, Unprocessable
 
 DEFAULT_MAX_TIME_STEPS = 4096  # documented limit for dynamic models (a copy of 2047 vectors)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from serving.requests import DEFAULT_MAX_INSTANCES
-from serving.runtime import DEFAULT_MAX_TIME_STEPS
+from ntm.serving.requests import DEFAULT_MAX_INSTANCES
+from ntm.serving.runtime import DEFAULT_MAX_TIME_STEPS
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from serving import jsondoc
-from serving.errors import BadRequest
+from ntm.serving import jsondoc
+from ntm.serving.errors import BadRequest
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 

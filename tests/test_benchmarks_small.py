@@ -76,7 +76,7 @@ def test_seeds_small(tmp_path):
     pytest.importorskip("tensorflow")
     runs = tmp_path / "runs"
     stopped_early = runs / "copy-seed2"
-    train = subprocess.run([sys.executable, "-m", "cli.main", "train", "--task", "copy",
+    train = subprocess.run([sys.executable, "-m", "ntm.cli.main", "train", "--task", "copy",
                             "--seed", "2", "--out", str(stopped_early), *seeds.SMALL_TRAIN_ARGS,
                             "--steps", "100"], cwd=REPO, capture_output=True, text=True)
     assert train.returncode == 0, train.stderr[-3000:]

@@ -22,7 +22,7 @@ TINY = ["--task", "copy", "--max-length", "4", "--memory-size", "16", "--memory-
 
 
 def train(out: Path, *extra: str, wait: bool = True):
-    cmd = [sys.executable, "-m", "cli.main", "train", "--out", str(out), *TINY, *extra]
+    cmd = [sys.executable, "-m", "ntm.cli.main", "train", "--out", str(out), *TINY, *extra]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     if wait:
         return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)

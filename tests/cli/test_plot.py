@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
+from ntm.cli.main import cli
 from ntm.plots import memory_window, running_median
 
 pytest.importorskip("matplotlib")
@@ -128,7 +128,7 @@ def test_generalisation_of_a_bundled_model(tmp_path):
 def test_generalisation_of_a_run_dir(tmp_path):
     pytest.importorskip("tensorflow")
     from ntm.config import ModelConfig, TrainConfig
-    from ntm.tasks import get_task
+    from ntm.contract.tasks import get_task
     from ntm.trainer import Trainer, task_for
 
     run = tmp_path / "copy"
@@ -154,7 +154,7 @@ def test_onnx_paths_never_import_tensorflow(tmp_path):
     code = textwrap.dedent(f"""
         import sys
         from click.testing import CliRunner
-        from cli.main import cli
+        from ntm.cli.main import cli
         run = CliRunner().invoke
         r = run(cli, ["plot", "attention", "-m", "recall", "-i", {str(EXAMPLES / "recall.json")!r},
                       "-o", "a.png", "--dpi", "20"])

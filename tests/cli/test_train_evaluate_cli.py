@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
+from ntm.cli.main import cli
 
 pytest.importorskip("tensorflow")
 
@@ -73,7 +73,7 @@ def test_evaluate_gives_each_point_the_rows_it_needs_or_the_rows_asked_for(train
     (["train", "--task", "sort"], 2, "Invalid value for '--task'"),
     (["evaluate", "--memory-size", "0"], 2, "0 rows: the memory needs at least one"),
     (["train", "--min-length", "5", "--max-length", "3"], 2, "impossible"),
-    (["train", "--memory-size", "8"], 2, "smaller than --max-length"),
+    (["train", "--memory-size", "8"], 2, "too small for copy at length 1-20: its longest training sequence needs 22"),
     (["train", "--batch-size", "0"], 2, "--batch-size"),
     (["train", "--shift-range", "9", "--memory-size", "8", "--max-length", "4"], 2, "shift_range"),
     (["train", "--resume", "--out", "/nonexistent/run"], 2, "no checkpoint"),

@@ -6,7 +6,7 @@ tf = pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
 from ntm.config import ModelConfig, TrainConfig  # noqa: E402
-from ntm.tasks import get_task  # noqa: E402
+from ntm.contract.tasks import get_task  # noqa: E402
 from ntm.trainer import Trainer, task_for  # noqa: E402
 
 TINY = dict(memory_size=16, memory_width=6, controller_size=16, num_read_heads=2,
@@ -27,6 +27,6 @@ def tiny_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def dynamic_onnx(tiny_run, tmp_path_factory):
-    from export.exporter import export_run
+    from ntm.export.exporter import export_run
 
     return export_run(tiny_run, "onnx", out=tmp_path_factory.mktemp("onnx") / "copy.onnx")

@@ -1,6 +1,6 @@
 """The model card a bundled model ships with (rendering only; bundling itself needs a run)."""
 
-from export.bundle import render_card
+from ntm.export.bundle import render_card
 
 
 def card(**extra):

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 tf = pytest.importorskip("tensorflow")
 
-from cli.main import cli  # noqa: E402
-from export import metadata as meta  # noqa: E402
-from export.exporter import ExportError, export_run  # noqa: E402
+from ntm.cli.main import cli  # noqa: E402
+from ntm.contract import metadata as meta  # noqa: E402
+from ntm.export.exporter import ExportError, export_run  # noqa: E402
 from ntm.checkpoints import load_model  # noqa: E402
 
 
@@ -92,7 +92,7 @@ def test_metadata_round_trips(tiny_run, dynamic_onnx):
     assert entries["ntm.export"]["mode"] == "dynamic"
     assert entries["ntm.export"]["verified"]
     assert entries["ntm.versions"]["opset"] == 17 and entries["ntm.versions"]["tf2onnx"]
-    from ntm.tasks import task_from_metadata
+    from ntm.contract.tasks import task_from_metadata
     assert task_from_metadata(entries["ntm.task"]).input_size == 9
 
 
@@ -164,8 +164,8 @@ def test_triton_repository_config_parses(tiny_run, tmp_path):
 def test_a_failed_proof_leaves_the_old_export(tiny_run, tmp_path, monkeypatch):
     target = tmp_path / "model.onnx"
     target.write_bytes(b"the good export")
-    import export.exporter as exporter
-    import export.verify as verify
+    import ntm.export.exporter as exporter
+    import ntm.export.verify as verify
     monkeypatch.setattr(verify, "TOLERANCE", -1.0)  # nothing can pass
     monkeypatch.setattr(verify, "NOISE_FACTOR", -1.0)
     with pytest.raises(ExportError, match="differ by"):

@@ -4,9 +4,9 @@ for both engines."""
 
 import numpy as np
 
-from export.verify import (NOISE_FACTOR, PERTURBATION, TOLERANCE, ProofPoint, compare,
+from ntm.export.verify import (NOISE_FACTOR, PERTURBATION, TOLERANCE, ProofPoint, compare,
                            growth_point, verification_points)
-from ntm.tasks import Difficulty, get_task
+from ntm.contract.tasks import Difficulty, get_task
 
 TASK = get_task("copy")
 POINTS = [ProofPoint(Difficulty(3), 128)]

@@ -18,11 +18,11 @@ from click.testing import CliRunner
 
 tf = pytest.importorskip("tensorflow")
 
-from cli.main import cli  # noqa: E402
+from ntm.cli.main import cli  # noqa: E402
 from ntm.checkpoints import load_model  # noqa: E402
 from ntm.config import ConfigError, ModelConfig, TrainConfig  # noqa: E402
 from ntm.distribute import parse_tf_config  # noqa: E402
-from ntm.tasks import get_task  # noqa: E402
+from ntm.contract.tasks import get_task  # noqa: E402
 from ntm.trainer import Trainer, task_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def start_training(out: Path, *args: str, tf_config: str | None = None,
         env["TF_CONFIG"] = tf_config
     if scratch is not None:
         env["TMPDIR"] = str(scratch)  # where a non-chief worker keeps its checkpoints
-    return subprocess.Popen([sys.executable, "-m", "cli.main", "train", *TINY, "--out", str(out),
+    return subprocess.Popen([sys.executable, "-m", "ntm.cli.main", "train", *TINY, "--out", str(out),
                              *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 

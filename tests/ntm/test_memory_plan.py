@@ -2,8 +2,8 @@
 
 import pytest
 
-from ntm.memory_plan import MemoryLimitExceeded, choose_memory_size, memory_buckets
-from ntm.tasks import Difficulty, get_task
+from ntm.contract.memory_plan import MemoryLimitExceeded, choose_memory_size, memory_buckets
+from ntm.contract.tasks import Difficulty, get_task
 
 
 def test_buckets_double_from_the_trained_size_up_to_the_limit():

@@ -6,14 +6,14 @@ import sys
 import numpy as np
 import pytest
 
-from ntm.tasks import (CopyTask, Difficulty, InvalidRequest, RecallTask, RepeatCopyTask,
+from ntm.contract.tasks import (CopyTask, Difficulty, InvalidRequest, RecallTask, RepeatCopyTask,
                        bit_errors, get_task, task_from_metadata)
 
 TASK_NAMES = ["copy", "repeat-copy", "recall"]
 
 
 def test_importing_tasks_does_not_import_tensorflow():
-    code = "import ntm.tasks, ntm.evaluation, ntm.config, sys; print('tensorflow' in sys.modules)"
+    code = "import ntm.contract.tasks, ntm.evaluation, ntm.config, sys; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -142,9 +142,34 @@ def test_unknown_task():
         get_task("sort")
 
 
-def test_render_draws_bits():
-    task = CopyTask()
-    x, y, _ = task.sequence(np.random.default_rng(0), Difficulty(2))
-    text = task.render(x, y)
-    assert "input" in text and "#" in text
-    assert len(text.splitlines()) == 1 + 9 + 1 + 8
+def test_render_answer_draws_each_task_its_own_way():
+    rng = np.random.default_rng(0)
+    for task, difficulty, words in ((CopyTask(), Difficulty(2), ["input", "output equals input: yes"]),
+                                    (RepeatCopyTask(), Difficulty(2, 3), ["repeats 3", "end marker"]),
+                                    (RecallTask(), Difficulty(3), ["items", "query", "answer"])):
+        request, answer = task.request_example(rng, difficulty)
+        answer = {**answer, "end_marker": 1.0}
+        text = "\n".join(task.render_answer(request, answer))
+        assert "#" in text
+        for word in words:
+            assert word in text, (task.name, word)
+
+
+def test_guess_task_picks_the_most_specific_task():
+    from ntm.contract.tasks import guess_task
+
+    assert guess_task({"sequence": [[0] * 8]}) == "copy"
+    assert guess_task({"sequence": [[0] * 8], "repeats": 2}) == "repeat-copy"
+    assert guess_task({"instances": [{"items": [], "query": []}]}) == "recall"
+    assert guess_task([{"sequence": []}]) == "copy"
+    assert guess_task({"bits": 1}) is None and guess_task(3) is None
+
+
+def test_with_training_ranges_keeps_parameters_and_checks_ranges():
+    task = RepeatCopyTask(bits=4).with_training_ranges((2, 5), (1, 3))
+    assert (task.bits, task.train_lengths, task.train_repeats) == (4, (2, 5), (1, 3))
+    assert CopyTask().with_training_ranges((1, 40)).train_lengths == (1, 40)
+    with pytest.raises(ValueError, match="has no repeats"):
+        CopyTask().with_training_ranges(repeats=(1, 2))
+    with pytest.raises(ValueError, match="impossible"):
+        RecallTask().with_training_ranges((1, 4))

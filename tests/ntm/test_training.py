@@ -9,7 +9,7 @@ tf = pytest.importorskip("tensorflow")
 
 from ntm.checkpoints import load_model  # noqa: E402
 from ntm.config import ModelConfig, TrainConfig  # noqa: E402
-from ntm.tasks import get_task  # noqa: E402
+from ntm.contract.tasks import get_task  # noqa: E402
 from ntm.trainer import Trainer, TrainingError, task_for  # noqa: E402
 
 TINY_MODEL = dict(memory_size=12, memory_width=6, controller_size=24)

@@ -20,7 +20,7 @@ EXAMPLES = REPO / "examples"
 
 @pytest.fixture(scope="session")
 def bundled():
-    from serving.models import bundled_models
+    from ntm.serving.models import bundled_models
 
     models = bundled_models()
     assert set(models) == {"copy", "recall", "repeat-copy"}, f"bundled models: {models}"
@@ -32,9 +32,9 @@ def tiny_exports(tmp_path_factory):
     """A tiny copy model exported dynamic and fixed (9 steps); needs the [train] extra."""
     pytest.importorskip("tensorflow")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    from export.exporter import export_run
+    from ntm.export.exporter import export_run
     from ntm.config import ModelConfig, TrainConfig
-    from ntm.tasks import get_task
+    from ntm.contract.tasks import get_task
     from ntm.trainer import Trainer, task_for
 
     root = tmp_path_factory.mktemp("tiny")
@@ -104,7 +104,7 @@ class ServerProcess:
     """``ntm serve`` as a real process on an ephemeral loopback port."""
 
     def __init__(self, args: list[str], env: dict | None = None):
-        cmd = [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port", "0",
+        cmd = [sys.executable, "-m", "ntm.cli.main", "serve", "--host", "127.0.0.1", "--port", "0",
                *args]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True,

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from serving.batcher import Batcher
-from serving.metrics import Metrics
+from ntm.serving.batcher import Batcher
+from ntm.serving.metrics import Metrics
 
 
 class SlowRuntime:

@@ -10,10 +10,10 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-from serving.app import ModelServer, create_app  # noqa: E402
-from serving.models import bundled_models  # noqa: E402
-from serving.runtime import ModelRuntime  # noqa: E402
-from serving.settings import ServerSettings  # noqa: E402
+from ntm.serving.app import ModelServer, create_app  # noqa: E402
+from ntm.serving.models import bundled_models  # noqa: E402
+from ntm.serving.runtime import ModelRuntime  # noqa: E402
+from ntm.serving.settings import ServerSettings  # noqa: E402
 from tests.serving.conftest import ServerProcess  # noqa: E402
 
 EXAMPLES_PER_OPERATION = 40

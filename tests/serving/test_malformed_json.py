@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cli.main import cli
-from serving import jsondoc
-from serving.errors import BadRequest
+from ntm.cli.main import cli
+from ntm.serving import jsondoc
+from ntm.serving.errors import BadRequest
 from tests.serving.conftest import ServerProcess, metric
 
 # A valid request to the copy model with one number written as LITERAL, per surface.

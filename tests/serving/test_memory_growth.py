@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
-from ntm.tasks import Difficulty
-from serving.errors import ModelLoadError, Unprocessable
-from serving.runtime import ModelRuntime, RuntimeOptions
+from ntm.cli.main import cli
+from ntm.contract.tasks import Difficulty
+from ntm.serving.errors import ModelLoadError, Unprocessable
+from ntm.serving.runtime import ModelRuntime, RuntimeOptions
 from tests.serving.conftest import metric
 
 BASELINE = "benchmarks/baseline/copy-2026-11-26.onnx"  # exported before memory could grow

@@ -19,9 +19,9 @@ def blocked_env(tmp_path):
 def test_import_serving_and_predict_without_tensorflow(tmp_path, bundled):
     code = textwrap.dedent(f"""
         import sys
-        import serving, serving.app, serving.runtime, serving.batcher, serving.v2codec
+        import ntm.serving, ntm.serving.app, ntm.serving.runtime, ntm.serving.batcher, ntm.serving.v2codec
         from click.testing import CliRunner
-        from cli.main import cli
+        from ntm.cli.main import cli
         result = CliRunner().invoke(cli, ["predict", {str(EXAMPLES / "recall.json")!r}])
         assert result.exit_code == 0, result.output
         assert "tensorflow" not in sys.modules
@@ -43,7 +43,7 @@ def test_serve_runs_without_tensorflow(tmp_path, bundled):
 
 
 def test_ntm_help_is_instant_and_tensorflow_free(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "cli.main", "--help"], capture_output=True,
+    run = subprocess.run([sys.executable, "-m", "ntm.cli.main", "--help"], capture_output=True,
                          text=True, env={**os.environ, **blocked_env(tmp_path)}, cwd=REPO,
                          timeout=60)
     assert run.returncode == 0 and "train" in run.stdout and "serve" in run.stdout

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
-from ntm.tasks import Difficulty, get_task
+from ntm.cli.main import cli
+from ntm.contract.tasks import Difficulty, get_task
 from tests.serving.conftest import EXAMPLES
 
 

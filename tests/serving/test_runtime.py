@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from ntm.tasks import Difficulty, bit_errors, get_task
-from serving.errors import BadRequest, ModelLoadError, Unprocessable
-from serving.runtime import ModelRuntime, RuntimeOptions
+from ntm.contract.tasks import Difficulty, bit_errors, get_task
+from ntm.serving.errors import BadRequest, ModelLoadError, Unprocessable
+from ntm.serving.runtime import ModelRuntime, RuntimeOptions
 
 
 def test_bundled_recall_answers_correctly(bundled):

@@ -11,13 +11,13 @@ import httpx
 import numpy as np
 import pytest
 
-from ntm.tasks import Difficulty
-from serving.runtime import ModelRuntime
+from ntm.contract.tasks import Difficulty
+from ntm.serving.runtime import ModelRuntime
 from tests.serving.conftest import EXAMPLES, HeldBackPosts, metric, wait_until
 
 
 def recall_requests(n: int, seed: int = 0):
-    runtime_task = __import__("ntm.tasks", fromlist=["get_task"]).get_task("recall")
+    runtime_task = __import__("ntm.contract.tasks", fromlist=["get_task"]).get_task("recall")
     rng = np.random.default_rng(seed)
     return [runtime_task.request_example(rng, Difficulty(int(rng.integers(2, 13))))
             for _ in range(n)]

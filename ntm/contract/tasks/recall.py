@@ -21,14 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from ntm.tasks.base import InvalidRequest, as_bit_matrix, random_bits
-from ntm.tasks.task import Difficulty, Encoded, Task
+from ntm.contract.tasks.base import InvalidRequest, as_bit_matrix, random_bits, bits_block
+from ntm.contract.tasks.task import Difficulty, Encoded, Task
 
 
 class RecallTask(Task):
     name = "recall"
     length_name = "items"
     min_length = 2
+    request_keys = ("items",)
 
     def __init__(self, bits: int = 6, item_length: int = 3, train_lengths: tuple[int, int] = (2, 6)):
         self.bits = bits
@@ -124,3 +125,7 @@ class RecallTask(Task):
         query = int(rng.integers(0, n - 1))
         request = {"items": items.tolist(), "query": items[query].tolist()}
         return request, {"item": items[query + 1].tolist()}
+
+    def render_answer(self, request, answer):
+        return [bits_block("items (one column per vector, gaps between items)", request["items"]),
+                bits_block("query", request["query"]), bits_block("answer", answer["item"])]

@@ -117,6 +117,15 @@ def render_rows(matrix: np.ndarray, labels: Sequence[str] | None = None) -> str:
     return "\n".join(lines)
 
 
+def bits_block(title: str, rows: Any) -> str:
+    """A bit list drawn channel by channel under ``title`` ('#' = 1, '.' = 0): [time, width],
+    or [items, vectors, width] (recall items), drawn side by side with a gap between items."""
+    matrix = np.asarray(rows, dtype=np.float32)
+    if matrix.ndim == 3:
+        matrix = np.concatenate([np.pad(item, ((0, 1), (0, 0))) for item in matrix])[:-1]
+    return f"{title}\n{render_rows(matrix)}"
+
+
 def random_bits(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Uniform random 0/1 float32 array."""
     return rng.integers(0, 2, size=shape).astype(np.float32)

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ntm.tasks.base import Batch, InvalidRequest, render_rows, stack_sequences
+from ntm.contract.tasks.base import Batch, InvalidRequest, bits_block, stack_sequences
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,21 @@ class Encoded:
 
 
 class Task(abc.ABC):
-    """A paper §4 task: data, loss mask, metric, request codec and rendering."""
+    """A task: data, loss mask, request codec, rendering, model widths, training range and
+    evaluation points. Everything task-specific lives behind this interface, so a task defined
+    in another package (registered under the ``ntm.tasks`` entry-point group, see
+    ``ntm.contract.tasks.registry``) works through every command.
+
+    A subclass's constructor takes its ``parameters()`` as keywords plus ``train_lengths``
+    (and ``train_repeats`` when the task has repeats).
+    """
 
     name: ClassVar[str]
     length_name: ClassVar[str] = "length"  # what Difficulty.length counts, for tables
     min_length: ClassVar[int] = 1  # smallest buildable Difficulty.length
+    # The request fields that tell this task's requests apart from other tasks' (``guess``):
+    # the task whose keys are all present, the most of them, is the request's task.
+    request_keys: ClassVar[tuple[str, ...]] = ()
 
     input_size: int
     output_size: int
@@ -129,6 +139,32 @@ class Task(abc.ABC):
             return self.train_repeats[0] <= difficulty.repeats <= self.train_repeats[1]
         return True
 
+    def with_training_ranges(self, lengths: tuple[int, int] | None = None,
+                             repeats: tuple[int, int] | None = None) -> "Task":
+        """The same task trained on other ranges (None keeps a range); ValueError when the
+        task has no repeats but ``repeats`` is given, or a range is impossible."""
+        lengths = tuple(lengths or self.train_lengths)
+        if not self.min_length <= lengths[0] <= lengths[1]:
+            raise ValueError(f"length range {lengths[0]}..{lengths[1]} is impossible for "
+                             f"{self.name}: need {self.min_length} <= min <= max")
+        kwargs: dict[str, Any] = {**self.parameters(), "train_lengths": lengths}
+        if repeats is not None:
+            if self.train_repeats is None:
+                raise ValueError(f"{self.name} has no repeats: a repeat range is not an option "
+                                 f"for it")
+            if not 1 <= repeats[0] <= repeats[1]:
+                raise ValueError(f"repeat range {repeats[0]}..{repeats[1]} is impossible: need "
+                                 f"1 <= min <= max")
+        if self.train_repeats is not None:
+            kwargs["train_repeats"] = tuple(repeats or self.train_repeats)
+        return type(self)(**kwargs)
+
+    @property
+    def hardest_training_difficulty(self) -> Difficulty:
+        """The top of the training ranges."""
+        return Difficulty(self.train_lengths[1],
+                          self.train_repeats[1] if self.train_repeats else None)
+
     def training_range(self) -> str:
         """The training range in words, e.g. "length 1-20" or "length 1-10, repeats 1-10"."""
         lo, hi = self.train_lengths
@@ -140,8 +176,7 @@ class Task(abc.ABC):
     @property
     def max_trained_time_steps(self) -> int:
         """Time steps of the longest training sequence."""
-        repeats = self.train_repeats[1] if self.train_repeats else None
-        return self.time_steps(Difficulty(self.train_lengths[1], repeats))
+        return self.time_steps(self.hardest_training_difficulty)
 
     @abc.abstractmethod
     def default_eval_points(self) -> list[Difficulty]:
@@ -179,12 +214,14 @@ class Task(abc.ABC):
     input_labels: ClassVar[list[str] | None] = None
     output_labels: ClassVar[list[str] | None] = None
 
-    def render(self, inputs: np.ndarray, outputs: np.ndarray, targets: np.ndarray | None = None) -> str:
-        """ASCII picture of one sequence: inputs, then outputs (and targets when given)."""
-        blocks = ["input", render_rows(inputs), "output", render_rows(outputs)]
-        if targets is not None:
-            blocks += ["target", render_rows(targets)]
-        return "\n".join(blocks)
+    def render_answer(self, request: dict, answer: dict) -> list[str]:
+        """A request and its answer as text blocks, like the paper's bit figures (``ntm predict
+        --pretty``). Default: each of the request's fields, then the answer's "output"."""
+        parts = [bits_block(key, value) if isinstance(value, list) else f"{key} {value}"
+                 for key, value in request.items() if key != "return_attention"]
+        if "output" in answer:
+            parts.append(bits_block("output", answer["output"]))
+        return parts
 
     @staticmethod
     def require_object(request: Any, keys: list[str]) -> dict:

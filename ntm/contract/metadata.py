@@ -3,7 +3,7 @@
 Each key holds a JSON document, so the serving side can rebuild the task codec and check the
 model from the ONNX file alone, with no side files:
 
-    ntm.task      task name, widths, training ranges, task parameters (ntm.tasks.Task.metadata)
+    ntm.task      task name, widths, training ranges, task parameters (ntm.contract.tasks.Task.metadata)
     ntm.model     the ModelConfig (memory size, heads, controller...)
     ntm.training  step, sequences seen, held-out bits/seq at export, wall seconds
     ntm.export    mode ("dynamic" or "fixed"), fixed length, input/output names, head layout,

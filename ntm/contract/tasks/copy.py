@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from ntm.tasks.base import as_bit_matrix, random_bits
-from ntm.tasks.task import Difficulty, Encoded, Task
+from ntm.contract.tasks.base import as_bit_matrix, bits_block, random_bits
+from ntm.contract.tasks.task import Difficulty, Encoded, Task
 
 
 class CopyTask(Task):
     name = "copy"
+    request_keys = ("sequence",)
 
     def __init__(self, bits: int = 8, train_lengths: tuple[int, int] = (1, 20)):
         self.bits = bits
@@ -77,3 +78,8 @@ class CopyTask(Task):
     def request_example(self, rng, difficulty):
         seq = random_bits(rng, (difficulty.length, self.bits)).astype(int).tolist()
         return {"sequence": seq}, {"output": seq}
+
+    def render_answer(self, request, answer):
+        same = answer["output"] == request["sequence"]
+        return [bits_block("input", request["sequence"]), bits_block("output", answer["output"]),
+                f"output equals input: {'yes' if same else 'no'}"]

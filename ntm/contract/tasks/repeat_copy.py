@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from ntm.tasks.base import as_bit_matrix, as_int, random_bits
-from ntm.tasks.task import Difficulty, Encoded, Task
+from ntm.contract.tasks.base import as_bit_matrix, as_int, bits_block, random_bits
+from ntm.contract.tasks.task import Difficulty, Encoded, Task
 
 
 class RepeatCopyTask(Task):
     name = "repeat-copy"
+    request_keys = ("sequence", "repeats")
 
     def __init__(
         self,
@@ -100,3 +101,10 @@ class RepeatCopyTask(Task):
         seq = random_bits(rng, (difficulty.length, self.bits)).astype(int).tolist()
         return ({"sequence": seq, "repeats": difficulty.repeats},
                 {"output": seq * difficulty.repeats})
+
+    def render_answer(self, request, answer):
+        same = answer["output"] == request["sequence"] * request["repeats"]
+        return [bits_block("input", request["sequence"]) + f"\nrepeats {request['repeats']}",
+                bits_block("output", answer["output"]),
+                f"end marker {answer['end_marker']:.3f}; output equals input x "
+                f"{request['repeats']}: {'yes' if same else 'no'}"]

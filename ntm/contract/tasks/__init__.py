@@ -1,0 +1,17 @@
+"""The tasks (paper §4), NumPy only: importing this package never imports TensorFlow.
+
+``get_task(name)`` finds a task, built in or plugged in (``registry``); ``task_from_metadata``
+rebuilds one from the metadata an exported model carries.
+"""
+
+from ntm.contract.tasks.base import Batch, InvalidRequest, bit_errors
+from ntm.contract.tasks.copy import CopyTask
+from ntm.contract.tasks.recall import RecallTask
+from ntm.contract.tasks.registry import (ENTRY_POINT_GROUP, get_task, guess_task, task_classes,
+                                         task_from_metadata, task_names)
+from ntm.contract.tasks.repeat_copy import RepeatCopyTask
+from ntm.contract.tasks.task import Difficulty, Encoded, Task
+
+__all__ = ["Batch", "CopyTask", "Difficulty", "ENTRY_POINT_GROUP", "Encoded", "InvalidRequest",
+           "RecallTask", "RepeatCopyTask", "Task", "bit_errors", "get_task", "guess_task",
+           "task_classes", "task_from_metadata", "task_names"]
