@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,10 +82,9 @@ def test_wheel_holds_one_import_name_and_everything_under_it(wheel):
     assert source <= set(names), f"in the source but not the wheel: {sorted(source - set(names))}"
 
 
-@pytest.mark.slow
-def test_wheel_in_a_fresh_venv_answers_ntm_predict(wheel, tmp_path):
-    """Install the wheel with its base dependencies into a new virtual environment and run
-    ``ntm predict`` there, from a directory where the repository is not importable.
+@pytest.fixture(scope="module")
+def fresh_venv(wheel, tmp_path_factory) -> Path:
+    """A new virtual environment holding the wheel and its base dependencies, nothing else.
 
     The dependencies come from the package index through pip (its cache makes this ~20 s here:
     ``venv --without-pip`` takes 0.2 s and the .venv's pip installs into it with ``--python``).
@@ -92,38 +94,95 @@ def test_wheel_in_a_fresh_venv_answers_ntm_predict(wheel, tmp_path):
     included, and .venv's own ``ntm`` distribution (the editable install's dist-info and finder),
     so a missing dependency or a file left out of the wheel could go unnoticed.
     """
-    venv = tmp_path / "venv"
+    venv = tmp_path_factory.mktemp("fresh") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
                    timeout=120)
-    python = venv / "bin" / "python"
     start = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
-                          str(wheel)], capture_output=True, text=True, timeout=600,
-                         env=clean_env())
-    install_seconds = time.monotonic() - start
+    run = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
+                          "install", "-q", str(wheel)], capture_output=True, text=True,
+                         timeout=600, env=clean_env())
     assert run.returncode == 0, run.stderr[-3000:]
-    print(f"fresh venv: wheel + base dependencies installed in {install_seconds:.1f} s")
+    print(f"fresh venv: wheel + base dependencies installed in {time.monotonic() - start:.1f} s")
+    return venv
 
-    work = tmp_path / "work"  # not the repository: ./ntm is not importable from here
+
+@pytest.fixture
+def elsewhere(tmp_path) -> Path:
+    """A working directory outside the repository (./ntm, ./serving are not importable)."""
+    work = tmp_path / "work"
     work.mkdir()
     shutil.copy2(EXAMPLES / "copy.json", work / "copy.json")
-    env = clean_env()
+    return work
+
+
+@pytest.mark.slow
+def test_wheel_in_a_fresh_venv_answers_ntm_predict(fresh_venv, elsewhere):
+    python = fresh_venv / "bin" / "python"
     where = subprocess.run(
         [str(python), "-c", "import importlib.util as u, ntm, ntm.serving.app, ntm.cli.main; "
          "print(ntm.__file__); print(u.find_spec('tensorflow') is None)"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=120)
+        cwd=elsewhere, env=clean_env(), capture_output=True, text=True, timeout=120)
     assert where.returncode == 0, where.stderr[-3000:]
     ntm_file, no_tensorflow = where.stdout.split()
-    assert Path(ntm_file).is_relative_to(venv), f"ntm imported from {ntm_file}, not the wheel"
+    assert Path(ntm_file).is_relative_to(fresh_venv), f"ntm imported from {ntm_file}, not the wheel"
     assert no_tensorflow == "True", "the base install pulled in TensorFlow"
 
-    run = subprocess.run([str(venv / "bin" / "ntm"), "predict", "copy.json"], cwd=work, env=env,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run([str(fresh_venv / "bin" / "ntm"), "predict", "copy.json"],
+                         cwd=elsewhere, env=clean_env(), capture_output=True, text=True,
+                         timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     (answer,) = json.loads(run.stdout)["predictions"]
-    request = json.loads((work / "copy.json").read_text())
+    request = json.loads((elsewhere / "copy.json").read_text())
     assert answer["output"] == request["sequence"]  # the bundled copy model copies it exactly
     assert answer["within_training_range"] is True and answer["memory_size"] == 128
+
+
+def check_ntm_serve(command: list[str], cwd: Path) -> None:
+    """Start ``ntm serve`` (``command``: how to run ``ntm``) in ``cwd``; its page and task API
+    answer; SIGTERM stops it with exit code 0."""
+    from tests.serving.conftest import wait_until
+
+    proc = subprocess.Popen([*command, "serve", "--host", "127.0.0.1", "--port", "0", "--model",
+                             "copy"], cwd=cwd, env=clean_env(), stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
+    lines: list[str] = []
+
+    def listening():
+        line = proc.stderr.readline()
+        lines.append(line)
+        if not line and proc.poll() is not None:
+            raise AssertionError("ntm serve exited:\n" + "".join(lines[-30:]))
+        return re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+
+    try:
+        url = wait_until(listening, "ntm serve to listen").group(1)
+        page = httpx.get(url + "/", timeout=30)
+        assert page.status_code == 200 and "<html" in page.text.lower(), page.text[:500]
+        answer = httpx.post(url + "/v1/models/copy:predict",
+                            content=(EXAMPLES / "copy.json").read_bytes(), timeout=30)
+        assert answer.status_code == 200, answer.text
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(30) == 0, "".join(lines[-30:])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+PAGE_FROM_TOP_LEVEL = ("serving/page.py:39 finds its files with resources.files('serving'), a "
+                       "module that exists only under `python -m` in the repository root (not "
+                       "for the ntm script, not in the wheel); it should be "
+                       "resources.files('ntm.serving')")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason=PAGE_FROM_TOP_LEVEL)
+def test_wheel_in_a_fresh_venv_serves_the_page_and_the_api(fresh_venv, elsewhere):
+    check_ntm_serve([str(fresh_venv / "bin" / "ntm")], elsewhere)
 
 
 def test_editable_install_imports_from_another_directory(tmp_path):
@@ -141,6 +200,11 @@ def test_editable_install_imports_from_another_directory(tmp_path):
                              cwd=tmp_path, env=clean_env(), capture_output=True, text=True,
                              timeout=120)
     assert version.returncode == 0 and "ntm, version" in version.stdout, version.stderr
+
+
+@pytest.mark.xfail(strict=False, reason=PAGE_FROM_TOP_LEVEL)
+def test_editable_install_serves_from_another_directory(elsewhere):
+    check_ntm_serve([str(Path(sys.executable).parent / "ntm")], elsewhere)
 
 
 def test_pyproject_lists_every_package():
