@@ -87,7 +87,10 @@ def task_from_metadata(meta: dict[str, Any]) -> Task:
 
 def guess_task(request: Any) -> str | None:
     """The task a request is for, from its fields (``ntm predict`` without ``--model``): the
-    task whose ``request_keys`` are all in the request, the most of them; None when none is."""
+    task whose ``request_keys`` are all in the request, the most of them; None when none is.
+
+    On a tie a built-in task wins (installing a plug-in never changes where a built-in task's
+    requests go), and a tie between plug-ins alone is ambiguous: None."""
     if isinstance(request, list) and request:
         request = request[0]
     if isinstance(request, dict) and isinstance(request.get("instances"), list) \
@@ -95,6 +98,12 @@ def guess_task(request: Any) -> str | None:
         request = request["instances"][0]
     if not isinstance(request, dict):
         return None
-    fits = [(len(cls.request_keys), name) for name, cls in task_classes().items()
+    fits = [(len(cls.request_keys), cls in BUILT_IN, name)
+            for name, cls in task_classes().items()
             if cls.request_keys and set(cls.request_keys) <= set(request)]
-    return max(fits)[1] if fits else None
+    if not fits:
+        return None
+    best = max(fits)
+    if not best[1] and sum(1 for fit in fits if fit[0] == best[0]) > 1:
+        return None
+    return best[2]
