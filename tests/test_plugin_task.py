@@ -81,7 +81,7 @@ def trained(work):
 def test_the_plugin_is_found_and_unknown_tasks_are_still_rejected(work):
     from ntm.contract.tasks import get_task, guess_task, task_names
 
-    assert task_names() == ["copy", "invert", "recall", "repeat-copy"]
+    assert {"copy", "invert", "recall", "repeat-copy"} <= set(task_names())
     task = get_task("invert")
     assert (task.input_size, task.output_size, task.train_lengths) == (BITS + 1, BITS, (1, 10))
     assert guess_task({"flip": SEQ}) == "invert" and guess_task({"sequence": SEQ}) == "copy"
