@@ -10,10 +10,12 @@ one size can share a run. The learned weights do not depend on N, except the ini
 
 from __future__ import annotations
 
+from ntm.contract.errors import NtmError
+
 DEFAULT_MAX_MEMORY_SIZE = 2048  # rows; attention outputs grow as time x heads x N
 
 
-class MemoryLimitExceeded(ValueError):
+class MemoryLimitExceeded(ValueError, NtmError):
     """A request needs more rows than the largest memory allowed; the message names both."""
 
     def __init__(self, needed: int, maximum: int):

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ntm.contract.errors import NtmError
+
 KEYS = ("ntm.task", "ntm.model", "ntm.training", "ntm.export", "ntm.versions")
 INPUT_NAME = "inputs"
 # Dynamic exports take the number of memory rows N per call through this optional int32 input
@@ -34,7 +36,7 @@ def takes_memory_size(session) -> bool:
     return MEMORY_SIZE_NAME in names
 
 
-class MetadataError(ValueError):
+class MetadataError(ValueError, NtmError):
     """An ONNX model lacks ntm metadata or holds a malformed entry."""
 
 

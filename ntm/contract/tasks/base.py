@@ -11,8 +11,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ntm.contract.errors import NtmError
 
-class InvalidRequest(ValueError):
+
+class InvalidRequest(ValueError, NtmError):
     """A request does not fit the task; ``field`` names the offending part of the request."""
 
     def __init__(self, field: str, message: str):
