@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ntm.contract.tasks import Difficulty, Encoded, Task
-from ntm.contract.tasks.base import as_bit_matrix, bits_block, random_bits
+from ntm.contract.tasks import Difficulty, Encoded, Task, as_bit_matrix, bits_block, random_bits
 
 
 class InvertTask(Task):

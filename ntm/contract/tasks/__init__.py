@@ -1,10 +1,13 @@
 """The tasks (paper §4), NumPy only: importing this package never imports TensorFlow.
 
 ``get_task(name)`` finds a task, built in or plugged in (``registry``); ``task_from_metadata``
-rebuilds one from the metadata an exported model carries.
+rebuilds one from the metadata an exported model carries. A task of another package
+subclasses ``Task`` and may build on the request validators (``as_bit_matrix``, ``as_int``),
+``random_bits`` and ``bits_block`` exported here.
 """
 
-from ntm.contract.tasks.base import Batch, InvalidRequest, bit_errors
+from ntm.contract.tasks.base import (Batch, InvalidRequest, as_bit_matrix, as_int, bit_errors,
+                                     bits_block, random_bits)
 from ntm.contract.tasks.copy import CopyTask
 from ntm.contract.tasks.recall import RecallTask
 from ntm.contract.tasks.registry import (ENTRY_POINT_GROUP, get_task, guess_task, task_classes,
@@ -13,5 +16,6 @@ from ntm.contract.tasks.repeat_copy import RepeatCopyTask
 from ntm.contract.tasks.task import Difficulty, Encoded, Task
 
 __all__ = ["Batch", "CopyTask", "Difficulty", "ENTRY_POINT_GROUP", "Encoded", "InvalidRequest",
-           "RecallTask", "RepeatCopyTask", "Task", "bit_errors", "get_task", "guess_task",
-           "task_classes", "task_from_metadata", "task_names"]
+           "RecallTask", "RepeatCopyTask", "Task", "as_bit_matrix", "as_int", "bit_errors",
+           "bits_block", "get_task", "guess_task", "random_bits", "task_classes",
+           "task_from_metadata", "task_names"]
