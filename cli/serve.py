@@ -10,6 +10,12 @@ import socket
 
 import click
 
+# Light (no onnxruntime, no web framework): the options' defaults are the settings' own.
+from ntm.serving.settings import RuntimeOptions, ServerSettings
+
+SERVER = ServerSettings()
+RUNTIME = RuntimeOptions()
+
 
 @click.command(short_help="Serve models over HTTP (TF Serving REST + KServe V2).")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -19,24 +25,27 @@ import click
 @click.option("--model", "-m", "models", multiple=True,
               help="NAME=PATH, NAME or PATH; repeatable [default: the bundled models, or your "
                    "exports under exports/ of the same name].")
-@click.option("--max-batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
-              help="Most sequences merged into one run (and per request).")
-@click.option("--max-queue-delay-ms", type=click.FloatRange(0, 1000), default=2.0,
-              show_default=True, help="How long a batch waits for more requests.")
+@click.option("--max-batch-size", type=click.IntRange(1, 4096), default=SERVER.max_batch_size,
+              show_default=True, help="Most sequences merged into one run (and per request).")
+@click.option("--max-queue-delay-ms", type=click.FloatRange(0, 1000),
+              default=SERVER.max_queue_delay_ms, show_default=True,
+              help="How long a batch waits for more requests.")
 @click.option("--no-batching", is_flag=True, help="Run every request alone.")
-@click.option("--max-body-bytes", type=click.IntRange(min=1024), default=8 * 1024 * 1024,
+@click.option("--max-body-bytes", type=click.IntRange(min=1024), default=SERVER.max_body_bytes,
               show_default=True, help="Larger request bodies get 413.")
-@click.option("--max-time-steps", type=click.IntRange(min=1), default=4096, show_default=True,
-              help="Longest sequence a dynamic-length model accepts.")
-@click.option("--memory-size", type=click.IntRange(min=1), default=None,
+@click.option("--max-time-steps", type=click.IntRange(min=1), default=RUNTIME.max_time_steps,
+              show_default=True, help="Longest sequence a dynamic-length model accepts.")
+@click.option("--memory-size", type=click.IntRange(min=1), default=RUNTIME.memory_size,
               help="Memory rows for every request [default: per request, the smallest of the "
                    "trained rows x 1, 2, 4, ... that holds it].")
-@click.option("--max-memory-size", type=click.IntRange(min=1), default=2048, show_default=True,
+@click.option("--max-memory-size", type=click.IntRange(min=1), default=RUNTIME.max_memory_size,
+              show_default=True,
               help="Most memory rows a request may get; one that needs more is answered 422.")
-@click.option("--api-key", envvar="NTM_API_KEY", default=None,
+@click.option("--api-key", envvar="NTM_API_KEY", default=SERVER.api_key,
               help="Require this key (Authorization: Bearer KEY, or X-API-Key) on every "
                    "endpoint but health. Also read from NTM_API_KEY.")
-@click.option("--inference-threads", type=click.IntRange(1, 64), default=2, show_default=True,
+@click.option("--inference-threads", type=click.IntRange(1, 64),
+              default=SERVER.inference_threads, show_default=True,
               help="Threads running onnxruntime; also how many merged batches of a model run "
                    "at once.")
 @click.option("--graceful-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
@@ -54,16 +63,34 @@ def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
     Task API: POST /v1/models/NAME:predict with {"instances": [...]}. Raw tensors: the Open
     Inference Protocol under /v2 (tritonclient works). Metrics at /metrics.
     """
-    import uvicorn
-
-    from ntm.serving.app import ModelServer, create_app
-    from ntm.serving.errors import ServingError
-    from ntm.serving.models import default_models, parse_model_option, resolve
-    from ntm.serving.runtime import ModelRuntime, RuntimeOptions
-    from ntm.serving.settings import ServerSettings
-
     options = RuntimeOptions(max_time_steps=max_time_steps, memory_size=memory_size,
                              max_memory_size=max_memory_size)
+    runtimes = load_runtimes(models, options)
+    settings = ServerSettings(max_body_bytes=max_body_bytes, max_batch_size=max_batch_size,
+                              max_queue_delay_ms=max_queue_delay_ms, batching=not no_batching,
+                              api_key=api_key or None, inference_threads=inference_threads)
+    sock = listening_socket(host, port)
+    for r in runtimes:
+        click.echo(f"model {r.name}: {r.task.name}, {r.describe()['mode']}, memory rows "
+                   f"{r.describe()['memory_sizes']}, {r.path}", err=True)
+    shown = f"[{host}]" if ":" in host else host
+    address = f"http://{shown}:{sock.getsockname()[1]}"
+    config_args = dict(log_level="warning", timeout_graceful_shutdown=graceful_timeout,
+                       access_log=False, lifespan="on")
+    if workers == 1:
+        run_one_process(runtimes, settings, sock, address, config_args)
+    else:
+        run_workers(runtimes, options, settings, sock, address, workers, config_args)
+    click.echo("stopped: in-flight requests drained", err=True)
+
+
+def load_runtimes(models: tuple[str, ...], options: RuntimeOptions) -> list:
+    """The models ``--model`` names (default: bundled, replaced by your exports), loaded;
+    one line naming the file when one cannot be, a usage error when two share a name."""
+    from ntm.contract.errors import NtmError
+    from ntm.serving.models import default_models, parse_model_option, resolve
+    from ntm.serving.runtime import ModelRuntime
+
     try:
         if models:
             specs = [parse_model_option(m) for m in models]
@@ -74,46 +101,47 @@ def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
                 raise click.ClickException("no models to serve: none bundled and none under "
                                            "exports/; pass --model PATH")
         runtimes = [ModelRuntime(path, name=name, options=options) for name, path in entries]
-    except ServingError as err:
-        raise click.ClickException(err.message) from None
+    except NtmError as err:
+        raise click.ClickException(str(err)) from None
     names = [r.name for r in runtimes]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise click.UsageError(f"two models are named {duplicates[0]!r}; name them with "
                                f"--model NAME=PATH")
-    settings = ServerSettings(max_body_bytes=max_body_bytes, max_batch_size=max_batch_size,
-                              max_queue_delay_ms=max_queue_delay_ms, batching=not no_batching,
-                              max_time_steps=max_time_steps, api_key=api_key or None,
-                              inference_threads=inference_threads)
-    sock = listening_socket(host, port)
-    bound = sock.getsockname()[1]
-    for r in runtimes:
-        click.echo(f"model {r.name}: {r.task.name}, {r.describe()['mode']}, memory rows "
-                   f"{r.describe()['memory_sizes']}, {r.path}", err=True)
-    shown = f"[{host}]" if ":" in host else host
-    config_args = dict(log_level="warning", timeout_graceful_shutdown=graceful_timeout,
-                       access_log=False, lifespan="on")
-    if workers == 1:
-        app = create_app(ModelServer(runtimes, settings))
-        click.echo(f"listening on http://{shown}:{bound} (open it in a browser to try the "
-                   f"models)", err=True)
-        # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal to the
-        # handler that was there before it; a no-op one lets the process end with exit code 0.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: None)
-        uvicorn.Server(uvicorn.Config(app, **config_args)).run(sockets=[sock])
-    else:
-        from uvicorn.supervisors import Multiprocess
+    return runtimes
 
-        # Each worker is a fresh (spawned) process that rebuilds the app from this spec; the
-        # models were loaded once here only to fail fast with a clear message.
-        os.environ[SPEC_VARIABLE] = json.dumps(serving_spec(runtimes, options, settings))
-        config = uvicorn.Config(f"{__name__}:app_from_spec", factory=True, workers=workers,
-                                **config_args)
-        click.echo(f"listening on http://{shown}:{bound} with {workers} worker processes",
-                   err=True)
-        Multiprocess(config, sockets=[sock]).run()  # SIGTERM: every worker drains, then ends
-    click.echo("stopped: in-flight requests drained", err=True)
+
+def run_one_process(runtimes: list, settings: ServerSettings, sock: socket.socket,
+                    address: str, config_args: dict) -> None:
+    """Serve in this process until SIGTERM or SIGINT, which drain in-flight requests."""
+    import uvicorn
+
+    from ntm.serving.app import create_app
+    from ntm.serving.plane import DataPlane
+
+    app = create_app(DataPlane(runtimes, settings))
+    click.echo(f"listening on {address} (open it in a browser to try the models)", err=True)
+    # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal to the
+    # handler that was there before it; a no-op one lets the process end with exit code 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    uvicorn.Server(uvicorn.Config(app, **config_args)).run(sockets=[sock])
+
+
+def run_workers(runtimes: list, options: RuntimeOptions, settings: ServerSettings,
+                sock: socket.socket, address: str, workers: int, config_args: dict) -> None:
+    """Serve from ``workers`` processes on one socket; SIGTERM: every worker drains, then
+    ends."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    # Each worker is a fresh (spawned) process that rebuilds the app from this spec; the
+    # models were loaded once here only to fail fast with a clear message.
+    os.environ[SPEC_VARIABLE] = json.dumps(serving_spec(runtimes, options, settings))
+    config = uvicorn.Config(f"{__name__}:app_from_spec", factory=True, workers=workers,
+                            **config_args)
+    click.echo(f"listening on {address} with {workers} worker processes", err=True)
+    Multiprocess(config, sockets=[sock]).run()
 
 
 SPEC_VARIABLE = "NTM_SERVE_SPEC"
@@ -145,11 +173,11 @@ def serving_spec(runtimes, options, settings) -> dict:
 
 def app_from_spec():
     """uvicorn factory run in each worker process: the app described by NTM_SERVE_SPEC."""
-    from ntm.serving.app import ModelServer, create_app
-    from ntm.serving.runtime import ModelRuntime, RuntimeOptions
-    from ntm.serving.settings import ServerSettings
+    from ntm.serving.app import create_app
+    from ntm.serving.plane import DataPlane
+    from ntm.serving.runtime import ModelRuntime
 
     spec = json.loads(os.environ[SPEC_VARIABLE])
     options = RuntimeOptions(**spec["runtime"])
     runtimes = [ModelRuntime(path, name=name, options=options) for name, path in spec["models"]]
-    return create_app(ModelServer(runtimes, ServerSettings(**spec["settings"])))
+    return create_app(DataPlane(runtimes, ServerSettings(**spec["settings"])))

@@ -1,10 +1,11 @@
 """Dynamic batching: concurrent requests to one model merged into one onnxruntime run.
 
 Like Triton's ``dynamic_batching``: a batch closes when it holds ``max_batch_size``
-sequences or when its first request has waited ``max_queue_delay`` seconds. Sequences of
-different lengths are right-padded (the model is causal, so padding after a sequence never
-changes its outputs) and each caller gets back exactly its own rows, trimmed to its length.
-Runs happen in a thread pool, off the event loop.
+sequences or when its first request has waited ``max_queue_delay`` seconds. A job is one array
+of checked inputs [batch, time, input_size], kept whole: a job that runs alone runs as it came,
+and jobs of different lengths are right-padded into one array (the model is causal, so padding
+after a sequence never changes its outputs). Each caller gets back its own rows, trimmed to
+its length. Runs happen in a thread pool, off the event loop.
 
 Only requests with the same number of memory rows N can share a run, so each N has its own
 queue (a "lane"); the lanes share the limit on batches in flight. A merged batch at N rows
@@ -18,19 +19,21 @@ import asyncio
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
 from ntm.serving.errors import ServingError, Unprocessable
 from ntm.serving.metrics import Metrics
-from ntm.serving.runtime import ModelRuntime, group_by_size, pad_batch
+from ntm.serving.runtime import ModelRuntime
 
-Result = tuple[np.ndarray, np.ndarray]  # probabilities [time, out], attention [time, heads, N]
+# probabilities [batch, time, out], attention [batch, time, heads, N]
+Result = tuple[np.ndarray, np.ndarray]
 
 
 @dataclass
 class _Job:
-    sequences: list[np.ndarray]  # each [time, input_size]
+    inputs: np.ndarray  # [batch, time, input_size], checked
     future: asyncio.Future
     memory_size: int | None = None  # rows to run with (None: the runtime chooses)
     queued_at: float = field(default_factory=time.perf_counter)
@@ -91,41 +94,33 @@ class Batcher:
             except asyncio.CancelledError:
                 pass
 
-    async def submit(self, sequences: list[np.ndarray], memory_size: int | None = None
-                     ) -> list[Result]:
-        """Run ``sequences`` (each [time, input_size], validated) with ``memory_size`` rows
-        [default: the runtime's choice for the batch] and return their outputs."""
-        self._check_request_size(sequences)
+    async def submit(self, inputs: np.ndarray, memory_size: int | None = None) -> Result:
+        """Run ``inputs`` (float32 [batch, time, input_size], already checked) with
+        ``memory_size`` rows [default: the runtime's choice for the batch] and return their
+        outputs, [batch, time, ...] each."""
+        self._check_request_size(len(inputs))
         if self._closing:
             raise ServingError("server is shutting down", status=503)
         loop = asyncio.get_running_loop()
-        job = _Job(sequences, loop.create_future(), memory_size)
+        job = _Job(inputs, loop.create_future(), memory_size)
         if not self.enabled:
             self._observe_queue([job])
-            return await loop.run_in_executor(self.executor, self._run, [job])
+            return (await loop.run_in_executor(self.executor, self._run, [job]))[0]
         assert self._started, "Batcher.start() was not awaited"
         self._pending.add(job.future)
         job.future.add_done_callback(self._pending.discard)
         await self._lane(memory_size).queue.put(job)
         return await job.future
 
-    async def submit_grouped(self, sequences: list[np.ndarray], memory_sizes: list[int]
-                             ) -> list[Result]:
-        """``submit`` for sequences that need different memory rows: one submission per size
-        (each to its own lane, side by side); results in the order of ``sequences``."""
-        self._check_request_size(sequences)  # the whole request, not each size's share
-        groups = group_by_size(memory_sizes)
-        outputs = await asyncio.gather(*(self.submit([sequences[i] for i in group], size)
-                                         for size, group in groups.items()))
-        results: list[Result | None] = [None] * len(sequences)
-        for group, out in zip(groups.values(), outputs):
-            for i, result in zip(group, out):
-                results[i] = result
-        return results  # type: ignore[return-value]
+    async def submit_grouped(self, runs: Sequence[tuple[np.ndarray, int]]) -> list[Result]:
+        """``submit`` for one request whose sequences need different memory rows: (inputs,
+        rows) per size, each to its own lane, side by side; results in the order of ``runs``."""
+        self._check_request_size(sum(len(x) for x, _ in runs))  # the whole request
+        return list(await asyncio.gather(*(self.submit(x, rows) for x, rows in runs)))
 
-    def _check_request_size(self, sequences: list[np.ndarray]) -> None:
-        if len(sequences) > self.max_batch_size:
-            raise Unprocessable(f"{len(sequences)} sequences in one request; the limit is "
+    def _check_request_size(self, sequences: int) -> None:
+        if sequences > self.max_batch_size:
+            raise Unprocessable(f"{sequences} sequences in one request; the limit is "
                                 f"{self.max_batch_size} (max batch size)")
 
     def _lane(self, memory_size: int | None) -> _Lane:
@@ -176,15 +171,12 @@ class Batcher:
             if not jobs[0].future.done():
                 jobs[0].future.set_exception(ServingError(err.message, err.status))
             return
-        offset = 0
-        for job in jobs:
-            n = len(job.sequences)
+        for job, result in zip(jobs, results):
             if not job.future.done():  # the caller may have gone away
-                job.future.set_result(results[offset: offset + n])
-            offset += n
+                job.future.set_result(result)
 
     async def _collect(self, lane: _Lane, first: _Job) -> list[_Job]:
-        jobs, size = [first], len(first.sequences)
+        jobs, size = [first], len(first.inputs)
         deadline = first.queued_at + self.max_queue_delay
         while size < lane.limit:
             try:
@@ -199,11 +191,11 @@ class Batcher:
                 break
             if job.future.done():  # cancelled while queued (client disconnected)
                 continue
-            if size + len(job.sequences) > lane.limit:
+            if size + len(job.inputs) > lane.limit:
                 lane.carry = job
                 break
             jobs.append(job)
-            size += len(job.sequences)
+            size += len(job.inputs)
         return jobs
 
     def _observe_queue(self, jobs: list[_Job]) -> None:
@@ -212,10 +204,29 @@ class Batcher:
             self.metrics.queue_time.labels(self.runtime.name).observe(now - job.queued_at)
 
     def _run(self, jobs: list[_Job]) -> list[Result]:
-        sequences = [s for job in jobs for s in job.sequences]
-        self.metrics.batch_size.labels(self.runtime.name).observe(len(sequences))
+        x = merge([job.inputs for job in jobs])
+        self.metrics.batch_size.labels(self.runtime.name).observe(len(x))
         start = time.perf_counter()
-        probs, attention = self.runtime.run(pad_batch(sequences), jobs[0].memory_size)
+        probs, attention = self.runtime.run_checked(x, jobs[0].memory_size)
         self.metrics.inference.labels(self.runtime.name).observe(time.perf_counter() - start)
-        return [(probs[i, : s.shape[0]], attention[i, : s.shape[0]])
-                for i, s in enumerate(sequences)]
+        results, offset = [], 0
+        for job in jobs:
+            rows, steps = job.inputs.shape[:2]
+            results.append((probs[offset: offset + rows, :steps],
+                            attention[offset: offset + rows, :steps]))
+            offset += rows
+        return results
+
+
+def merge(batches: list[np.ndarray]) -> np.ndarray:
+    """[batch_i, time_i, width] arrays -> one [sum of batch_i, longest time, width], each
+    right-padded with zeros; a single array is returned as it is."""
+    if len(batches) == 1:
+        return batches[0]
+    longest = max(b.shape[1] for b in batches)
+    out = np.zeros((sum(len(b) for b in batches), longest, batches[0].shape[2]), np.float32)
+    offset = 0
+    for b in batches:
+        out[offset: offset + len(b), : b.shape[1]] = b
+        offset += len(b)
+    return out

@@ -1,11 +1,17 @@
-"""Errors that know their HTTP status, without importing a web framework."""
+"""Errors that know their HTTP status, without importing a web framework.
+
+Every one is an ``NtmError``: the command line shows its message once (exit code 1), the HTTP
+server answers it as ``{"error": message}`` with ``status`` (``ntm.serving.app.error_response``).
+"""
 
 from __future__ import annotations
 
 from http import HTTPStatus
 
+from ntm.contract.errors import NtmError
 
-class ServingError(Exception):
+
+class ServingError(NtmError):
     """A request or model problem; ``status`` is what an HTTP server answers."""
 
     status: HTTPStatus = HTTPStatus.BAD_REQUEST

@@ -36,7 +36,7 @@ EVALUATION_FIELDS = ("length", "repeats", "mean_bits", "perfect_fraction", "memo
 
 
 def asset_dir() -> Path:
-    return Path(str(resources.files("serving"))) / "page"
+    return Path(str(resources.files("ntm.serving"))) / "page"
 
 
 def read_assets() -> dict[str, bytes]:

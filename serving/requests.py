@@ -12,34 +12,53 @@ Any request may add ``"return_attention": true``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from ntm.serving import jsondoc
 from ntm.serving.errors import BadRequest, Unprocessable
+from ntm.serving.schema import validate
+from ntm.serving.settings import DEFAULT_MAX_INSTANCES
 
-DEFAULT_MAX_INSTANCES = 256
+TaskRequest = Annotated[dict[str, Any], Field(
+    description="a task request: the task's own fields (copy: sequence; repeat-copy: "
+                "sequence, repeats; recall: items, query), optionally return_attention; "
+                "the model's task checks them")]
+
+
+class PredictEnvelope(BaseModel):
+    """TensorFlow Serving's request envelope: {"instances": [REQUEST, ...]}."""
+
+    model_config = ConfigDict(extra="forbid")
+    instances: list[TaskRequest] = Field(
+        min_length=1, description="a list of at least one request (JSON objects)")
+    signature_name: Any = Field(None, description="accepted and ignored (one signature)")
+
+
+class TaskRequests(RootModel[list[TaskRequest]]):
+    """A bare list of requests."""
+
+    root: list[TaskRequest] = Field(
+        min_length=1, description="a list of at least one request (JSON objects)")
+
+
+# What the task API and ``ntm predict`` take (the OpenAPI document declares this).
+PredictBody = PredictEnvelope | TaskRequest | TaskRequests
 
 
 def parse_instances(payload: Any, max_instances: int = DEFAULT_MAX_INSTANCES) -> list[Any]:
-    """A decoded JSON payload -> the list of requests; BadRequest names what is wrong."""
+    """A decoded JSON payload (``PredictBody``) -> the list of requests; BadRequest names what
+    is wrong, Unprocessable (422) says when there are more than ``max_instances``."""
     if isinstance(payload, dict) and "instances" in payload:
-        extra = sorted(set(payload) - {"instances", "signature_name"})
-        if extra:
-            raise BadRequest(f"{extra[0]}: unknown field of the request envelope; "
-                             f"allowed: instances, signature_name")
-        instances = payload["instances"]
-        if not isinstance(instances, list):
-            raise BadRequest(f"instances: must be a list of requests, got "
-                             f"{type(instances).__name__}")
+        instances = validate(PredictEnvelope, payload).instances
     elif isinstance(payload, list):
-        instances = payload
+        instances = validate(TaskRequests, payload, "instances").root
     elif isinstance(payload, dict):
         instances = [payload]
     else:
         raise BadRequest(f"request: must be a JSON object or a list of them, got "
                          f"{type(payload).__name__}")
-    if not instances:
-        raise BadRequest("instances: must hold at least one request")
     if len(instances) > max_instances:
         raise Unprocessable(f"instances: {len(instances)} requests; the limit is {max_instances}")
     return instances

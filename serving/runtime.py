@@ -3,7 +3,8 @@
 Two APIs over the same session:
 - ``run(inputs, memory_size)``: arrays, float32 [batch, time, input_size] -> probabilities
   [batch, time, output_size] and attention [batch, time, heads, N];
-- ``predict(requests)``: plain task requests (the JSON the HTTP API takes) -> answers.
+- ``encode``/``decode``: one task request (the JSON the HTTP API takes) <-> model arrays;
+  ``predict(requests)`` runs several through the data plane (``ntm.serving.plane``).
 
 Memory rows: a dynamic export takes N per call. Each request runs with the smallest of the
 trained N x 1, 2, 4, ... (up to ``max_memory_size``) that holds what the task must store
@@ -15,7 +16,6 @@ ran with (``memory_size``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,48 +23,11 @@ import numpy as np
 import onnxruntime as ort
 
 from ntm.contract import metadata as meta
-from ntm.contract.memory_plan import DEFAULT_MAX_MEMORY_SIZE, MemoryLimitExceeded, choose_memory_size
+from ntm.contract.memory_plan import MemoryLimitExceeded, choose_memory_size
 from ntm.contract.tasks import Encoded, InvalidRequest, Task, task_from_metadata
 from ntm.serving.errors import BadRequest, InferenceFailed, ModelLoadError, Unprocessable
-
-DEFAULT_MAX_TIME_STEPS = 4096  # documented limit for dynamic models (a copy of 2047 vectors)
-
-
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """onnxruntime session settings.
-
-    intra_op_threads: threads inside one operator (1 suits this small model: the per-step ops
-        are too small to split; measured, see README). 0 lets onnxruntime choose.
-    graph_optimization: "disable", "basic", "extended" or "all".
-    max_time_steps: longest input accepted by a dynamic-length model.
-    memory_size: memory rows for every request [None: chosen per request].
-    max_memory_size: most memory rows a request may be given (more: 422).
-    """
-
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
-    graph_optimization: str = "all"
-    max_time_steps: int = DEFAULT_MAX_TIME_STEPS
-    memory_size: int | None = None
-    max_memory_size: int = DEFAULT_MAX_MEMORY_SIZE
-
-    def session_options(self) -> ort.SessionOptions:
-        levels = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }
-        if self.graph_optimization not in levels:
-            raise ValueError(f"graph_optimization must be one of {sorted(levels)}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.intra_op_threads
-        options.inter_op_num_threads = self.inter_op_threads
-        options.graph_optimization_level = levels[self.graph_optimization]
-        options.log_severity_level = 3
-        return options
-
+# RuntimeOptions lives with the other settings (light to import: the CLI reads its defaults).
+from ntm.serving.settings import RuntimeOptions
 
 class ModelRuntime:
     """An exported NTM model ready to run.
@@ -239,7 +202,12 @@ class ModelRuntime:
         N = ``memory_size`` [default: ``memory_size_for_inputs``]; ignored by a model whose
         memory is fixed.
         """
-        x = self.check_inputs(inputs)
+        return self.run_checked(self.check_inputs(inputs), memory_size)
+
+    def run_checked(self, x: np.ndarray, memory_size: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """``run`` for inputs that ``check_inputs`` (or a task's encoder) already validated:
+        float32 [batch, time, in]. The data plane checks once, on the way in."""
         time_steps = x.shape[1]
         if self.fixed_length and time_steps < self.fixed_length:
             x = np.pad(x, ((0, 0), (0, self.fixed_length - time_steps), (0, 0)))
@@ -285,21 +253,11 @@ class ModelRuntime:
         return answer
 
     def predict(self, requests: Sequence[Any]) -> list[dict[str, Any]]:
-        """Answer several task requests: one onnxruntime run (right-padded batch) per memory
-        size among them."""
-        fields = [f"instances[{i}]" if len(requests) > 1 else "request"
-                  for i in range(len(requests))]
-        encoded = [self.encode(r, f) for r, f in zip(requests, fields)]
-        flags = [wants_attention(r) for r in requests]
-        sizes = [self.request_memory_size(e, f) for e, f in zip(encoded, fields)]
-        answers: list[dict[str, Any]] = [{} for _ in requests]
-        for n, group in group_by_size(sizes).items():
-            probs, attention = self.run(pad_batch([encoded[i].inputs for i in group]), n)
-            for row, i in enumerate(group):
-                steps = encoded[i].inputs.shape[0]
-                answers[i] = self.decode(probs[row, :steps], attention[row, :steps], encoded[i],
-                                         flags[i])
-        return answers
+        """Answer several task requests in process: the data plane's way (encode, one
+        onnxruntime run per memory size among them, decode; ``ntm.serving.plane``)."""
+        from ntm.serving.plane import predict_tasks  # the plane is built on this module
+
+        return predict_tasks(self, requests)
 
 
 def group_by_size(sizes: Sequence[int]) -> dict[int, list[int]]:

@@ -1,20 +1,67 @@
-"""Server settings: one frozen dataclass, filled by ``ntm serve`` and read by the app."""
+"""Settings, each default in one place: ``RuntimeOptions`` (one model's onnxruntime session and
+limits) and ``ServerSettings`` (one server process). ``ntm serve`` and ``ntm predict`` take
+their options' defaults from here, so this module stays light: importing it imports neither
+onnxruntime nor a web framework.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ntm.serving.requests import DEFAULT_MAX_INSTANCES
-from ntm.serving.runtime import DEFAULT_MAX_TIME_STEPS
+from ntm.contract.memory_plan import DEFAULT_MAX_MEMORY_SIZE
+
+DEFAULT_MAX_TIME_STEPS = 4096  # documented limit for dynamic models (a copy of 2047 vectors)
+DEFAULT_MAX_INSTANCES = 256  # requests in one v1 envelope or input file
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """onnxruntime session settings.
+
+    intra_op_threads: threads inside one operator (1 suits this small model: the per-step ops
+        are too small to split; measured, see README). 0 lets onnxruntime choose.
+    graph_optimization: "disable", "basic", "extended" or "all".
+    max_time_steps: longest input accepted by a dynamic-length model.
+    memory_size: memory rows for every request [None: chosen per request].
+    max_memory_size: most memory rows a request may be given (more: 422).
+    """
+
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    graph_optimization: str = "all"
+    max_time_steps: int = DEFAULT_MAX_TIME_STEPS
+    memory_size: int | None = None
+    max_memory_size: int = DEFAULT_MAX_MEMORY_SIZE
+
+    def session_options(self):
+        """These settings as ``onnxruntime.SessionOptions``."""
+        import onnxruntime as ort
+
+        levels = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }
+        if self.graph_optimization not in levels:
+            raise ValueError(f"graph_optimization must be one of {sorted(levels)}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = self.inter_op_threads
+        options.graph_optimization_level = levels[self.graph_optimization]
+        options.log_severity_level = 3
+        return options
 
 
 @dataclass(frozen=True)
 class ServerSettings:
+    """One server process: HTTP limits, batching, the key (each model's limits, such as the
+    longest sequence, are its RuntimeOptions)."""
+
     max_body_bytes: int = 8 * 1024 * 1024  # larger bodies are answered 413
     max_batch_size: int = 64  # sequences per onnxruntime run, and per request
     max_queue_delay_ms: float = 2.0  # how long a batch waits to fill
     batching: bool = True  # dynamic batching on/off
-    max_time_steps: int = DEFAULT_MAX_TIME_STEPS  # longest sequence for dynamic models
     max_instances: int = DEFAULT_MAX_INSTANCES  # requests in one V1 envelope
     api_key: str | None = None  # when set, every endpoint but health needs it
     inference_threads: int = 2  # threads running onnxruntime (each run single-threaded); also

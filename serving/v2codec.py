@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from ntm.serving import jsondoc
 from ntm.serving.errors import BadRequest
+from ntm.serving.schema import validate
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -31,6 +33,55 @@ DATATYPES: dict[str, np.dtype] = {
 NUMPY_TO_V2 = {v: k for k, v in DATATYPES.items()}
 
 
+# -- the request body, as the OpenAPI document declares it ---------------------------------
+Datatype = Literal[tuple(DATATYPES)]  # type: ignore[valid-type]
+Count = Annotated[StrictInt, Field(ge=0)]
+
+
+class TensorParameters(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    binary_data_size: Count | None = Field(
+        None, description="bytes of this tensor in the binary part of the body")
+
+
+class InputTensor(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    shape: list[Count] = Field(description="a list of non-negative integers")
+    datatype: Datatype
+    data: Any = Field(None, description="the values, row-major (nested lists allowed); "
+                                        "absent when parameters.binary_data_size is set")
+    parameters: TensorParameters | None = None
+
+
+class OutputParameters(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    binary_data: bool | None = None
+
+
+class RequestedOutput(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    parameters: OutputParameters | None = None
+
+
+class InferParameters(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    binary_data_output: bool | None = Field(
+        None, description="every output in binary unless the output says otherwise")
+
+
+class InferRequestBody(BaseModel):
+    """The JSON header of an infer request (the whole body without binary data)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    parameters: InferParameters | None = None
+    inputs: list[InputTensor] = Field(
+        min_length=1, description="a non-empty list of tensors (name, shape, datatype, data)")
+    outputs: list[RequestedOutput] | None = None
+
+
 @dataclass(frozen=True)
 class InferRequest:
     id: str | None
@@ -41,85 +92,64 @@ class InferRequest:
 
 def parse_request(body: bytes, header_length: str | None) -> InferRequest:
     """Decode an infer request body; BadRequest names the offending field."""
-    if header_length is not None:
-        try:
-            n = int(header_length)
-        except ValueError:
-            raise BadRequest(f"{HEADER_LENGTH}: must be an integer, got {header_length!r}") \
-                from None
-        if not 0 < n <= len(body):
-            raise BadRequest(f"{HEADER_LENGTH}: {n} is outside the body's {len(body)} bytes")
-        head, binary = body[:n], body[n:]
-    else:
-        head, binary = body, b""
-    doc = jsondoc.loads(head, "request")
-    if not isinstance(doc, dict):
-        raise BadRequest("request: must be a JSON object with 'inputs'")
-    raw_inputs = doc.get("inputs")
-    if not isinstance(raw_inputs, list) or not raw_inputs:
-        raise BadRequest("inputs: must be a non-empty list of tensors")
+    head, binary = split_body(body, header_length)
+    doc = validate(InferRequestBody, jsondoc.loads(head, "request"))
     inputs, offset = {}, 0
-    for i, tensor in enumerate(raw_inputs):
-        name, array, used = _parse_tensor(tensor, f"inputs[{i}]", binary, offset)
-        inputs[name] = array
+    for i, tensor in enumerate(doc.inputs):
+        array, used = _tensor_array(tensor, f"inputs[{i}]", binary, offset)
+        inputs[tensor.name] = array
         offset += used
     if offset != len(binary):
         raise BadRequest(f"request: {len(binary) - offset} bytes of binary data are not claimed "
                          f"by any input's binary_data_size")
-    params = doc.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise BadRequest("parameters: must be an object")
-    binary_default = bool(params.get("binary_data_output", False))
+    binary_default = bool(doc.parameters and doc.parameters.binary_data_output)
     outputs = None
-    if doc.get("outputs") is not None:
-        if not isinstance(doc["outputs"], list):
-            raise BadRequest("outputs: must be a list")
+    if doc.outputs is not None:
         outputs = []
-        for j, out in enumerate(doc["outputs"]):
-            if not isinstance(out, dict) or not isinstance(out.get("name"), str):
-                raise BadRequest(f"outputs[{j}]: must be an object with a 'name'")
-            out_params = out.get("parameters") or {}
-            outputs.append((out["name"], bool(out_params.get("binary_data", binary_default))))
-    request_id = doc.get("id")
-    return InferRequest(str(request_id) if request_id is not None else None, inputs, outputs,
-                        binary_default)
+        for out in doc.outputs:
+            flag = out.parameters.binary_data if out.parameters else None
+            outputs.append((out.name, binary_default if flag is None else flag))
+    return InferRequest(doc.id, inputs, outputs, binary_default)
 
 
-def _parse_tensor(tensor: Any, where: str, binary: bytes, offset: int):
-    if not isinstance(tensor, dict):
-        raise BadRequest(f"{where}: must be an object with name, shape, datatype")
-    name, shape, datatype = tensor.get("name"), tensor.get("shape"), tensor.get("datatype")
-    if not isinstance(name, str):
-        raise BadRequest(f"{where}.name: must be a string")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool)
-                                              and d >= 0 for d in shape):
-        raise BadRequest(f"{where}.shape: must be a list of non-negative integers")
-    if datatype not in DATATYPES:
-        raise BadRequest(f"{where}.datatype: {datatype!r} is not one of {sorted(DATATYPES)}")
-    dtype = DATATYPES[datatype]
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """(JSON header, binary data) of a body, as the header length says."""
+    if header_length is None:
+        return body, b""
+    try:
+        n = int(header_length)
+    except ValueError:
+        raise BadRequest(f"{HEADER_LENGTH}: must be an integer, got {header_length!r}") \
+            from None
+    if not 0 < n <= len(body):
+        raise BadRequest(f"{HEADER_LENGTH}: {n} is outside the body's {len(body)} bytes")
+    return body[:n], body[n:]
+
+
+def _tensor_array(tensor: InputTensor, where: str, binary: bytes, offset: int
+                  ) -> tuple[np.ndarray, int]:
+    """(the tensor's values, bytes of binary data it used)."""
+    shape, dtype = tensor.shape, DATATYPES[tensor.datatype]
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    params = tensor.get("parameters") or {}
-    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    size = tensor.parameters.binary_data_size if tensor.parameters else None
     if size is not None:
-        if not isinstance(size, int) or size < 0:
-            raise BadRequest(f"{where}.parameters.binary_data_size: must be a non-negative integer")
         if offset + size > len(binary):
             raise BadRequest(f"{where}: binary_data_size {size} runs past the body's binary data")
         if size != count * dtype.itemsize:
             raise BadRequest(f"{where}: binary_data_size {size} does not match shape {shape} of "
-                             f"{datatype} ({count * dtype.itemsize} bytes)")
+                             f"{tensor.datatype} ({count * dtype.itemsize} bytes)")
         array = np.frombuffer(binary, dtype=dtype, count=count, offset=offset).reshape(shape)
-        return name, array, size
-    if "data" not in tensor:
+        return array, size
+    if "data" not in tensor.model_fields_set:
         raise BadRequest(f"{where}: has neither 'data' nor parameters.binary_data_size")
     try:
-        array = np.asarray(tensor["data"], dtype=dtype)
+        array = np.asarray(tensor.data, dtype=dtype)
     except (TypeError, ValueError, OverflowError) as err:  # OverflowError: 300 as UINT8
-        raise BadRequest(f"{where}.data: not {datatype} values ({err})") from None
+        raise BadRequest(f"{where}.data: not {tensor.datatype} values ({err})") from None
     if array.size != count:
         raise BadRequest(f"{where}.data: {array.size} values do not fill shape {shape} "
                          f"({count} values)")
-    return name, array.reshape(shape), 0
+    return array.reshape(shape), 0
 
 
 def encode_response(model_name: str, model_version: str, request_id: str | None,

@@ -32,18 +32,16 @@ def tiny_exports(tmp_path_factory):
     """A tiny copy model exported dynamic and fixed (9 steps); needs the [train] extra."""
     pytest.importorskip("tensorflow")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    from ntm.config import TrainConfig
     from ntm.export.exporter import export_run
-    from ntm.config import ModelConfig, TrainConfig
-    from ntm.contract.tasks import get_task
-    from ntm.trainer import Trainer, task_for
+    from ntm.runs import Run
+    from ntm.trainer import Trainer
 
     root = tmp_path_factory.mktemp("tiny")
     tc = TrainConfig(task="copy", max_length=4, batch_size=4, steps=5, eval_every=5,
                      eval_size=8, checkpoint_every=5, log_every=5, target_error=-1)
-    task = task_for(tc, get_task)
-    mc = ModelConfig(input_size=task.input_size, output_size=task.output_size, memory_size=16,
-                     memory_width=6, controller_size=16)
-    Trainer(root / "run", mc, tc, task).run()
+    Trainer(Run.create(root / "run", tc, memory_size=16, memory_width=6,
+                       controller_size=16)).run()
     dynamic = export_run(root / "run", "onnx", out=root / "dynamic.onnx").path
     fixed = export_run(root / "run", "onnx", length=9, out=root / "fixed.onnx").path
     return {"dynamic": dynamic, "fixed": fixed}

@@ -30,7 +30,7 @@ class SlowRuntime:
         self._lock = threading.Lock()
         self._barrier = threading.Barrier(together, timeout=60)
 
-    def run(self, x: np.ndarray, memory_size=None):
+    def run_checked(self, x: np.ndarray, memory_size=None):
         with self._lock:
             self.batch_sizes.append(len(x))
             self._running += 1
@@ -45,7 +45,7 @@ class SlowRuntime:
 async def submit_all(batcher: Batcher, count: int) -> list:
     await batcher.start()
     results = await asyncio.gather(*[
-        batcher.submit([np.full((3, 2), i, np.float32)]) for i in range(count)])
+        batcher.submit(np.full((1, 3, 2), i, np.float32)) for i in range(count)])
     await batcher.close()
     return results
 
@@ -58,8 +58,8 @@ def test_batches_run_side_by_side_up_to_max_in_flight(in_flight):
                           max_in_flight=in_flight)
         results = asyncio.run(submit_all(batcher, 4))
     assert runtime.batch_sizes == [2, 2]  # four requests merged in pairs
-    for i, [(probabilities, _)] in enumerate(results):
-        np.testing.assert_array_equal(probabilities, np.full((3, 2), 2 * i))
+    for i, (probabilities, _) in enumerate(results):
+        np.testing.assert_array_equal(probabilities, np.full((1, 3, 2), 2 * i))
     assert runtime.most_at_once == in_flight  # two batches: after one another, or at once
 
 
@@ -72,7 +72,7 @@ class RowsRuntime:
     def __init__(self):
         self.runs: list[tuple[int, int | None]] = []
 
-    def run(self, x: np.ndarray, memory_size=None):
+    def run_checked(self, x: np.ndarray, memory_size=None):
         self.runs.append((len(x), memory_size))
         return x, np.zeros(x.shape[:2] + (1, memory_size or 16), np.float32)
 
@@ -88,17 +88,17 @@ def test_only_requests_with_the_same_rows_share_a_run_and_idle_lanes_hold_no_slo
         await batcher.start()
         sizes = [16, 32, 256, 16, 32, 256] + [512] * 5
         results = await asyncio.gather(*[
-            batcher.submit([np.full((2, 3), i, np.float32)], n) for i, n in enumerate(sizes)])
-        late = await batcher.submit([np.zeros((2, 3), np.float32)], 64)  # a fourth lane, later
+            batcher.submit(np.full((1, 2, 3), i, np.float32), n) for i, n in enumerate(sizes)])
+        late = await batcher.submit(np.zeros((1, 2, 3), np.float32), 64)  # a fourth lane, later
         await batcher.close()
         return sizes, results, late
 
     with ThreadPoolExecutor(1) as executor:
         sizes, results, late = asyncio.run(asyncio.wait_for(scenario(), 60))
-    for i, (n, [(probabilities, attention)]) in enumerate(zip(sizes, results)):
-        np.testing.assert_array_equal(probabilities, np.full((2, 3), i))
+    for i, (n, (probabilities, attention)) in enumerate(zip(sizes, results)):
+        np.testing.assert_array_equal(probabilities, np.full((1, 2, 3), i))
         assert attention.shape[-1] == n
-    assert late[0][1].shape[-1] == 64
+    assert late[1].shape[-1] == 64
     per_size = {}
     for count, n in runtime.runs:
         per_size.setdefault(n, []).append(count)
@@ -112,12 +112,39 @@ def test_grouped_submission_returns_results_in_request_order():
     async def scenario():
         batcher = Batcher(runtime, executor, Metrics(), max_queue_delay=0.0)
         await batcher.start()
-        sequences = [np.full((1, 3), i, np.float32) for i in range(5)]
-        results = await batcher.submit_grouped(sequences, [32, 16, 32, 64, 16])
+        runs = [(np.full((1, 1, 3), i, np.float32), n) for i, n in enumerate([32, 16, 64])]
+        results = await batcher.submit_grouped(runs)
         await batcher.close()
         return results
 
     with ThreadPoolExecutor(1) as executor:
         results = asyncio.run(asyncio.wait_for(scenario(), 60))
-    assert [int(p[0, 0]) for p, _ in results] == [0, 1, 2, 3, 4]
-    assert [a.shape[-1] for _, a in results] == [32, 16, 32, 64, 16]
+    assert [int(p[0, 0, 0]) for p, _ in results] == [0, 1, 2]
+    assert [a.shape[-1] for _, a in results] == [32, 16, 64]
+
+
+def test_a_job_is_run_whole_and_merged_jobs_are_padded_and_trimmed():
+    """A job alone runs as it came (the same array object: no split, pad and restack); jobs of
+    different lengths merge into one padded run and each gets back its own rows and steps."""
+    runtime = RowsRuntime()
+    seen = []
+    run = runtime.run_checked
+    runtime.run_checked = lambda x, n=None: (seen.append(x), run(x, n))[1]
+
+    async def scenario():
+        batcher = Batcher(runtime, executor, Metrics(), max_queue_delay=0.05)
+        await batcher.start()
+        alone = np.ones((3, 4, 2), np.float32)
+        [first] = await asyncio.gather(batcher.submit(alone, 16))
+        short, long = np.full((2, 1, 2), 5, np.float32), np.full((1, 3, 2), 7, np.float32)
+        merged = await asyncio.gather(batcher.submit(short, 16), batcher.submit(long, 16))
+        await batcher.close()
+        return alone, first, merged
+
+    with ThreadPoolExecutor(1) as executor:
+        alone, first, ((p_short, _), (p_long, _)) = asyncio.run(
+            asyncio.wait_for(scenario(), 60))
+    assert seen[0] is alone and first[0].shape == (3, 4, 2)
+    assert seen[1].shape == (3, 3, 2) and runtime.runs[1] == (3, 16)
+    np.testing.assert_array_equal(p_short, np.full((2, 1, 2), 5))
+    np.testing.assert_array_equal(p_long, np.full((1, 3, 2), 7))
