@@ -1,4 +1,8 @@
-"""``ntm predict``: answer task requests with an exported model, locally (no TensorFlow)."""
+"""``ntm predict``: answer task requests with an exported model, locally (no TensorFlow).
+
+The requests go the one way every surface takes (``ntm.serving.plane``, through the library's
+``ntm.load``): the same answers as ``ntm serve`` gives, without HTTP.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,10 @@ import sys
 from pathlib import Path
 
 import click
+
+from ntm.serving.settings import RuntimeOptions
+
+DEFAULTS = RuntimeOptions()
 
 
 @click.command(short_help="Answer requests from a JSON file with an ONNX model.")
@@ -17,13 +25,13 @@ import click
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the JSON answer here instead of standard output.")
 @click.option("--pretty", is_flag=True, help="Draw inputs and answers as bit rows.")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="onnxruntime threads.")
-@click.option("--memory-size", type=click.IntRange(min=1), default=None,
+@click.option("--threads", type=click.IntRange(min=1), default=DEFAULTS.intra_op_threads,
+              show_default=True, help="onnxruntime threads.")
+@click.option("--memory-size", type=click.IntRange(min=1), default=DEFAULTS.memory_size,
               help="Memory rows for every request [default: per request, the smallest of the "
                    "trained rows x 1, 2, 4, ... that holds it].")
-@click.option("--max-memory-size", type=click.IntRange(min=1), default=2048, show_default=True,
-              help="Most memory rows a request may get.")
+@click.option("--max-memory-size", type=click.IntRange(min=1), default=DEFAULTS.max_memory_size,
+              show_default=True, help="Most memory rows a request may get.")
 def predict(input_file: str, model: str | None, output: Path | None, pretty: bool,
             threads: int, memory_size: int | None, max_memory_size: int) -> None:
     """Run the requests in INPUT_FILE ('-' for standard input) through a model.
@@ -33,52 +41,72 @@ def predict(input_file: str, model: str | None, output: Path | None, pretty: boo
     whether its request lay within the model's training range ("within_training_range") and
     with how many memory rows it ran ("memory_size").
     """
-    from ntm.serving.errors import ServingError
-    from ntm.contract.tasks import guess_task, task_classes
-    from ntm.serving.models import resolve
-    from ntm.serving.requests import parse_instances, parse_text
-    from ntm.serving.runtime import ModelRuntime, RuntimeOptions
+    from ntm.contract.errors import NtmError
 
-    try:  # bytes: parse_text checks the encoding and names a bad byte
-        data = sys.stdin.buffer.read() if input_file == "-" else Path(input_file).read_bytes()
-    except OSError as err:
-        raise click.ClickException(f"cannot read {input_file}: {err}") from None
     try:
-        payload = parse_text(data)
-        instances = parse_instances(payload)
-        spec = model or guess_task(payload)
-        if spec is None:
-            raise click.ClickException(
-                "cannot tell the task from the request (expected the fields of a task: "
-                + "; ".join(f"{name}: {'+'.join(cls.request_keys)}"
-                            for name, cls in task_classes().items() if cls.request_keys)
-                + "); pass --model NAME|PATH")
-        options = RuntimeOptions(intra_op_threads=threads, memory_size=memory_size,
-                                 max_memory_size=max_memory_size)
-        runtime = ModelRuntime(resolve(spec), options=options)
-        answers = runtime.predict(instances)
-    except ServingError as err:
-        raise click.ClickException(err.message) from None
+        loaded, instances, answers = answer(read_input(input_file), model, threads=threads,
+                                            memory_size=memory_size,
+                                            max_memory_size=max_memory_size)
+    except NtmError as err:
+        raise click.ClickException(str(err)) from None
     if pretty:
-        from ntm.serving.render import render
-
-        blocks = []
-        for i, (request, answer) in enumerate(zip(instances, answers)):
-            blocks.append(f"request {i} ({runtime.name}, model {runtime.path})\n"
-                          + render(runtime.task, request, answer,
-                                   runtime.task.training_range()))
-        text_out = "\n\n".join(blocks) + "\n"
+        text_out = render_all(loaded, instances, answers)
     else:
         text_out = json.dumps({"predictions": answers}) + "\n"
     if output is None:
         click.echo(text_out, nl=False)
         return
+    write_whole(output, text_out)
+    click.echo(f"wrote {len(answers)} prediction(s) to {output}", err=True)
+
+
+def read_input(input_file: str) -> bytes:
+    """The bytes of INPUT_FILE or standard input (parse_text checks the encoding and names a
+    bad byte)."""
+    try:
+        return sys.stdin.buffer.read() if input_file == "-" else Path(input_file).read_bytes()
+    except OSError as err:
+        raise click.ClickException(f"cannot read {input_file}: {err}") from None
+
+
+def answer(data: bytes, model: str | None, threads: int, memory_size: int | None,
+           max_memory_size: int):
+    """(the model, its requests, their answers) for the text of an input file."""
+    import ntm
+    from ntm.contract.tasks import guess_task, task_classes
+    from ntm.serving.requests import parse_instances, parse_text
+
+    payload = parse_text(data)
+    instances = parse_instances(payload)
+    spec = model or guess_task(payload)
+    if spec is None:
+        raise click.ClickException(
+            "cannot tell the task from the request (expected the fields of a task: "
+            + "; ".join(f"{name}: {'+'.join(cls.request_keys)}"
+                        for name, cls in task_classes().items() if cls.request_keys)
+            + "); pass --model NAME|PATH")
+    loaded = ntm.load(spec, intra_op_threads=threads, memory_size=memory_size,
+                      max_memory_size=max_memory_size)
+    return loaded, instances, loaded.predict(instances)
+
+
+def render_all(loaded, instances: list, answers: list[dict]) -> str:
+    """Every request and its answer drawn as bit rows (``--pretty``)."""
+    from ntm.serving.render import render
+
+    blocks = [f"request {i} ({loaded.name}, model {loaded.path})\n"
+              + render(loaded.task, request, result, loaded.task.training_range())
+              for i, (request, result) in enumerate(zip(instances, answers))]
+    return "\n\n".join(blocks) + "\n"
+
+
+def write_whole(output: Path, text: str) -> None:
+    """Write ``text`` to ``output`` whole (through a temporary file) or not at all."""
     tmp = output.with_name(output.name + ".tmp")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text_out)
+        tmp.write_text(text)
         tmp.replace(output)
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise click.ClickException(f"cannot write {output}: {err}") from None
-    click.echo(f"wrote {len(answers)} prediction(s) to {output}", err=True)
