@@ -20,14 +20,16 @@ from ntm.serving.http import INFER_ERRORS, READ_ERRORS, counted, error_response,
     read_body
 from ntm.serving.plane import VERSION, DataPlane
 from ntm.serving.runtime import ModelRuntime
-from ntm.serving.schema import request_body
-from ntm.serving.v2codec import HEADER_LENGTH, InferRequestBody, encode_response, parse_request
+from ntm.serving.schema import json_schema, request_body
+from ntm.serving.v2codec import HEADER_LENGTH, InferRequestBody, InferResponseBody, \
+    ModelMetadata, TensorMetadata, encode_response, parse_request
 
 # JSON, or the binary tensor extension when the request asks for binary outputs.
 INFER_RESPONSES = {**INFER_ERRORS, 200: {"description": "output tensors", "content": {
-    "application/json": {"schema": {"type": "object"}},
+    "application/json": {"schema": json_schema(InferResponseBody)},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
 INFER_BODY = request_body(InferRequestBody)
+METADATA_RESPONSES = {200: {"model": ModelMetadata}, **READ_ERRORS}
 
 
 def router(plane: DataPlane) -> APIRouter:
@@ -48,12 +50,12 @@ def router(plane: DataPlane) -> APIRouter:
             return error_response(503, "not ready")
         return {"ready": True}
 
-    @api.get("/v2/models/{name}", summary="Model metadata (V2)", responses=READ_ERRORS)
+    @api.get("/v2/models/{name}", summary="Model metadata (V2)", responses=METADATA_RESPONSES)
     async def v2_model(name: str):
         return model_metadata(plane.get(name))
 
     @api.get("/v2/models/{name}/versions/{version}", summary="Model metadata (V2)",
-             responses=READ_ERRORS)
+             responses=METADATA_RESPONSES)
     async def v2_model_version(name: str, version: str):
         check_version(version)
         return model_metadata(plane.get(name))
@@ -111,19 +113,16 @@ def check_version(version: str) -> None:
 
 
 def model_metadata(runtime: ModelRuntime) -> dict[str, Any]:
-    """The model's V2 metadata: its tensors' names, datatypes and shapes (-1: any)."""
+    """The model's V2 metadata (``ModelMetadata``): its tensors' names, datatypes and shapes
+    (-1: any size)."""
     t = runtime.fixed_length or -1
-    return {
-        "name": runtime.name,
-        "versions": [VERSION],
-        "platform": "onnxruntime_onnx",
-        "inputs": [{"name": meta.INPUT_NAME, "datatype": "FP32",
-                    "shape": [-1, t, runtime.input_size]}],
-        "outputs": [
-            {"name": meta.PROBABILITIES, "datatype": "FP32",
-             "shape": [-1, t, runtime.output_size]},
-            {"name": meta.ATTENTION, "datatype": "FP32",
-             "shape": [-1, t, runtime.num_heads,
-                       -1 if runtime.grows else runtime.fixed_memory_size]},
-        ],
-    }
+    rows = -1 if runtime.grows else runtime.fixed_memory_size
+    return ModelMetadata(
+        name=runtime.name, versions=[VERSION], platform="onnxruntime_onnx",
+        inputs=[TensorMetadata(name=meta.INPUT_NAME, datatype="FP32",
+                               shape=[-1, t, runtime.input_size])],
+        outputs=[TensorMetadata(name=meta.PROBABILITIES, datatype="FP32",
+                                shape=[-1, t, runtime.output_size]),
+                 TensorMetadata(name=meta.ATTENTION, datatype="FP32",
+                                shape=[-1, t, runtime.num_heads, rows])],
+    ).model_dump()

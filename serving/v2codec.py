@@ -152,11 +152,50 @@ def _tensor_array(tensor: InputTensor, where: str, binary: bytes, offset: int
     return array.reshape(shape), 0
 
 
+# -- the response body (JSON part), as the OpenAPI document declares it ---------------------
+class OutputTensor(BaseModel):
+    name: str
+    datatype: Datatype
+    shape: list[Count]
+    data: list[Any] | None = Field(None, description="the values, flat, row-major; absent "
+                                                     "when parameters.binary_data_size is set")
+    parameters: TensorParameters | None = None
+
+
+class InferResponseBody(BaseModel):
+    """The JSON header of an infer response (followed by binary outputs when asked for)."""
+
+    model_name: str
+    model_version: str
+    id: str | None = Field(None, description="the request's id, when it had one")
+    parameters: dict[str, Any] | None = Field(
+        None, description="within_training_range (judged by time steps) and memory_size (the "
+                          "memory rows the batch ran with)")
+    outputs: list[OutputTensor]
+
+
+# -- model metadata -------------------------------------------------------------------------
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: Datatype
+    shape: list[int] = Field(description="dimensions; -1 where any size is accepted")
+
+
+class ModelMetadata(BaseModel):
+    """GET /v2/models/{name}: what the model takes and gives."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
 def encode_response(model_name: str, model_version: str, request_id: str | None,
                     outputs: list[tuple[str, np.ndarray, bool]],
                     parameters: dict[str, Any] | None = None) -> tuple[bytes, int | None]:
-    """Build a response body: (body, header length for the binary case or None); response
-    ``parameters`` when given."""
+    """Build a response body (an ``InferResponseBody``, then any binary outputs): (body, header
+    length for the binary case or None); response ``parameters`` when given."""
     doc: dict[str, Any] = {"model_name": model_name, "model_version": model_version,
                            "outputs": []}
     if request_id is not None:
