@@ -241,8 +241,6 @@ def long_functions(limit: int = MAX_FUNCTION_LINES) -> list[str]:
     return found
 
 
-@pytest.mark.xfail(strict=False, reason="refactor in progress: serving/ and cli/ functions are "
-                                        "being shortened")
 def test_no_function_longer_than_60_lines_in_serving_and_cli():
     offenders = long_functions()
     assert not offenders, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(offenders)

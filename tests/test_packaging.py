@@ -175,14 +175,7 @@ def check_ntm_serve(command: list[str], cwd: Path) -> None:
             proc.kill()
 
 
-PAGE_FROM_TOP_LEVEL = ("serving/page.py:39 finds its files with resources.files('serving'), a "
-                       "module that exists only under `python -m` in the repository root (not "
-                       "for the ntm script, not in the wheel); it should be "
-                       "resources.files('ntm.serving')")
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=PAGE_FROM_TOP_LEVEL)
 def test_wheel_in_a_fresh_venv_serves_the_page_and_the_api(fresh_venv, elsewhere):
     check_ntm_serve([str(fresh_venv / "bin" / "ntm")], elsewhere)
 
@@ -204,7 +197,6 @@ def test_editable_install_imports_from_another_directory(tmp_path):
     assert version.returncode == 0 and "ntm, version" in version.stdout, version.stderr
 
 
-@pytest.mark.xfail(strict=False, reason=PAGE_FROM_TOP_LEVEL)
 def test_editable_install_serves_from_another_directory(elsewhere):
     check_ntm_serve([str(Path(sys.executable).parent / "ntm")], elsewhere)
 
