@@ -80,15 +80,14 @@ def _session_options(threads: int):
 
 def build_model(run_dir: Path | None, small: bool):
     """(NTM, ModelConfig, Task): a trained run's model, or a fresh default (or tiny) copy NTM."""
-    from ntm.checkpoints import load_model
     from ntm.config import ModelConfig
-    from ntm.model import NTM
     from ntm.contract.tasks import get_task
-    from ntm.trainer import task_for
+    from ntm.model import NTM
+    from ntm.runs import Run
 
     if run_dir is not None:
-        model, config, train_config, _ = load_model(run_dir)
-        return model, config, task_for(train_config, get_task)
+        run = Run.load(run_dir)
+        return run.model, run.model_config, run.task
     task = get_task("copy")
     sizes = dict(memory_size=16, memory_width=8, controller_size=16) if small else {}
     config = ModelConfig(input_size=task.input_size, output_size=task.output_size, **sizes)

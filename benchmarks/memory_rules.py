@@ -38,15 +38,13 @@ def variants(margins, powers) -> list[dict]:
 
 def measure(run_dir: Path, points: str, sequences: int, rules: list[dict]) -> tuple[str, list]:
     """Evaluate the run's model under each rule variant -> (task name, result rows)."""
-    from ntm.cli.evaluate import eval_points, rows_for_points
-    from ntm.checkpoints import load_model
-    from ntm.evaluation import evaluate
+    from ntm.cli.evaluate import eval_points
+    from ntm.evaluation import evaluate, rows_for_points
+    from ntm.runs import Run
     from ntm.steps import make_predict_with_rows
-    from ntm.contract.tasks import get_task
-    from ntm.trainer import task_for
 
-    model, config, train_config, _ = load_model(run_dir)
-    task = task_for(train_config, get_task)
+    run = Run.load(run_dir)
+    model, config, task = run.model, run.model_config, run.task
     difficulties = eval_points(points, task)
     rows_for = rows_for_points(task, config.memory_size)
     out = []
@@ -87,17 +85,14 @@ def markdown(results: dict) -> str:
 
 def small_run(root: Path) -> Path:
     """A tiny copy model (16 rows, lengths 1-4), trained for a few steps."""
-    from ntm.config import ModelConfig, TrainConfig
-    from ntm.contract.tasks import get_task
-    from ntm.trainer import Trainer, task_for
+    from ntm.config import TrainConfig
+    from ntm.runs import Run
+    from ntm.trainer import Trainer
 
     run_dir = root / "copy"
     tc = TrainConfig(task="copy", max_length=4, steps=20, eval_every=10, eval_size=8,
                      checkpoint_every=10, log_every=10, target_error=-1)
-    task = task_for(tc, get_task)
-    mc = ModelConfig(input_size=task.input_size, output_size=task.output_size, memory_size=16,
-                     memory_width=6, controller_size=16)
-    Trainer(run_dir, mc, tc, task).run()
+    Trainer(Run.create(run_dir, tc, memory_size=16, memory_width=6, controller_size=16)).run()
     return run_dir
 
 

@@ -1,11 +1,18 @@
-"""Helpers shared by the commands: quiet TensorFlow, one-line errors."""
+"""Helpers shared by the commands: quiet TensorFlow, options generated from the config
+dataclasses, and the parameter types the commands share."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+from typing import Callable
 
 import click
+
+from ntm.config import value_type
+from ntm.contract.errors import NtmError
+from ntm.contract.tasks import task_names
 
 
 def quiet_tensorflow(threads: int | None = None):
@@ -41,11 +48,6 @@ def quiet_tensorflow(threads: int | None = None):
     return tf
 
 
-def fail(message: str) -> None:
-    """Stop the command with a one-line error (exit code 1)."""
-    raise click.ClickException(message)
-
-
 class WordOrCount(click.ParamType):
     """A keyword (converted to None) or a positive integer: ``dynamic|N``, ``auto|N``.
 
@@ -68,3 +70,97 @@ class WordOrCount(click.ParamType):
         if n < 1:
             self.fail(f"{n} {self.unit}: {self.why_positive}", param, ctx)
         return n
+
+
+class TaskChoice(click.Choice):
+    """A task name, checked against the task registry when the command runs, so a task plugged
+    in through the ``ntm.tasks`` entry-point group is a valid choice (and listed in --help)."""
+
+    def __init__(self):
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(task_names())
+
+    @choices.setter
+    def choices(self, value) -> None:  # click.Choice.__init__ assigns it; the registry decides
+        pass
+
+
+class ConfigOption(click.Option):
+    """An option that sets a config dataclass field (``config_field``); its flag may differ
+    (``--read-heads`` sets ``num_read_heads``)."""
+
+    def __init__(self, *args, config_field: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config_field = config_field
+
+
+def _click_type(cls: type, field: dataclasses.Field) -> click.ParamType | type:
+    """click.Choice, IntRange or FloatRange from the field's metadata; else its value type."""
+    meta, kind = field.metadata, value_type(cls, field)
+    if meta["choices"] is not None:
+        return click.Choice(meta["choices"])
+    if meta["low"] is None and meta["high"] is None:
+        return kind
+    bounds = dict(min=meta["low"], max=meta["high"], min_open=meta["low_open"],
+                  max_open=meta["high_open"])
+    return click.IntRange(**bounds) if kind is int else click.FloatRange(**bounds)
+
+
+def config_options(*classes: type) -> Callable:
+    """One ``ConfigOption`` per command-line field of the config dataclasses ``classes``, in
+    field order: flag, default, range or choices and help all come from the field
+    (``ntm.config.setting``)."""
+    options = []
+    for cls in classes:
+        for field in dataclasses.fields(cls):
+            meta = field.metadata
+            if not meta.get("cli"):
+                continue
+            flags = meta["flags"] or ("--" + field.name.replace("_", "-"),)
+            options.append(click.option(
+                *flags, cls=ConfigOption, config_field=field.name, type=_click_type(cls, field),
+                default=field.default, show_default=field.default is not None,
+                help=meta["help"]))
+
+    def decorate(command: Callable) -> Callable:
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+def click_error(err: NtmError, ctx: click.Context | None) -> click.ClickException:
+    """The Click exception that shows ``err``: ``ctx`` is the failing command's context."""
+    message = str(err)
+    if err.exit_code != 2:
+        error = click.ClickException(message)
+        error.exit_code = err.exit_code
+        return error
+    params = ctx.command.params if ctx is not None else []
+    param = next((p for p in params
+                  if getattr(p, "config_field", p.name) == err.config_field), None)
+    if param is not None:
+        return click.BadParameter(message, ctx, param=param)
+    return click.UsageError(message, ctx)
+
+
+class NtmGroup(click.Group):
+    """A command group that shows an escaping ``NtmError`` as a one-line Click error."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except NtmError as err:
+            raise click_error(err, self._failed_context(ctx)) from None
+
+    def _failed_context(self, ctx: click.Context) -> click.Context:
+        """A context for the subcommand that ran (for its usage line and options); a nested
+        group's own handler has already answered for its subcommands."""
+        name = ctx.invoked_subcommand
+        command = self.get_command(ctx, name) if name else None
+        if command is None:
+            return ctx
+        return click.Context(command, info_name=name, parent=ctx)

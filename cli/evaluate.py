@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -36,12 +35,10 @@ def evaluate(run_dir: Path | None, points: str | None, sequences: int, batch_siz
     memory rows it ran with.
     """
     from ntm.evaluation import format_table
-    from ntm.runs import RunError, latest_run
+    from ntm.files import write_json_atomic
+    from ntm.runs import latest_run
 
-    try:
-        run_dir = run_dir or latest_run()
-    except RunError as err:
-        raise click.ClickException(str(err)) from None
+    run_dir = run_dir or latest_run()
     quiet_tensorflow(threads)
     task, state, rows = evaluate_run(run_dir, points, sequences, batch_size, seed, memory_size)
     click.echo(f"{task.name} run {run_dir} at step {int(state.step.numpy())} "
@@ -50,13 +47,12 @@ def evaluate(run_dir: Path | None, points: str | None, sequences: int, batch_siz
                   if task.train_repeats else "") + ")")
     click.echo(format_table(rows, task.length_name))
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({
+        write_json_atomic(json_out, {
             "task": task.name, "run_dir": str(run_dir), "step": int(state.step.numpy()),
             "sequences_seen": int(state.sequences.numpy()), "seed": seed,
             "train_lengths": list(task.train_lengths),
             "train_repeats": list(task.train_repeats) if task.train_repeats else None,
-            "rows": [r.as_dict() for r in rows]}, indent=2))
+            "rows": [r.as_dict() for r in rows]})
         click.echo(f"wrote {json_out}")
 
 
@@ -70,36 +66,14 @@ def eval_points(points: str | None, task) -> list:
         raise click.BadParameter(str(err), param_hint="--points") from None
 
 
-def rows_for_points(task, trained: int, memory_size: int | None = None):
-    """Difficulty -> memory rows: ``memory_size``, else the smallest of trained x 1, 2, 4, ...
-    that holds it (``ntm.contract.memory_plan``, without the server's upper limit)."""
-    from ntm.contract.memory_plan import choose_memory_size
-
-    if memory_size is not None:
-        return lambda difficulty: memory_size
-    return lambda difficulty: choose_memory_size(task.memory_rows(difficulty), trained,
-                                                 maximum=2 ** 30)
-
-
 def evaluate_run(run_dir: Path, points: str | None, sequences: int, batch_size: int = 50,
                  seed: int = 1234, memory_size: int | None = None) -> tuple:
     """Load a run's latest checkpoint and measure it at ``points`` with TensorFlow (import it
-    through ``quiet_tensorflow`` first) -> (task, training state, EvalRows); a one-line
-    ClickException for a missing or corrupt run. Memory rows as ``rows_for_points``."""
-    from ntm.checkpoints import load_model
-    from ntm.config import ConfigError
-    from ntm.evaluation import evaluate
-    from ntm.runs import RunError
-    from ntm.steps import make_predict_with_rows
-    from ntm.contract.tasks import get_task
-    from ntm.trainer import task_for
+    through ``quiet_tensorflow`` first) -> (task, training state, EvalRows); RunError or
+    ConfigFileError for a missing or corrupt run. Memory rows as
+    ``ntm.evaluation.rows_for_points``."""
+    from ntm.runs import Run
 
-    try:
-        model, model_config, train_config, state = load_model(run_dir)
-        task = task_for(train_config, get_task)
-    except (RunError, ConfigError) as err:
-        raise click.ClickException(str(err)) from None
-    difficulties = eval_points(points, task)
-    rows = evaluate(make_predict_with_rows(model), task, difficulties, sequences, batch_size,
-                    seed, rows_for=rows_for_points(task, model_config.memory_size, memory_size))
-    return task, state, rows
+    run = Run.load(run_dir)
+    rows = run.evaluate(eval_points(points, run.task), sequences, batch_size, seed, memory_size)
+    return run.task, run.state, rows

@@ -45,20 +45,13 @@ def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: 
     the trained memory rows); a difference above 1e-4 fails the export and leaves any earlier
     export in place.
     """
-    from ntm.config import ConfigError
-    from ntm.runs import RunError, latest_run
+    from ntm.runs import latest_run
 
-    try:
-        run_dir = run_dir or latest_run()
-    except RunError as err:
-        raise click.ClickException(str(err)) from None
+    run_dir = run_dir or latest_run()
     quiet_tensorflow(1)
-    from ntm.export.exporter import ExportError, export_run
+    from ntm.export.exporter import export_run
 
-    try:
-        result = export_run(run_dir, fmt, length, opset, out, name, memory_size)
-    except (RunError, ConfigError, ExportError) as err:
-        raise click.ClickException(str(err)) from None
+    result = export_run(run_dir, fmt, length, opset, out, name, memory_size)
     click.echo(f"exported {run_dir} as {result.format} ({result.mode}"
                + (f", {length} time steps" if length else "") + f") to {result.path}")
     for path, size in result.files:

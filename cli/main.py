@@ -1,14 +1,21 @@
-"""The ``ntm`` command group: one module per command, registered here."""
+"""The ``ntm`` command group: one module per command, registered here.
+
+Every error the project raises on purpose is an ``NtmError`` (``ntm.contract.errors``); the
+group (``ntm.cli.common.NtmGroup``) turns it into Click's one-line error, once, for every
+command: exit code 1, or 2 with the command's usage line for a usage error (naming the option
+when the error names the config field it sets).
+"""
 
 from __future__ import annotations
 
 import click
 
 from ntm import __version__
+from ntm.cli.common import NtmGroup
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"],
-                               "auto_envvar_prefix": "NTM"})
+@click.group(cls=NtmGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                             "auto_envvar_prefix": "NTM"})
 @click.version_option(__version__, "-V", "--version", prog_name="ntm")
 def cli() -> None:
     """A Neural Turing Machine that learns: train, evaluate, export to ONNX, serve on CPU."""

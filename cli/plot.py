@@ -12,11 +12,14 @@ from typing import Any, Callable, NamedTuple
 
 import click
 
+from ntm.cli.common import NtmGroup
+
 PLOT_EXTRA = "pip install -e '.[plot]'"
 TRAIN_EXTRA = "pip install -e '.[train]'"
 
 
-@click.group(short_help="Draw attention, training curves or generalisation as PNG.")
+@click.group(cls=NtmGroup,
+             short_help="Draw attention, training curves or generalisation as PNG.")
 def plot() -> None:
     """Draw figures as PNG files (needs matplotlib: pip install -e '.[plot]')."""
 
@@ -342,7 +345,7 @@ def table_from_model(spec: str, points: str | None, sequences: int, seed: int) -
     """Evaluate an ONNX model (NAME or PATH) with onnxruntime and print the table."""
     from ntm.cli.evaluate import eval_points
     from ntm.evaluation import evaluate, format_table
-    from ntm.serving.errors import NotFound, ServingError
+    from ntm.serving.errors import NotFound
     from ntm.serving.models import resolve
     from ntm.serving.runtime import ModelRuntime
 
@@ -351,15 +354,12 @@ def table_from_model(spec: str, points: str | None, sequences: int, seed: int) -
     except NotFound as err:
         raise click.ClickException(f"{err.message} (SOURCE may also be an 'ntm evaluate --json' "
                                    f"table or a run directory)") from None
-    try:
-        runtime = ModelRuntime(path)
-        task = runtime.task
-        difficulties = eval_points(points, task)
-        rows = evaluate(lambda x, n: runtime.run(x, n)[0], task, difficulties, sequences,
-                        seed=seed, rows_for=lambda d: runtime.memory_size_for(
-                            task.memory_rows(d), f"{task.length_name} {d.label()}"))
-    except ServingError as err:
-        raise click.ClickException(err.message) from None
+    runtime = ModelRuntime(path)
+    task = runtime.task
+    difficulties = eval_points(points, task)
+    rows = evaluate(lambda x, n: runtime.run(x, n)[0], task, difficulties, sequences,
+                    seed=seed, rows_for=lambda d: runtime.memory_size_for(
+                        task.memory_rows(d), f"{task.length_name} {d.label()}"))
     click.echo(format_table(rows, task.length_name))
     return Table(task, [r.as_dict() for r in rows],
                  f"{task.name}: generalisation of model {runtime.path.name}")

@@ -11,7 +11,6 @@ its output.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 from pathlib import Path
@@ -31,26 +30,22 @@ BARS = {
 
 def bundle(run_dir: Path, train_command: str, sequences: int = 100,
            out_dir: Path = PRETRAINED, note: str = "") -> dict:
-    from ntm.cli.evaluate import rows_for_points
+    from ntm.contract.tasks import Difficulty
     from ntm.export.exporter import export_run
-    from ntm.checkpoints import load_model
-    from ntm.evaluation import evaluate
-    from ntm.steps import make_predict_with_rows
-    from ntm.contract.tasks import Difficulty, get_task
-    from ntm.trainer import task_for
+    from ntm.files import write_json_atomic, write_text_atomic
+    from ntm.runs import Run
 
-    model, model_config, train_config, state = load_model(run_dir)
-    task = task_for(train_config, get_task)
+    run = Run.load(run_dir)
+    task, model_config, train_config, state = run.task, run.model_config, run.train_config, \
+        run.state
     name = task.name
     target = out_dir / f"{name}.onnx"
-    result = export_run(run_dir, "onnx", out=target)
-    predict = make_predict_with_rows(model)
+    result = export_run(run, "onnx", out=target)
     points = list(task.default_eval_points())
     for length, repeats in BARS[name]:
         if Difficulty(length, repeats) not in points:
             points.append(Difficulty(length, repeats))
-    rows = evaluate(predict, task, points, sequences,
-                    rows_for=rows_for_points(task, model_config.memory_size))
+    rows = run.evaluate(points, sequences)
     table = [r.as_dict() for r in rows]
     bars = []
     for (length, repeats), limit in BARS[name].items():
@@ -82,8 +77,8 @@ def bundle(run_dir: Path, train_command: str, sequences: int = 100,
         "quality_bars": bars,
         "all_bars_met": all(b["met"] for b in bars),
     }
-    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
-    (out_dir / f"{name}.md").write_text(render_card(card, task.length_name))
+    write_json_atomic(out_dir / f"{name}.json", card, trailing_newline=True)
+    write_text_atomic(out_dir / f"{name}.md", render_card(card, task.length_name))
     return card
 
 

@@ -13,22 +13,22 @@ import tensorflow as tf
 import ntm
 from ntm.contract import metadata as meta
 from ntm.export.signatures import ExportModule
+from ntm.contract.errors import NtmError
+from ntm.contract.memory_plan import (DEFAULT_MAX_MEMORY_SIZE, MemoryLimitExceeded,
+                                      choose_memory_size)
+from ntm.contract.tasks import Difficulty
 from ntm.export.verify import (NOISE_FACTOR, PERTURBATION, TOLERANCE, Comparison, compare,
-                           verification_points)
-from ntm.contract.memory_plan import DEFAULT_MAX_MEMORY_SIZE, MemoryLimitExceeded, choose_memory_size
+                               verification_points)
 from ntm.export.writers import (convert_to_onnx, replace_path, set_metadata, triton_config,
-                            write_savedmodel)
-from ntm.checkpoints import load_model
-from ntm.runs import read_summary
-from ntm.contract.tasks import Difficulty, get_task
-from ntm.trainer import task_for
+                                write_savedmodel)
+from ntm.runs import Run, read_summary
 
 FORMATS = ("savedmodel", "onnx", "triton")
 DEFAULT_OPSET = 17
 EXPORTS_ROOT = Path("exports")
 
 
-class ExportError(RuntimeError):
+class ExportError(RuntimeError, NtmError):
     """The export cannot be made or failed its proof; the message says why."""
 
 
@@ -70,11 +70,12 @@ def fixed_memory_size(task, length: int, trained: int, requested: int | None = N
         raise ExportError(f"--length {length}: {err}; pass --memory-size") from None
 
 
-def export_run(run_dir: Path, fmt: str, length: int | None = None, opset: int = DEFAULT_OPSET,
+def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int = DEFAULT_OPSET,
                out: Path | None = None, model_name: str | None = None,
                memory_size: int | None = None) -> ExportResult:
-    """Export the latest checkpoint of ``run_dir``; verify against TensorFlow before replacing
-    anything at ``out``. Raises ExportError (with the measured difference) when the proof fails.
+    """Export the latest checkpoint of ``run`` (a ``Run``, or its directory); verify against
+    TensorFlow before replacing anything at ``out``. Raises ExportError (with the measured
+    difference) when the proof fails.
 
     A dynamic-length export takes its memory rows per call (input ``memory_size``); a
     fixed-length one has ``memory_size`` rows [default: what its length needs].
@@ -86,8 +87,8 @@ def export_run(run_dir: Path, fmt: str, length: int | None = None, opset: int = 
     if length is None and memory_size is not None:
         raise ExportError("--memory-size is for fixed-length exports (--length N); a dynamic "
                           "export takes its memory size per call")
-    model, model_config, train_config, state = load_model(run_dir)
-    task = task_for(train_config, get_task)
+    run = run if isinstance(run, Run) else Run.load(run)
+    model, model_config, task = run.model, run.model_config, run.task
     trained = model_config.memory_size
     rows = None if length is None else fixed_memory_size(task, length, trained, memory_size)
     points = verification_points(task, length, trained, rows)
@@ -105,47 +106,61 @@ def export_run(run_dir: Path, fmt: str, length: int | None = None, opset: int = 
         r = module.serve(*module.feeds(tf.constant(x), n))
         return r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy()
 
+    def prove(candidate) -> list[Comparison]:
+        return _prove(reference, candidate, task, points, length)
+
     workdir = Path(tempfile.mkdtemp(prefix=".ntm-export-", dir=_existing_parent(out)))
     try:
         if fmt == "savedmodel":
-            tmp = workdir / "savedmodel"
-            write_savedmodel(module, tmp)
-            loaded = tf.saved_model.load(str(tmp)).signatures["serving_default"]
-
-            def candidate(x, n):
-                feeds = dict(zip(_input_names(module), module.feeds(tf.constant(x), n)))
-                r = loaded(**feeds)
-                return r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy()
-
-            comparisons = _prove(reference, candidate, task, points, length)
-            final, files = out, [(out, _size(tmp))]
+            tmp, final, files, comparisons = _savedmodel(module, workdir, out, prove)
         else:
-            proto = convert_to_onnx(module, opset)
-            entries = _metadata(task, model_config, train_config, state, run_dir, mode, length,
-                                opset, rows)
-            set_metadata(proto, meta.encode(entries))
-            onnx.checker.check_model(proto)
-            comparisons = _prove(reference, _onnx_forward(proto), task, points, length)
-            entries["ntm.export"]["verified"] = [c.as_dict() for c in comparisons]
-            set_metadata(proto, meta.encode(entries))
-            if fmt == "onnx":
-                tmp = workdir / "model.onnx"
-                onnx.save(proto, str(tmp))
-                final, files = out, [(out, tmp.stat().st_size)]
-            else:
-                tmp = workdir / name
-                (tmp / "1").mkdir(parents=True)
-                onnx.save(proto, str(tmp / "1" / "model.onnx"))
-                (tmp / "config.pbtxt").write_text(triton_config(
-                    name, model_config.input_size, model_config.output_size,
-                    model_config.num_heads, rows, length))
-                final = out / name
-                files = [(final / "config.pbtxt", (tmp / "config.pbtxt").stat().st_size),
-                         (final / "1" / "model.onnx", (tmp / "1" / "model.onnx").stat().st_size)]
+            tmp, final, files, comparisons = _onnx(run, module, workdir, out, fmt, opset, name,
+                                                   rows, prove)
         replace_path(tmp, final)
         return ExportResult(final, fmt, mode, files, comparisons)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _savedmodel(module: ExportModule, workdir: Path, out: Path, prove) -> tuple:
+    """Write and prove a SavedModel in ``workdir`` -> (written, final path, files, proof)."""
+    tmp = workdir / "savedmodel"
+    write_savedmodel(module, tmp)
+    loaded = tf.saved_model.load(str(tmp)).signatures["serving_default"]
+
+    def candidate(x, n):
+        feeds = dict(zip(_input_names(module), module.feeds(tf.constant(x), n)))
+        r = loaded(**feeds)
+        return r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy()
+
+    comparisons = prove(candidate)
+    return tmp, out, [(out, _size(tmp))], comparisons
+
+
+def _onnx(run: Run, module: ExportModule, workdir: Path, out: Path, fmt: str, opset: int,
+          name: str, rows: int | None, prove) -> tuple:
+    """Convert, prove and write an ONNX model (alone, or as a Triton repository entry) in
+    ``workdir``; the proof goes into its metadata -> (written, final path, files, proof)."""
+    length = module.length
+    proto = convert_to_onnx(module, opset)
+    entries = _metadata(run, "dynamic" if length is None else "fixed", length, opset, rows)
+    set_metadata(proto, meta.encode(entries))
+    onnx.checker.check_model(proto)
+    comparisons = prove(_onnx_forward(proto))
+    entries["ntm.export"]["verified"] = [c.as_dict() for c in comparisons]
+    set_metadata(proto, meta.encode(entries))
+    if fmt == "onnx":
+        tmp = workdir / "model.onnx"
+        onnx.save(proto, str(tmp))
+        return tmp, out, [(out, tmp.stat().st_size)], comparisons
+    tmp, final, config = workdir / name, out / name, run.model_config
+    (tmp / "1").mkdir(parents=True)
+    onnx.save(proto, str(tmp / "1" / "model.onnx"))
+    (tmp / "config.pbtxt").write_text(triton_config(
+        name, config.input_size, config.output_size, config.num_heads, rows, length))
+    files = [(final / "config.pbtxt", (tmp / "config.pbtxt").stat().st_size),
+             (final / "1" / "model.onnx", (tmp / "1" / "model.onnx").stat().st_size)]
+    return tmp, final, files, comparisons
 
 
 def _prove(reference, candidate, task, points, length) -> list[Comparison]:
@@ -186,13 +201,13 @@ def _onnx_forward(proto: onnx.ModelProto):
     return forward
 
 
-def _metadata(task, model_config, train_config, state, run_dir, mode, length, opset,
-              rows) -> dict:
+def _metadata(run: Run, mode, length, opset, rows) -> dict:
     import tf2onnx
 
-    summary = read_summary(run_dir)
+    summary = read_summary(run.directory)
+    model_config, train_config, state = run.model_config, run.train_config, run.state
     return {
-        "ntm.task": task.metadata(),
+        "ntm.task": run.task.metadata(),
         "ntm.model": model_config.to_dict(),
         "ntm.training": {
             "step": int(state.step.numpy()),

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 from pathlib import Path
 
@@ -35,16 +34,18 @@ import tensorflow as tf
 from onnx import numpy_helper
 
 from ntm.contract import metadata as meta
+from ntm.contract.errors import NtmError
 from ntm.checkpoints import TrainingState
 from ntm.config import ModelConfig, TrainConfig, save_configs
 from ntm.model import NTM
-from ntm.runs import CHECKPOINT_DIR, SUMMARY_FILE, write_json_atomic
+from ntm.files import write_json_atomic
+from ntm.runs import CHECKPOINT_DIR, SUMMARY_FILE
 from ntm.contract.tasks import Difficulty, task_from_metadata
 
 MATCH_TOLERANCE = 1e-5
 
 
-class RecoveryError(RuntimeError):
+class RecoveryError(RuntimeError, NtmError):
     """The ONNX model's weights cannot be mapped back onto the NTM; the message says why."""
 
 

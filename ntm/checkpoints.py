@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ntm.config import ModelConfig, TrainConfig, load_configs
+from ntm.config import ModelConfig
 from ntm.model import NTM
-from ntm.runs import CHECKPOINT_DIR, RunError, check_run_dir
+from ntm.runs import CHECKPOINT_DIR, RunError
 
 
 class TrainingState(tf.Module):
@@ -34,17 +34,17 @@ def all_finite(variables) -> bool:
     return all(bool(np.isfinite(v.numpy()).all()) for v in variables)
 
 
-def load_model(run_dir: Path) -> tuple[NTM, ModelConfig, TrainConfig, TrainingState]:
-    """Rebuild the model from a run's config.json and restore its latest checkpoint.
+def restore_latest(run_dir: Path, model_config: ModelConfig,
+                   seed: int) -> tuple[NTM, TrainingState]:
+    """The model of ``model_config`` and the training counters, restored from the latest
+    checkpoint in ``run_dir`` (``ntm.runs.Run.model`` calls this; open runs through ``Run``).
 
-    Raises RunError/ConfigError with a one-line message for a missing or corrupt run.
+    Raises RunError with a one-line message when no checkpoint is readable.
     """
-    run_dir = check_run_dir(Path(run_dir))
-    model_config, train_config = load_configs(run_dir)
-    model = NTM(model_config, seed=train_config.seed)
+    model = NTM(model_config, seed=seed)
     state = TrainingState()
     ckpt = tf.train.Checkpoint(model=model, state=state)
-    path = tf.train.latest_checkpoint(str(run_dir / CHECKPOINT_DIR))
+    path = tf.train.latest_checkpoint(str(Path(run_dir) / CHECKPOINT_DIR))
     if path is None:
         raise RunError(f"{run_dir} has no readable checkpoint")
     try:
@@ -52,4 +52,4 @@ def load_model(run_dir: Path) -> tuple[NTM, ModelConfig, TrainConfig, TrainingSt
     except (tf.errors.OpError, AssertionError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RunError(f"checkpoint {path} could not be restored: {first}") from None
-    return model, model_config, train_config, state
+    return model, state

@@ -3,21 +3,104 @@
 ``ModelConfig`` fixes the architecture (paper §3, defaults from the paper's Tables 1-3);
 ``TrainConfig`` fixes the optimiser, data and schedule. Both round-trip through plain dicts
 (JSON); an unknown key fails loudly and lists the valid ones.
+
+Every field says, in its metadata (``setting``), its help text, its allowed range or choices,
+its command-line flag and whether a resumed run may change it. The dataclasses check their
+values against that metadata, and ``ntm train`` generates its options from it
+(``ntm.cli.common.config_options``): default, range and help live here alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ntm.contract.errors import NtmError
+from ntm.contract.tasks import Task, get_task
+from ntm.files import write_json_atomic
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A configuration value or key is invalid; the message names it."""
+class ConfigError(ValueError, NtmError):
+    """A configuration value or key is invalid; the message names it, ``config_field`` the
+    field when there is one. A usage error: the values come from the user (exit code 2)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.config_field = field
+
+
+class ConfigFileError(ConfigError):
+    """A run's config.json is missing or corrupt (exit code 1: the file is wrong, not the
+    command)."""
+
+    exit_code = 1
+
+
+def setting(default: Any, help: str, *, flags: tuple[str, ...] = (),
+            choices: tuple[str, ...] | None = None, low: float | None = None,
+            high: float | None = None, low_open: bool = False, high_open: bool = False,
+            resumable: bool = False, cli: bool = True) -> Any:
+    """A config field with its metadata: ``help``; the allowed values (``choices``, or the range
+    ``low``..``high``, each end open or closed; None = unbounded); ``flags``, the command-line
+    spellings [default: --field-name]; ``resumable``: a resumed run may change it; ``cli``:
+    False for fields the command line does not set."""
+    return dataclasses.field(default=default, metadata={
+        "help": help, "flags": flags, "choices": choices, "low": low, "high": high,
+        "low_open": low_open, "high_open": high_open, "resumable": resumable, "cli": cli})
+
+
+def value_type(cls: type, field: dataclasses.Field) -> type:
+    """The field's value type (int, float, str), None-ness aside."""
+    hint = typing.get_type_hints(cls)[field.name]
+    if isinstance(hint, types.UnionType):
+        hint = next(t for t in typing.get_args(hint) if t is not type(None))
+    return hint
+
+
+def describe_range(low, high, low_open: bool, high_open: bool) -> str:
+    """'>= 1', '> 0', 'in (0, 1]'..."""
+    if high is None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    if low is None:
+        return f"{'<' if high_open else '<='} {high:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def check_fields(config: Any) -> None:
+    """ConfigError naming the first field whose value breaks its metadata (type, range,
+    choices); a None value passes for a field whose default is None."""
+    for f in dataclasses.fields(config):
+        value, meta = getattr(config, f.name), f.metadata
+        if not meta or (value is None and f.default is None):
+            continue
+        if meta["choices"] is not None:
+            if value not in meta["choices"]:
+                raise ConfigError(f"{f.name} must be one of {', '.join(meta['choices'])}, "
+                                  f"got {value!r}", f.name)
+            continue
+        low, high = meta["low"], meta["high"]
+        if low is None and high is None:
+            continue
+        kind = value_type(type(config), f)
+        number = (int,) if kind is int else (int, float)
+        ok = isinstance(value, number) and not isinstance(value, bool)
+        if ok:
+            ok = ((low is None or (value > low if meta["low_open"] else value >= low))
+                  and (high is None or (value < high if meta["high_open"] else value <= high)))
+        if not ok:
+            what = "an integer " if kind is int else ""
+            raise ConfigError(f"{f.name} must be {what}"
+                              f"{describe_range(low, high, meta['low_open'], meta['high_open'])}, "
+                              f"got {value!r}", f.name)
 
 
 def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -30,6 +113,9 @@ def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**data)
 
 
+POSITIVE = dict(low=1)  # an integer >= 1
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of the NTM (paper §3).
@@ -38,52 +124,33 @@ class ModelConfig:
     one read head and one write head, shifts -1..+1.
     """
 
-    input_size: int = 9  # width of an input vector (task-specific)
-    output_size: int = 8  # width of an output vector (task-specific)
-    memory_size: int = 128  # number of memory rows (N in the paper)
-    memory_width: int = 20  # width of a memory row (M in the paper)
-    controller: str = "lstm"  # "lstm" or "feedforward"
-    controller_size: int = 100  # controller units
-    num_read_heads: int = 1
-    num_write_heads: int = 1
-    shift_range: int = 1  # allowed shifts -shift_range..+shift_range
-    clip_value: float = 20.0  # controller outputs (head parameters, logits) clipped to +-clip_value
-    memory_init: float = 1e-6  # constant initial memory (Collier & Beel 2018)
+    input_size: int = setting(9, "Width of an input vector (fixed by the task).", cli=False,
+                              **POSITIVE)
+    output_size: int = setting(8, "Width of an output vector (fixed by the task).", cli=False,
+                               **POSITIVE)
+    memory_size: int = setting(128, "Memory rows (N).", **POSITIVE)
+    memory_width: int = setting(20, "Memory row width (M).", **POSITIVE)
+    controller: str = setting("lstm", "Controller network.", choices=("lstm", "feedforward"))
+    controller_size: int = setting(100, "Controller units.", **POSITIVE)
+    num_read_heads: int = setting(1, "Read heads.", flags=("--read-heads",), **POSITIVE)
+    num_write_heads: int = setting(1, "Write heads.", flags=("--write-heads",), **POSITIVE)
+    shift_range: int = setting(1, "Allowed shifts -R..R.", low=0)
+    # Controller outputs (head parameters, logits) are clipped to +-clip_value.
+    clip_value: float = setting(20.0, "Controller output clip.", low=0, low_open=True)
+    # Constant initial memory (Collier & Beel 2018).
+    memory_init: float = setting(1e-6, "Constant initial memory value.", low=0)
     # Running with more rows than memory_size (ntm.cell; both measured, see README):
-    grow_logit_margin: float = 30.0  # added rows' initial logits: each head's minimum minus this
-    grow_strength_power: float = 2.0  # key strength x (log N / log memory_size) ** this
+    grow_logit_margin: float = setting(
+        30.0, "Added rows' initial logits: each head's minimum minus this.", low=0, cli=False)
+    grow_strength_power: float = setting(
+        2.0, "Key strength x (log N / log memory_size) ** this.", low=0, cli=False)
 
     def __post_init__(self) -> None:
-        positive = {
-            "input_size": self.input_size,
-            "output_size": self.output_size,
-            "memory_size": self.memory_size,
-            "memory_width": self.memory_width,
-            "controller_size": self.controller_size,
-            "num_read_heads": self.num_read_heads,
-            "num_write_heads": self.num_write_heads,
-        }
-        for name, value in positive.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.controller not in ("lstm", "feedforward"):
-            raise ConfigError(
-                f"controller must be 'lstm' or 'feedforward', got {self.controller!r}"
-            )
-        if not isinstance(self.shift_range, int) or self.shift_range < 0:
-            raise ConfigError(f"shift_range must be an integer >= 0, got {self.shift_range!r}")
+        check_fields(self)
         if 2 * self.shift_range + 1 > self.memory_size:
             raise ConfigError(
                 f"shift_range {self.shift_range} needs memory_size >= {2 * self.shift_range + 1}, "
-                f"got {self.memory_size}"
-            )
-        if not self.clip_value > 0:
-            raise ConfigError(f"clip_value must be > 0, got {self.clip_value!r}")
-        if not self.memory_init >= 0:
-            raise ConfigError(f"memory_init must be >= 0, got {self.memory_init!r}")
-        for name in ("grow_logit_margin", "grow_strength_power"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+                f"got {self.memory_size}", "shift_range")
 
     @property
     def num_heads(self) -> int:
@@ -113,54 +180,87 @@ class TrainConfig:
     minutes on this 2-core CPU; Adam 1e-3 at batch 16, and a length curriculum, were slower.
     """
 
-    task: str = "copy"
-    min_length: int | None = None  # training length range; None = the task's default
-    max_length: int | None = None
-    min_repeats: int | None = None  # repeat-copy only
-    max_repeats: int | None = None
-    batch_size: int = 4
-    optimizer: str = "rmsprop"  # "adam" or "rmsprop"
-    learning_rate: float = 2e-4
-    momentum: float = 0.9  # RMSProp momentum
-    lr_decay: float = 1.0  # multiply the learning rate by this every lr_decay_every steps
-    lr_decay_every: int = 10000
-    grad_clip_norm: float = 50.0  # global-norm gradient clipping (Collier & Beel)
-    grad_clip_value: float = 10.0  # per-component clipping (paper)
-    steps: int = 20000
-    curriculum_stages: int = 1  # lengthen sequences in this many stages (1 = no curriculum)
-    curriculum_threshold: float = 0.5  # advance when bits/seq at the stage's longest is below
-    seed: int = 0
-    eval_every: int = 250
-    eval_size: int = 128
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3  # how many recent checkpoints to keep
-    log_every: int = 50
-    target_error: float = 0.01  # stop when held-out bits/seq <= this (negative: never stop early)
-    patience_evals: int = 3  # ... for this many consecutive evaluations on the full range
-    strategy: str = "default"  # one of STRATEGIES; batch_size stays the global batch
+    # The task is checked against the task registry (ntm.contract.tasks) when it is built.
+    task: str = setting("copy", "Which task to learn.", cli=False)
+    # Training length range; None = the task's default.
+    min_length: int | None = setting(
+        None, "Shortest training sequence (recall: fewest items) [default: the task's].",
+        **POSITIVE)
+    max_length: int | None = setting(
+        None, "Longest training sequence (recall: most items) [default: the task's].",
+        **POSITIVE)
+    min_repeats: int | None = setting(None, "repeat-copy: fewest repeats.", **POSITIVE)
+    max_repeats: int | None = setting(None, "repeat-copy: most repeats.", **POSITIVE)
+    batch_size: int = setting(
+        4, "Sequences per step (the global batch: split over the replicas).", **POSITIVE)
+    optimizer: str = setting("rmsprop", "Optimiser.", choices=("adam", "rmsprop"))
+    learning_rate: float = setting(2e-4, "Learning rate.", flags=("--learning-rate", "--lr"),
+                                   low=0, low_open=True)
+    momentum: float = setting(0.9, "RMSProp momentum.", low=0, high=1, high_open=True)
+    lr_decay: float = setting(
+        1.0, "Multiply the learning rate by this every --lr-decay-every steps (1 = constant).",
+        low=0, high=1, low_open=True)
+    lr_decay_every: int = setting(10000, "Steps between learning-rate decays.", **POSITIVE)
+    # Global-norm clipping (Collier & Beel), then per-component clipping (paper).
+    grad_clip_norm: float = setting(50.0, "Global gradient-norm clip.", low=0, low_open=True)
+    grad_clip_value: float = setting(10.0, "Per-component gradient clip.", low=0, low_open=True)
+    steps: int = setting(20000, "Total training steps (a resumed run may raise it).",
+                         resumable=True, **POSITIVE)
+    curriculum_stages: int = setting(
+        1, "Lengthen sequences in this many stages (1 = off).", **POSITIVE)
+    curriculum_threshold: float = setting(
+        0.5, "Advance a stage below this bits/seq at its longest sequences.", low=0)
+    seed: int = setting(0, "Seed for weights and data.")
+    eval_every: int = setting(250, "Steps between held-out evaluations.", resumable=True,
+                              **POSITIVE)
+    eval_size: int = setting(128, "Sequences in the fixed held-out set.", **POSITIVE)
+    checkpoint_every: int = setting(1000, "Steps between checkpoints.", resumable=True,
+                                    **POSITIVE)
+    keep_checkpoints: int = setting(3, "Recent checkpoints kept on disk.", resumable=True,
+                                    **POSITIVE)
+    log_every: int = setting(50, "Steps between metric lines.", resumable=True, **POSITIVE)
+    target_error: float = setting(
+        0.01, "Stop when held-out bits/seq is at most this (negative: never).", resumable=True)
+    patience_evals: int = setting(
+        3, "Consecutive evaluations at the target before stopping.", flags=("--patience",),
+        resumable=True, **POSITIVE)
+    # A checkpoint restores under any strategy: the global batch is the same.
+    strategy: str = setting(
+        "default", "tf.distribute strategy: one device; mirrored over --cpu-devices logical "
+                   "CPUs; or multi-worker, one process per worker, each with its TF_CONFIG. "
+                   "--batch-size stays the global batch, split evenly over the replicas.",
+        choices=STRATEGIES, resumable=True)
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("adam", "rmsprop"):
-            raise ConfigError(f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, "
-                              f"got {self.strategy!r}")
-        for name in ("batch_size", "steps", "eval_every", "eval_size", "checkpoint_every",
-                     "log_every", "patience_evals", "curriculum_stages", "lr_decay_every", "keep_checkpoints"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if not 0 < self.lr_decay <= 1:
-            raise ConfigError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
-        for name in ("grad_clip_norm", "grad_clip_value"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        check_fields(self)
 
     def learning_rate_at(self, step: int) -> float:
         """The step schedule: learning_rate * lr_decay ** (step // lr_decay_every)."""
         return self.learning_rate * self.lr_decay ** (step // self.lr_decay_every)
+
+    def build_task(self) -> Task:
+        """The task, with this config's length (and repeat) ranges; ConfigError names an
+        unknown task, an impossible range, or a repeat range for a task without repeats."""
+        try:
+            task = get_task(self.task)
+        except ValueError as err:
+            raise ConfigError(str(err), "task") from None
+        lengths = repeats = None
+        if self.min_length is not None or self.max_length is not None:
+            lo, hi = task.train_lengths
+            lengths = (lo if self.min_length is None else self.min_length,
+                       hi if self.max_length is None else self.max_length)
+        if self.min_repeats is not None or self.max_repeats is not None:
+            if task.train_repeats is None:
+                raise ConfigError(f"{task.name} has no repeats: min_repeats/max_repeats are not "
+                                  f"options for it", "min_repeats")
+            lo, hi = task.train_repeats
+            repeats = (lo if self.min_repeats is None else self.min_repeats,
+                       hi if self.max_repeats is None else self.max_repeats)
+        try:
+            return task.with_training_ranges(lengths, repeats)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -170,26 +270,31 @@ class TrainConfig:
         return _from_dict(cls, data)
 
 
+def resumable_fields() -> set[str]:
+    """What a resumed run may change: schedule, reporting and placement, never the model or
+    the data."""
+    return {f.name for f in dataclasses.fields(TrainConfig) if f.metadata["resumable"]}
+
+
 CONFIG_FILE = "config.json"
 
 
 def save_configs(directory: Path, model: ModelConfig, train: TrainConfig) -> Path:
     """Write ``config.json`` (model + train) atomically into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / CONFIG_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"model": model.to_dict(), "train": train.to_dict()}, indent=2))
-    tmp.replace(path)
+    path = Path(directory) / CONFIG_FILE
+    write_json_atomic(path, {"model": model.to_dict(), "train": train.to_dict()})
     return path
 
 
 def load_configs(directory: Path) -> tuple[ModelConfig, TrainConfig]:
-    """Read ``config.json`` from a run directory; a clear ConfigError when it is missing or bad."""
+    """Read ``config.json`` from a run directory; a ConfigFileError when it is missing or bad."""
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
-        raise ConfigError(f"no {CONFIG_FILE} in {directory}: not a training run directory")
+        raise ConfigFileError(f"no {CONFIG_FILE} in {directory}: not a training run directory")
     try:
         data = json.loads(path.read_text())
         return ModelConfig.from_dict(data["model"]), TrainConfig.from_dict(data["train"])
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ConfigError(f"{path} is corrupt: {err}") from None
+        raise ConfigFileError(f"{path} is corrupt: {err}") from None
+    except ConfigError as err:
+        raise ConfigFileError(f"{path}: {err}") from None

@@ -57,24 +57,25 @@ TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["127.0.0.1:12345", "127.0.0.1:1234
 
 
 def parse_tf_config(text: str | None) -> ClusterTask:
-    """Read TF_CONFIG's JSON text; a ConfigError naming TF_CONFIG when it is missing or bad."""
+    """Read TF_CONFIG's JSON text; a ConfigError naming TF_CONFIG when it is missing or bad
+    (its field: ``strategy``, the setting that needs it)."""
     if not text or not text.strip():
         raise ConfigError(f"multi-worker training needs TF_CONFIG, which is not set; give "
-                          f"every worker its own, e.g. TF_CONFIG='{TF_CONFIG_EXAMPLE}'")
+                          f"every worker its own, e.g. TF_CONFIG='{TF_CONFIG_EXAMPLE}'", "strategy")
     try:
         data = json.loads(text)
         cluster = {job: list(addresses) for job, addresses in data["cluster"].items()}
         task_type, task_index = data["task"]["type"], data["task"]["index"]
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
         raise ConfigError(f"TF_CONFIG is malformed ({type(err).__name__}: {err}); expected "
-                          f"e.g. '{TF_CONFIG_EXAMPLE}'") from None
+                          f"e.g. '{TF_CONFIG_EXAMPLE}'", "strategy") from None
     if not cluster.get("worker") and not cluster.get("chief"):
         raise ConfigError(f"TF_CONFIG's cluster lists no 'worker' (or 'chief') addresses: "
-                          f"{cluster}")
+                          f"{cluster}", "strategy")
     if task_type not in cluster or not isinstance(task_index, int) \
             or not 0 <= task_index < len(cluster[task_type]):
         raise ConfigError(f"TF_CONFIG's task {task_type!r} index {task_index!r} is not in its "
-                          f"cluster {cluster}")
+                          f"cluster {cluster}", "strategy")
     return ClusterTask(cluster, task_type, task_index)
 
 
@@ -100,7 +101,8 @@ def make_strategy(name: str, tf_config: str | None = None) -> tf.distribute.Stra
             implementation=tf.distribute.experimental.CommunicationImplementation.RING)
         return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver,
                                                          communication_options=ring)
-    raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}; got {name!r}")
+    raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}; got {name!r}",
+                      "strategy")
 
 
 def is_replicated(strategy: tf.distribute.Strategy) -> bool:
@@ -120,5 +122,6 @@ def replica_batch_size(batch_size: int, replicas: int) -> int:
     """Sequences per replica of a global batch; a ConfigError unless it splits evenly."""
     if batch_size % replicas:
         raise ConfigError(f"batch_size {batch_size} (the global batch) does not split evenly "
-                          f"over {replicas} replicas; use a multiple of {replicas}")
+                          f"over {replicas} replicas; use a multiple of {replicas}",
+                          "batch_size")
     return batch_size // replicas

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ntm.contract.memory_plan import choose_memory_size
 from ntm.contract.tasks import Difficulty, Task, bit_errors
 
 ProbabilityFn = Callable[[np.ndarray], np.ndarray]
@@ -65,6 +66,16 @@ def evaluate(
         rows.append(EvalRow(point.length, point.repeats, len(e), float(e.mean()), float(e.max()),
                             float((e == 0).mean()), n_rows))
     return rows
+
+
+def rows_for_points(task: Task, trained: int,
+                    memory_size: int | None = None) -> Callable[[Difficulty], int]:
+    """Difficulty -> memory rows: ``memory_size``, else the smallest of trained x 1, 2, 4, ...
+    that holds it (``ntm.contract.memory_plan``, without the server's upper limit)."""
+    if memory_size is not None:
+        return lambda difficulty: memory_size
+    return lambda difficulty: choose_memory_size(task.memory_rows(difficulty), trained,
+                                                 maximum=2 ** 30)
 
 
 def format_table(rows: Sequence[EvalRow], length_name: str = "length") -> str:

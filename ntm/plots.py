@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import struct
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -78,22 +77,15 @@ def new_figure(width: float, height: float, dpi: float) -> Any:
 
 
 def save_png(figure: Any, path: str | os.PathLike, dpi: float) -> tuple[int, int]:
-    """Write ``figure`` as PNG through a temporary file in the same directory and a rename,
-    so ``path`` is never half-written; creates parent directories. Returns the image's
-    (width, height) in pixels as written; OSError on failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkstemp: its files are private (0600) and would stay so after the rename.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w+b") as f:
-            figure.savefig(f, format="png", dpi=dpi)
-            f.seek(16)  # PNG signature (8), IHDR length and type (8), then width, height
-            size = struct.unpack(">II", f.read(8))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``figure`` as PNG atomically (``ntm.files.atomic_file``: never half-written);
+    creates parent directories. Returns the image's (width, height) in pixels as written;
+    OSError on failure."""
+    from ntm.files import atomic_file
+
+    with atomic_file(path, "w+b") as f:
+        figure.savefig(f, format="png", dpi=dpi)
+        f.seek(16)  # PNG signature (8), IHDR length and type (8), then width, height
+        size = struct.unpack(">II", f.read(8))
     return size
 
 

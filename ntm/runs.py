@@ -1,4 +1,5 @@
-"""Where training runs live on disk (no TensorFlow here).
+"""Training runs: where they live on disk, and ``Run``, the one way into a run (no TensorFlow
+until a model is asked for).
 
 A run directory holds:
     config.json      model + training configuration (ntm.config)
@@ -6,15 +7,32 @@ A run directory holds:
     metrics.jsonl    one JSON object per logged step / evaluation
     tensorboard/     TensorBoard event files
     summary.json     how the last training session ended
+
+``Run.create`` configures a new run, ``Run.load`` opens a trained one; both build the run's task
+once. ``ntm train``, ``ntm evaluate``, ``ntm export``, ``ntm plot`` and the bundler all go
+through them (``ntm.run_writer`` writes the files while training).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ntm.config import CONFIG_FILE
+from ntm.config import (CONFIG_FILE, ConfigError, ConfigFileError, ModelConfig, TrainConfig,
+                        load_configs, resumable_fields)
+from ntm.contract.errors import NtmError
+from ntm.contract.tasks import Difficulty, Task
+# One atomic-write helper for the project (ntm.files); named here too for older callers.
+from ntm.files import write_json_atomic, write_text_atomic  # noqa: F401
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ntm.evaluation import EvalRow
 
 RUNS_ROOT = Path("runs")
 CHECKPOINT_DIR = "checkpoints"
@@ -23,7 +41,7 @@ SUMMARY_FILE = "summary.json"
 TENSORBOARD_DIR = "tensorboard"
 
 
-class RunError(ValueError):
+class RunError(ValueError, NtmError):
     """A run directory is missing, empty or corrupt; the message says which and why."""
 
 
@@ -66,17 +84,98 @@ def read_summary(run_dir: Path) -> dict:
         return {}
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON through a temporary file and a rename: never a half-written file."""
-    write_text_atomic(path, json.dumps(data, indent=2))
+@dataclass(frozen=True)
+class Run:
+    """One training run: its directory, configs and task; its model on demand.
 
+    ``model`` and ``state`` (``ntm.checkpoints.TrainingState``) restore the latest checkpoint
+    the first time they are read (that imports TensorFlow); ``probabilities`` and ``evaluate``
+    run that model.
+    """
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text through a temporary file, flushed to disk, and a rename: a crash leaves
-    either the old file or the new one, never a half-written one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    directory: Path
+    model_config: ModelConfig
+    train_config: TrainConfig
+    task: Task
+
+    @classmethod
+    def create(cls, directory: Path, train_config: TrainConfig, **model_options: Any) -> "Run":
+        """A new run of ``train_config``'s task (nothing is written until training starts).
+
+        ``model_options`` are ModelConfig fields other than input_size and output_size, which
+        the task fixes. ConfigError when a value is impossible, or when the memory cannot hold
+        the task's longest training sequence.
+        """
+        task = train_config.build_task()
+        model_config = ModelConfig(input_size=task.input_size, output_size=task.output_size,
+                                   **model_options)
+        needed = task.memory_rows(task.hardest_training_difficulty)
+        if model_config.memory_size < needed:
+            raise ConfigError(
+                f"memory_size {model_config.memory_size} is too small for {task.name} at "
+                f"{task.training_range()}: its longest training sequence needs {needed} memory "
+                f"rows", "memory_size")
+        return cls(Path(directory), model_config, train_config, task)
+
+    @classmethod
+    def load(cls, directory: Path | None = None) -> "Run":
+        """The trained run in ``directory`` [default: the latest under runs/]; RunError or
+        ConfigFileError for a missing or corrupt one."""
+        directory = check_run_dir(latest_run() if directory is None else directory)
+        model_config, train_config = load_configs(directory)
+        try:
+            task = train_config.build_task()
+        except ConfigError as err:
+            raise ConfigFileError(f"{directory / CONFIG_FILE}: {err}") from None
+        return cls(directory, model_config, train_config, task)
+
+    def resumed(self, changes: dict[str, Any]) -> "Run":
+        """This run with ``changes`` ({field: value} of either config) applied; a ConfigError
+        names a change a resumed run may not make (only schedule, reporting and placement may
+        change, never the model or the data)."""
+        allowed = resumable_fields()
+        for name, value in changes.items():
+            saved = getattr(self.train_config, name, getattr(self.model_config, name, None))
+            if value != saved and name not in allowed:
+                raise ConfigError(
+                    f"{name} {value} differs from the run's saved {name}={saved!r}; a resumed "
+                    f"run keeps its model and data settings (changeable: "
+                    f"{', '.join(sorted(allowed))})", name)
+        train_config = dataclasses.replace(
+            self.train_config, **{k: v for k, v in changes.items() if k in allowed})
+        return dataclasses.replace(self, train_config=train_config)
+
+    # -- the trained model (TensorFlow) ----------------------------------------------------
+    @cached_property
+    def _restored(self) -> tuple:
+        from ntm.checkpoints import restore_latest
+
+        return restore_latest(self.directory, self.model_config, self.train_config.seed)
+
+    @property
+    def model(self):
+        """The NTM with the latest checkpoint's weights (``ntm.model.NTM``)."""
+        return self._restored[0]
+
+    @property
+    def state(self):
+        """The latest checkpoint's counters (``ntm.checkpoints.TrainingState``)."""
+        return self._restored[1]
+
+    @cached_property
+    def probabilities(self) -> Callable[["np.ndarray", int], "np.ndarray"]:
+        """probabilities(inputs [batch, time, in], rows) -> [batch, time, out], NumPy in and
+        out, with ``rows`` memory rows (one compiled graph for every length and size)."""
+        from ntm.steps import make_predict_with_rows
+
+        return make_predict_with_rows(self.model)
+
+    def evaluate(self, points: Sequence[Difficulty], sequences: int, batch_size: int = 50,
+                 seed: int = 1234, memory_size: int | None = None) -> list["EvalRow"]:
+        """Bits/seq at ``points`` on fresh sequences, each point with the memory rows
+        ``ntm.evaluation.rows_for_points`` gives it (``memory_size``: every point with that)."""
+        from ntm.evaluation import evaluate, rows_for_points
+
+        return evaluate(self.probabilities, self.task, points, sequences, batch_size, seed,
+                        rows_for=rows_for_points(self.task, self.model_config.memory_size,
+                                                 memory_size))

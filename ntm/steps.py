@@ -28,17 +28,15 @@ def bits_per_sequence(logits: tf.Tensor, targets: tf.Tensor, mask: tf.Tensor) ->
 
 
 def loss_and_gradients(model: NTM, variables, inputs: tf.Tensor, targets: tf.Tensor,
-                       mask: tf.Tensor, poison: tf.Tensor) -> tuple:
+                       mask: tf.Tensor) -> tuple:
     """Forward pass, loss and backward pass on one batch.
 
-    inputs [batch, time, in], targets [batch, time, out], mask [batch, time], poison [] bool
-    -> (loss [], bits/seq [], one gradient per variable). ``poison`` replaces the loss by NaN on
-    purpose: the test hook for the non-finite guard.
+    inputs [batch, time, in], targets [batch, time, out], mask [batch, time]
+    -> (loss [], bits/seq [], one gradient per variable).
     """
     with tf.GradientTape() as tape:
         logits = model(inputs).logits
         loss = masked_loss(logits, targets, mask)
-        loss = tf.where(poison, tf.constant(float("nan")), loss)
     grads = tape.gradient(loss, variables)
     return loss, bits_per_sequence(logits, targets, mask), grads
 
@@ -67,12 +65,11 @@ def apply_if(finite: tf.Tensor, apply: Callable[[], None]) -> None:
 
 
 def _batch_spec(model: NTM) -> list[tf.TensorSpec]:
-    """inputs [batch, time, in], targets [batch, time, out], mask [batch, time], poison []."""
+    """inputs [batch, time, in], targets [batch, time, out], mask [batch, time]."""
     c = model.config
     return [tf.TensorSpec([None, None, c.input_size], tf.float32),
             tf.TensorSpec([None, None, c.output_size], tf.float32),
-            tf.TensorSpec([None, None], tf.float32),
-            tf.TensorSpec([], tf.bool)]
+            tf.TensorSpec([None, None], tf.float32)]
 
 
 def make_train_step(model: NTM, optimizer, clip_value: float, clip_norm: float) -> Callable:
@@ -82,8 +79,8 @@ def make_train_step(model: NTM, optimizer, clip_value: float, clip_norm: float) 
     variables = model.trainable_variables
 
     @tf.function(input_signature=_batch_spec(model))
-    def train_step(inputs, targets, mask, poison):
-        loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask, poison)
+    def train_step(inputs, targets, mask):
+        loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask)
         grads, finite = clip_gradients(grads, loss, clip_value, clip_norm)
         apply_if(finite, lambda: optimizer.apply(grads, variables))
         return loss, bits, finite
@@ -119,11 +116,11 @@ def make_replicated_train_step(strategy: tf.distribute.Strategy, model: NTM, opt
     variables = model.trainable_variables
     replicas = strategy.num_replicas_in_sync
 
-    def replica_step(inputs, targets, mask, poison):
+    def replica_step(inputs, targets, mask):
         context = tf.distribute.get_replica_context()
         inputs, targets, mask = (replica_slice(x, context.replica_id_in_sync_group, replicas)
                                  for x in (inputs, targets, mask))
-        loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask, poison)
+        loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask)
         loss, bits, *grads = context.all_reduce(tf.distribute.ReduceOp.MEAN, [loss, bits, *grads])
         grads, finite = clip_gradients(grads, loss, clip_value, clip_norm)
         return loss, bits, finite, grads
@@ -132,9 +129,8 @@ def make_replicated_train_step(strategy: tf.distribute.Strategy, model: NTM, opt
         return strategy.experimental_local_results(value)[0]
 
     @tf.function(input_signature=_batch_spec(model))
-    def train_step(inputs, targets, mask, poison):
-        loss, bits, finite, grads = strategy.run(replica_step,
-                                                 args=(inputs, targets, mask, poison))
+    def train_step(inputs, targets, mask):
+        loss, bits, finite, grads = strategy.run(replica_step, args=(inputs, targets, mask))
         finite = first_replica(finite)
         # The optimiser's step counter only names the devices to update on.
         apply_if(finite, lambda: strategy.extended.update(

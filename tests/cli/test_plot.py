@@ -127,16 +127,14 @@ def test_generalisation_of_a_bundled_model(tmp_path):
 @pytest.mark.slow
 def test_generalisation_of_a_run_dir(tmp_path):
     pytest.importorskip("tensorflow")
-    from ntm.config import ModelConfig, TrainConfig
-    from ntm.contract.tasks import get_task
-    from ntm.trainer import Trainer, task_for
+    from ntm.config import TrainConfig
+    from ntm.runs import Run
+    from ntm.trainer import Trainer
 
     run = tmp_path / "copy"
     tc = TrainConfig(task="copy", max_length=3, batch_size=2, steps=2, eval_every=2,
                      eval_size=2, checkpoint_every=2, log_every=1, target_error=-1)
-    task = task_for(tc, get_task)
-    Trainer(run, ModelConfig(input_size=task.input_size, output_size=task.output_size,
-                             memory_size=8, memory_width=4, controller_size=8), tc, task).run()
+    Trainer(Run.create(run, tc, memory_size=8, memory_width=4, controller_size=8)).run()
     out = tmp_path / "g.png"
     result = invoke("generalisation", run, "--points", "2,4", "-n", "2", "-o", out, *SMALL)
     assert result.exit_code == 0, result.output

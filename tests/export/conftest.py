@@ -5,9 +5,9 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
-from ntm.config import ModelConfig, TrainConfig  # noqa: E402
-from ntm.contract.tasks import get_task  # noqa: E402
-from ntm.trainer import Trainer, task_for  # noqa: E402
+from ntm.config import TrainConfig  # noqa: E402
+from ntm.runs import Run  # noqa: E402
+from ntm.trainer import Trainer  # noqa: E402
 
 TINY = dict(memory_size=16, memory_width=6, controller_size=16, num_read_heads=2,
             num_write_heads=1)
@@ -19,9 +19,7 @@ def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "copy"
     tc = TrainConfig(task="copy", max_length=4, batch_size=4, steps=30, eval_every=10,
                      eval_size=8, checkpoint_every=10, log_every=10, target_error=-1)
-    task = task_for(tc, get_task)
-    mc = ModelConfig(input_size=task.input_size, output_size=task.output_size, **TINY)
-    Trainer(run_dir, mc, tc, task).run()
+    Trainer(Run.create(run_dir, tc, **TINY)).run()
     return run_dir
 
 

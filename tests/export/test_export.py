@@ -15,11 +15,11 @@ tf = pytest.importorskip("tensorflow")
 from ntm.cli.main import cli  # noqa: E402
 from ntm.contract import metadata as meta  # noqa: E402
 from ntm.export.exporter import ExportError, export_run  # noqa: E402
-from ntm.checkpoints import load_model  # noqa: E402
+from ntm.runs import Run  # noqa: E402
 
 
 def tf_forward(run_dir, memory_size=None):
-    model, *_ = load_model(run_dir)
+    model = Run.load(run_dir).model
 
     def fn(x):
         out = model(x, memory_size=memory_size)
@@ -84,7 +84,8 @@ def test_dynamic_onnx_takes_the_memory_size_per_call(tiny_run, dynamic_onnx, row
 def test_metadata_round_trips(tiny_run, dynamic_onnx):
     model = onnx.load(str(dynamic_onnx.path))
     entries = meta.decode({p.key: p.value for p in model.metadata_props})
-    _, model_config, train_config, state = load_model(tiny_run)
+    run = Run.load(tiny_run)
+    model_config, state = run.model_config, run.state
     assert entries["ntm.model"] == model_config.to_dict()
     assert entries["ntm.task"]["task"] == "copy"
     assert entries["ntm.task"]["train_lengths"] == [1, 4]

@@ -19,11 +19,10 @@ from click.testing import CliRunner
 tf = pytest.importorskip("tensorflow")
 
 from ntm.cli.main import cli  # noqa: E402
-from ntm.checkpoints import load_model  # noqa: E402
-from ntm.config import ConfigError, ModelConfig, TrainConfig  # noqa: E402
+from ntm.config import ConfigError, TrainConfig  # noqa: E402
 from ntm.distribute import parse_tf_config  # noqa: E402
-from ntm.contract.tasks import get_task  # noqa: E402
-from ntm.trainer import Trainer, task_for  # noqa: E402
+from ntm.runs import Run  # noqa: E402
+from ntm.trainer import Trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 5
@@ -70,7 +69,7 @@ def assert_same_run(run_dir: Path, reference: Path) -> None:
     """Per-step losses within 1e-5 relative, final weights within float32 rounding."""
     assert len(losses(run_dir)) == STEPS
     np.testing.assert_allclose(losses(run_dir), losses(reference), rtol=1e-5)
-    weights, expected = (load_model(d)[0].trainable_variables for d in (run_dir, reference))
+    weights, expected = (Run.load(d).model.trainable_variables for d in (run_dir, reference))
     for a, b in zip(weights, expected):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5, err_msg=a.name)
 
@@ -128,10 +127,8 @@ def tiny_trainer(run_dir: Path, steps: int, **kwargs) -> Trainer:
     tc = TrainConfig(task="copy", max_length=3, batch_size=4, optimizer="adam",
                      learning_rate=1e-2, steps=steps, eval_every=100, eval_size=4, log_every=1,
                      target_error=-1)
-    task = task_for(tc, get_task)
-    mc = ModelConfig(input_size=task.input_size, output_size=task.output_size, memory_size=12,
-                     memory_width=6, controller_size=16)
-    return Trainer(run_dir, mc, tc, task, **kwargs)
+    run = Run.create(run_dir, tc, memory_size=12, memory_width=6, controller_size=16)
+    return Trainer(run, **kwargs)
 
 
 def assert_same_weights(trainer: Trainer, expected: Trainer) -> None:
@@ -140,13 +137,14 @@ def assert_same_weights(trainer: Trainer, expected: Trainer) -> None:
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.name)
 
 
-def test_the_replicated_step_skips_a_nan_step_like_the_plain_one(tmp_path):
+def test_the_replicated_step_skips_a_nan_step_like_the_plain_one(tmp_path, nan_at):
     """In process, mirrored over the one CPU device: the replicated step's NaN guard and update
     (``strategy.extended.update``) give what the plain step gives."""
-    plain = tiny_trainer(tmp_path / "plain", 6, nan_steps=frozenset({3}))
+    plain = nan_at(tiny_trainer(tmp_path / "plain", 6), {3})
     plain.run()
-    mirrored = tiny_trainer(tmp_path / "mirrored", 6, nan_steps=frozenset({3}),
-                            strategy=tf.distribute.MirroredStrategy(["/cpu:0"]))
+    assert int(plain.optimizer.iterations.numpy()) == 5
+    mirrored = nan_at(tiny_trainer(tmp_path / "mirrored", 6,
+                                   strategy=tf.distribute.MirroredStrategy(["/cpu:0"])), {3})
     mirrored.run()
     assert int(mirrored.optimizer.iterations.numpy()) == 5  # 6 steps, one skipped
     assert_same_weights(mirrored, plain)

@@ -7,22 +7,19 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from ntm.checkpoints import load_model  # noqa: E402
-from ntm.config import ModelConfig, TrainConfig  # noqa: E402
-from ntm.contract.tasks import get_task  # noqa: E402
-from ntm.trainer import Trainer, TrainingError, task_for  # noqa: E402
+from ntm.config import TrainConfig  # noqa: E402
+from ntm.runs import Run  # noqa: E402
+from ntm.trainer import Trainer, TrainingError  # noqa: E402
 
 TINY_MODEL = dict(memory_size=12, memory_width=6, controller_size=24)
 
 
-def make(run_dir, resume=False, nan_steps=frozenset(), **train):
+def make(run_dir, resume=False, **train):
     defaults = dict(task="copy", max_length=3, batch_size=8, optimizer="adam",
                     learning_rate=1e-2, steps=60, eval_every=20, eval_size=16,
                     checkpoint_every=10, log_every=5, curriculum_stages=1, target_error=-1)
-    tc = TrainConfig(**{**defaults, **train})
-    task = task_for(tc, get_task)
-    mc = ModelConfig(input_size=task.input_size, output_size=task.output_size, **TINY_MODEL)
-    return Trainer(run_dir, mc, tc, task, resume=resume, nan_steps=nan_steps)
+    run = Run.create(run_dir, TrainConfig(**{**defaults, **train}), **TINY_MODEL)
+    return Trainer(run, resume=resume)
 
 
 def metrics(run_dir):
@@ -38,8 +35,8 @@ def test_short_run_loss_falls_and_writes_its_files(tmp_path):
     assert (tmp_path / "summary.json").is_file()
     assert list((tmp_path / "tensorboard").iterdir())
     assert any(m.get("eval_bits_per_seq") is not None for m in metrics(tmp_path))
-    model, mc, tc, state = load_model(tmp_path)
-    assert int(state.step.numpy()) == 120 and mc.memory_size == 12
+    run = Run.load(tmp_path)
+    assert int(run.state.step.numpy()) == 120 and run.model_config.memory_size == 12
 
 
 def test_resume_follows_the_uninterrupted_trajectory(tmp_path):
@@ -57,18 +54,19 @@ def test_resume_follows_the_uninterrupted_trajectory(tmp_path):
     np.testing.assert_allclose(split_losses, full_losses, rtol=1e-5)
 
 
-def test_a_nan_step_is_skipped_and_never_saved(tmp_path):
-    trainer = make(tmp_path, steps=20, nan_steps=frozenset({7}))
+def test_a_nan_step_is_skipped_and_never_saved(tmp_path, nan_at):
+    trainer = nan_at(make(tmp_path, steps=20), {7})
     trainer.run()
-    model, *_ = load_model(tmp_path)
+    assert int(trainer.optimizer.iterations.numpy()) == 19  # 20 steps, one skipped
+    model = Run.load(tmp_path).model
     assert all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
 
 
-def test_persistent_nans_restore_then_stop_clearly(tmp_path):
-    trainer = make(tmp_path, steps=200, nan_steps=frozenset(range(15, 200)))
+def test_persistent_nans_restore_then_stop_clearly(tmp_path, nan_at):
+    trainer = nan_at(make(tmp_path, steps=200), set(range(15, 200)))
     with pytest.raises(TrainingError, match="non-finite"):
         trainer.run()
-    model, *_ = load_model(tmp_path)
+    model = Run.load(tmp_path).model
     assert all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
 
 

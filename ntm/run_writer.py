@@ -1,0 +1,105 @@
+"""What a training session leaves in its run directory (``ntm.runs`` lists the files).
+
+``RunWriter`` owns every file: config.json when training starts, checkpoints through
+``tf.train.CheckpointManager``, metrics.jsonl and TensorBoard events as the loop reports, and
+summary.json at the end. The loop (``ntm.trainer``) never touches a path.
+
+Only the chief writes the run directory; a multi-worker run's other workers write theirs into a
+scratch directory, removed by ``close``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import tensorflow as tf
+
+from ntm.checkpoints import all_finite
+from ntm.config import save_configs
+from ntm.files import write_json_atomic, write_text_atomic
+from ntm.runs import (CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE, TENSORBOARD_DIR, Run,
+                      RunError)
+
+
+class RunWriter:
+    """Checkpoints, metrics, TensorBoard and summary of one run; ``chief`` False writes into a
+    scratch directory instead of ``run.directory``."""
+
+    def __init__(self, run: Run, checkpoint: tf.train.Checkpoint, chief: bool = True):
+        self.run_dir = run.directory
+        self.out_dir = self.run_dir if chief else Path(tempfile.mkdtemp(prefix="ntm-worker-"))
+        self.checkpoint = checkpoint
+        self.manager = tf.train.CheckpointManager(
+            checkpoint, str(self.out_dir / CHECKPOINT_DIR),
+            max_to_keep=run.train_config.keep_checkpoints)
+        self.metrics_path = self.out_dir / METRICS_FILE
+        self.events = None
+
+    def restore_run(self) -> None:
+        """Restore the run directory's latest checkpoint (``--resume``); RunError without one."""
+        latest = tf.train.latest_checkpoint(str(self.run_dir / CHECKPOINT_DIR))
+        if latest is None:
+            raise RunError(f"--resume: {self.run_dir} has no checkpoint to resume")
+        try:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        except AssertionError as err:
+            raise RunError(f"cannot resume {self.run_dir}: checkpoint {latest} does not match "
+                           f"the model ({err})") from None
+
+    def start(self, run: Run, step: int) -> None:
+        """Write config.json, drop metrics past ``step`` (the restored one), open TensorBoard."""
+        save_configs(self.out_dir, run.model_config, run.train_config)
+        self._truncate_metrics(step)
+        self.events = tf.summary.create_file_writer(str(self.out_dir / TENSORBOARD_DIR))
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop metric lines past the restored step (written after the last checkpoint), and a
+        last line cut short by a crash (SIGKILL mid-write). The rewrite is atomic."""
+        if not self.metrics_path.exists():
+            return
+        keep = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # only a crash mid-write leaves a broken line
+            if record.get("step", 0) <= step:
+                keep.append(line)
+        write_text_atomic(self.metrics_path, "".join(line + "\n" for line in keep))
+
+    def log(self, record: dict) -> None:
+        """One metrics.jsonl line, and its numbers as TensorBoard scalars at record["step"]."""
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        with self.events.as_default(step=record["step"]):
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    tf.summary.scalar(key, value)
+
+    @property
+    def latest_checkpoint(self) -> str | None:
+        return self.manager.latest_checkpoint
+
+    def save(self, step: int, variables) -> str | None:
+        """Checkpoint now, unless a weight is non-finite (then keep the last good one)."""
+        if not all_finite(variables):
+            return None
+        return self.manager.save(checkpoint_number=step)
+
+    def restore_last_good(self) -> str:
+        """Go back to the last checkpoint this session can see; its path."""
+        self.checkpoint.restore(self.manager.latest_checkpoint)
+        return self.manager.latest_checkpoint
+
+    def write_summary(self, summary: dict) -> None:
+        write_json_atomic(self.out_dir / SUMMARY_FILE, summary)
+
+    def close(self) -> None:
+        """Flush TensorBoard; remove a non-chief worker's scratch directory."""
+        if self.events is not None:
+            self.events.close()
+        if self.out_dir != self.run_dir:
+            shutil.rmtree(self.out_dir, ignore_errors=True)
