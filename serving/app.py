@@ -78,5 +78,5 @@ def create_app(plane: DataPlane) -> FastAPI:
     add_error_handlers(app)
     for surface in (v1, v2, operations):
         app.include_router(surface.router(plane))
-    page.add_page_routes(app, plane.runtimes)
+    app.include_router(page.router(plane.runtimes))
     return app

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from ntm.serving.models import bundled_models, model_card
@@ -59,28 +59,32 @@ def card_figures(path: Path) -> dict[str, Any] | None:
     return figures
 
 
-def add_page_routes(app: FastAPI, runtimes: dict) -> None:
-    """Add the page's routes to ``app``; ``runtimes`` is {served name: ModelRuntime}."""
+def router(runtimes: dict) -> APIRouter:
+    """The page's routes; ``runtimes`` is {served name: ModelRuntime}."""
     assets = read_assets()
     cards = {name: {"card": card_figures(r.path),
                     "parameters": r.metadata["ntm.task"].get("parameters", {})}
              for name, r in runtimes.items()}
 
+    api = APIRouter(include_in_schema=False)  # not part of the API
+
     def asset(name: str) -> Response:
         return Response(assets[name], media_type=ASSETS[name], headers=HEADERS)
 
-    @app.get("/", include_in_schema=False)
+    @api.get("/")
     async def page():
         return asset("index.html")
 
-    @app.get("/page/app.js", include_in_schema=False)
+    @api.get("/page/app.js")
     async def page_script():
         return asset("app.js")
 
-    @app.get("/page/app.css", include_in_schema=False)
+    @api.get("/page/app.css")
     async def page_style():
         return asset("app.css")
 
-    @app.get("/page/cards.json", include_in_schema=False)
+    @api.get("/page/cards.json")
     async def page_cards():
         return JSONResponse({"models": cards}, headers=HEADERS)
+
+    return api
