@@ -1,5 +1,6 @@
 """Helpers shared by the commands: quiet TensorFlow, options generated from the config
-dataclasses, and the parameter types the commands share."""
+dataclasses, the parameter types the commands share, and ``NtmGroup``, which shows every
+``NtmError`` as a one-line Click error (the one place errors are translated)."""
 
 from __future__ import annotations
 
