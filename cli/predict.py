@@ -41,14 +41,9 @@ def predict(input_file: str, model: str | None, output: Path | None, pretty: boo
     whether its request lay within the model's training range ("within_training_range") and
     with how many memory rows it ran ("memory_size").
     """
-    from ntm.contract.errors import NtmError
-
-    try:
-        loaded, instances, answers = answer(read_input(input_file), model, threads=threads,
-                                            memory_size=memory_size,
-                                            max_memory_size=max_memory_size)
-    except NtmError as err:
-        raise click.ClickException(str(err)) from None
+    # A bad request or model raises an NtmError naming it: the ntm group shows it (exit 1).
+    loaded, instances, answers = answer(read_input(input_file), model, threads=threads,
+                                        memory_size=memory_size, max_memory_size=max_memory_size)
     if pretty:
         text_out = render_all(loaded, instances, answers)
     else:

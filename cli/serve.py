@@ -86,23 +86,19 @@ def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
 
 def load_runtimes(models: tuple[str, ...], options: RuntimeOptions) -> list:
     """The models ``--model`` names (default: bundled, replaced by your exports), loaded;
-    one line naming the file when one cannot be, a usage error when two share a name."""
-    from ntm.contract.errors import NtmError
+    a usage error when two share a name. A model that cannot be found or loaded raises an
+    NtmError naming the file: the ntm group shows it as one line."""
     from ntm.serving.models import default_models, parse_model_option, resolve
     from ntm.serving.runtime import ModelRuntime
 
-    try:
-        if models:
-            specs = [parse_model_option(m) for m in models]
-            entries = [(name, resolve(spec)) for name, spec in specs]
-        else:
-            entries = [(name, path) for name, path in default_models().items()]
-            if not entries:
-                raise click.ClickException("no models to serve: none bundled and none under "
-                                           "exports/; pass --model PATH")
-        runtimes = [ModelRuntime(path, name=name, options=options) for name, path in entries]
-    except NtmError as err:
-        raise click.ClickException(str(err)) from None
+    if models:
+        entries = [(name, resolve(spec)) for name, spec in map(parse_model_option, models)]
+    else:
+        entries = list(default_models().items())
+        if not entries:
+            raise click.ClickException("no models to serve: none bundled and none under "
+                                       "exports/; pass --model PATH")
+    runtimes = [ModelRuntime(path, name=name, options=options) for name, path in entries]
     names = [r.name for r in runtimes]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
