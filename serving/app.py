@@ -27,10 +27,6 @@ from ntm.serving.plane import DataPlane
 # The page loads without the key: the person types it into the page, which sends it.
 PUBLIC_PATHS = ("/v2/health/live", "/v2/health/ready") + page.PUBLIC_PATHS
 
-# The name ``ntm serve``'s callers (tests/test_deploy.py) build an app from: the server's
-# data plane.
-ModelServer = DataPlane
-
 
 class ApiKeyGuard:
     """ASGI middleware: every HTTP path but PUBLIC_PATHS needs the key, sent as

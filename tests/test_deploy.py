@@ -11,20 +11,21 @@ import pytest
 
 yaml = pytest.importorskip("yaml")
 
-from cli.serve import serve  # noqa: E402
+from ntm.cli.serve import serve  # noqa: E402
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 SERVE_FLAGS = {opt for p in serve.params for opt in p.opts}
 
 
 def served_paths() -> set[str]:
-    from serving.app import ModelServer, create_app
-    from serving.models import bundled_models
-    from serving.runtime import ModelRuntime
-    from serving.settings import ServerSettings
+    from ntm.serving.app import create_app
+    from ntm.serving.plane import DataPlane
+    from ntm.serving.models import bundled_models
+    from ntm.serving.runtime import ModelRuntime
+    from ntm.serving.settings import ServerSettings
 
     runtimes = [ModelRuntime(p, name=n) for n, p in bundled_models().items()]
-    return set(create_app(ModelServer(runtimes, ServerSettings())).openapi()["paths"])
+    return set(create_app(DataPlane(runtimes, ServerSettings())).openapi()["paths"])
 
 
 def flags(command: list[str]) -> list[str]:

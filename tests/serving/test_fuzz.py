@@ -10,7 +10,8 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-from ntm.serving.app import ModelServer, create_app  # noqa: E402
+from ntm.serving.app import create_app  # noqa: E402
+from ntm.serving.plane import DataPlane  # noqa: E402
 from ntm.serving.models import bundled_models  # noqa: E402
 from ntm.serving.runtime import ModelRuntime  # noqa: E402
 from ntm.serving.settings import ServerSettings  # noqa: E402
@@ -23,7 +24,7 @@ SERVER_ARGS = ["--max-time-steps", "200", "--max-body-bytes", "65536"]
 def served_schema() -> dict:
     """The OpenAPI document of the app ``ntm serve`` runs, with the bundled models."""
     runtimes = [ModelRuntime(path, name=name) for name, path in bundled_models().items()]
-    return create_app(ModelServer(runtimes, ServerSettings())).openapi()
+    return create_app(DataPlane(runtimes, ServerSettings())).openapi()
 
 
 schema = schemathesis.openapi.from_dict(served_schema())
