@@ -9,19 +9,25 @@ Routes (none of them in the OpenAPI document: they are not part of the API):
 - ``GET /``, ``GET /page/app.js``, ``GET /page/app.css``: the page, public (PUBLIC_PATHS) so that
   a person can load it and type the API key into it; the page sends the key with its API calls
   and the server stores nothing.
-- ``GET /page/cards.json``: for each served model that is a bundled one, the figures of its model
-  card (training and held-out evaluation); behind the API key like the model listing.
+- ``GET /page/cards.json``: for each served model, its task's description (name, training range,
+  request fields and an example request the task builds itself, see ``task_description``) and,
+  for a bundled model, the figures of its model card (training and held-out evaluation); behind
+  the API key like the model listing. The page has editors of its own for the built-in tasks;
+  for any other (a plug-in, ``ntm.contract.tasks.registry``) it offers the example as JSON.
 """
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
+from ntm.contract.tasks import Difficulty, Task
 from ntm.serving.models import bundled_models, model_card
 
 ASSETS = {"index.html": "text/html; charset=utf-8",
@@ -33,6 +39,7 @@ HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 CARD_FIELDS = ("steps", "sequences_seen", "train_wall_seconds", "seed", "train_lengths",
                "train_repeats", "all_bars_met")
 EVALUATION_FIELDS = ("length", "repeats", "mean_bits", "perfect_fraction", "memory_size")
+EXAMPLE_SEED = 0  # the example request is the same on every load and every restart
 
 
 def asset_dir() -> Path:
@@ -59,11 +66,45 @@ def card_figures(path: Path) -> dict[str, Any] | None:
     return figures
 
 
+def example_difficulty(task: Task) -> Difficulty:
+    """The middle of the task's training ranges: a request the model was trained on."""
+    lo, hi = task.train_lengths
+    length = max(task.min_length, (lo + hi) // 2)
+    repeats = sum(task.train_repeats) // 2 if task.train_repeats else None
+    return Difficulty(length, repeats)
+
+
+def _plain(value: Any) -> Any:
+    """NumPy values a plug-in's example may hold -> JSON (json.dumps's ``default``)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def task_description(task: Task) -> dict[str, Any]:
+    """What the page needs to offer a request to any task, built-in or plugged in: its name,
+    its training range in words, its request fields and an example request built by the task
+    (``request_example`` at ``example_difficulty``, seeded). A task that cannot build one gets
+    ``example: null`` and ``example_error`` (the page then starts from ``{}``); the server
+    still starts."""
+    described: dict[str, Any] = {"name": task.name, "training_range": task.training_range(),
+                                 "request_keys": list(task.request_keys)}
+    try:
+        request, _ = task.request_example(np.random.default_rng(EXAMPLE_SEED),
+                                          example_difficulty(task))
+        described["example"] = json.loads(json.dumps(request, default=_plain))
+    except Exception as err:  # a plug-in's bug must not take the page down
+        described["example"] = None
+        described["example_error"] = f"{type(err).__name__}: {err}"
+    return described
+
+
 def router(runtimes: dict) -> APIRouter:
     """The page's routes; ``runtimes`` is {served name: ModelRuntime}."""
     assets = read_assets()
     cards = {name: {"card": card_figures(r.path),
-                    "parameters": r.metadata["ntm.task"].get("parameters", {})}
+                    "parameters": r.metadata["ntm.task"].get("parameters", {}),
+                    "task": task_description(r.task)}
              for name, r in runtimes.items()}
 
     api = APIRouter(include_in_schema=False)  # not part of the API
