@@ -5,11 +5,12 @@
 
 const state = {
   models: {},     // served name -> GET v1/models entry (describe())
-  cards: {},      // served name -> {card, parameters} from GET page/cards.json
+  cards: {},      // served name -> {card, parameters, task} from GET page/cards.json
   key: "",        // typed by the person; sent as Authorization: Bearer KEY
   model: null,    // the selected listing entry
   seq: [],        // copy, repeat-copy: [length][bits]
   items: [],      // recall: [items][item_length][bits]
+  drafts: {},     // any other task: served name -> the JSON request as edited
   running: false,
 };
 
@@ -19,6 +20,8 @@ const $ = (id) => document.getElementById(id);
 class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
+
+class BadInput extends Error {}  // a request the page will not send (the JSON editor's)
 
 async function api(path, body) {
   const headers = {};
@@ -86,7 +89,17 @@ function range(pair) {
   return pair ? (pair[0] === pair[1] ? `${pair[0]}` : `${pair[0]}–${pair[1]}`) : "";
 }
 
+function taskOf(name) {
+  // The task's own description (page/cards.json): name, training_range, request_keys, example.
+  return (state.cards[name] || {}).task || {};
+}
+
+function builtIn(task) {
+  return task in DEFAULTS;  // the tasks this page has editors and true answers for
+}
+
 function trainedOn(m) {
+  if (!builtIn(m.task)) return taskOf(m.name).training_range || "";
   const what = { copy: "length", "repeat-copy": "length", recall: "items" }[m.task] || "length";
   let text = `${what} ${range(m.train_lengths)}`;
   if (m.train_repeats) text += `, repeats ${range(m.train_repeats)}`;
@@ -193,9 +206,14 @@ function selectModel(name) {
   for (const row of $("models").tBodies[0].rows) {
     row.classList.toggle("selected", row.dataset.model === name);
   }
-  const task = state.model.task;
-  for (const label of document.querySelectorAll("[data-tasks]")) {
-    label.hidden = !label.dataset.tasks.split(" ").includes(task);
+  const task = state.model.task, kind = builtIn(task) ? task : "other";
+  for (const element of document.querySelectorAll("[data-tasks]")) {
+    element.hidden = !element.dataset.tasks.split(" ").includes(kind);
+  }
+  if (kind === "other") {
+    $("request-json").value = state.drafts[name] ?? exampleText(name);
+    showRange();
+    return;
   }
   const g = geometry();
   // Start every task from a request inside its training range.
@@ -226,8 +244,20 @@ function fillQueries(wanted) {
   $("query").value = Math.min(wanted, n - 2);
 }
 
+function exampleText(name) {
+  const example = taskOf(name).example;
+  return readableJson(example === null || example === undefined ? {} : example);
+}
+
 function showRange() {
   const m = state.model;
+  if (!builtIn(m.task)) {
+    const t = taskOf(m.name), keys = (t.request_keys || []).join(", ");
+    $("range").textContent = `${m.name} (task ${m.task}) was trained on ${t.training_range}; `
+      + `the example below lies inside that range.${keys ? ` Request fields: ${keys}.` : ""}`
+      + (t.example_error ? ` The task gave no example (${t.example_error}).` : "");
+    return;
+  }
   const what = m.task === "recall" ? "episodes of" : "sequences of";
   let text = `${m.name} was trained on ${what} ${trainedOn(m)}; anything past that is `
     + "extrapolation, and the answer says so.";
@@ -255,6 +285,7 @@ function resize() {
 }
 
 function request() {
+  if (!builtIn(state.model.task)) return jsonRequest();
   const g = geometry();
   if (g.task === "recall") {
     return { items: state.items, query: state.items[Number($("query").value)],
@@ -263,6 +294,33 @@ function request() {
   const body = { sequence: state.seq, return_attention: true };
   if (g.task === "repeat-copy") body.repeats = intValue("repeats", 1, 1000);
   return body;
+}
+
+function jsonRequest() {
+  let body;
+  try {
+    body = JSON.parse($("request-json").value);
+  } catch (err) {
+    throw new BadInput(`The request is not valid JSON, so nothing was sent: ${err.message}`);
+  }
+  if (!body || typeof body !== "object" || Array.isArray(body)) {
+    throw new BadInput("The request must be a JSON object ({…}), so nothing was sent.");
+  }
+  return { ...body, return_attention: true };
+}
+
+function readableJson(value, indent = "") {
+  // JSON with each innermost list on one line, so a bit matrix reads as rows.
+  const inner = indent + "  ";
+  if (Array.isArray(value) && value.some((v) => v && typeof v === "object")) {
+    return `[\n${value.map((v) => inner + readableJson(v, inner)).join(",\n")}\n${indent}]`;
+  }
+  if (value && typeof value === "object" && !Array.isArray(value)) {
+    const entries = Object.entries(value)
+      .map(([k, v]) => `${inner}${JSON.stringify(k)}: ${readableJson(v, inner)}`);
+    return entries.length ? `{\n${entries.join(",\n")}\n${indent}}` : "{}";
+  }
+  return JSON.stringify(value);
 }
 
 // -- the editor: bits on a canvas, click to flip ---------------------------------------------
@@ -365,7 +423,15 @@ function scaledContext(canvas, width, height) {
 // -- running ---------------------------------------------------------------------------------
 async function run() {
   if (state.running || !state.model) return;
-  const model = state.model, body = request();
+  const model = state.model;
+  let body;
+  try {
+    body = request();
+  } catch (err) {
+    if (!(err instanceof BadInput)) throw err;
+    showError(err.message);
+    return;
+  }
   const path = `v1/models/${encodeURIComponent(model.name)}:predict`;
   state.running = true;
   $("run").disabled = true;
@@ -402,6 +468,40 @@ function truthOf(task, body) {
 }
 
 function render(model, body, answer, elapsed, path) {
+  const known = builtIn(model.task);
+  if (known) renderBits(model, body, answer, elapsed);
+  else renderJson(model, answer, elapsed);
+  drawAttention(known ? layoutInputs(model.task, body, geometry()) : null, answer, model);
+  $("answer-line").hidden = !known;
+  $("curl").textContent = curlCommand(path, body);
+  $("placeholder").hidden = true;
+  const result = $("result");
+  result.dataset.runs = Number(result.dataset.runs) + 1;
+}
+
+function rangeVerdict(model, answer, elapsed) {
+  return [answer.within_training_range
+    ? `<p class="good">Within the training range (${escapeHtml(trainedOn(model))}).</p>`
+    : `<p class="warn">Extrapolated: beyond the training range (${escapeHtml(trainedOn(model))}); `
+      + "the model was never trained on a request like this.</p>",
+  `<p>Ran with ${answer.memory_size} memory rows (trained with ${model.memory[0]}); `
+    + `answered in ${Math.round(elapsed)} ms.</p>`];
+}
+
+function renderJson(model, answer, elapsed) {
+  // A task the page does not know: the answer as it came, attention aside (drawn below).
+  $("verdict").innerHTML = rangeVerdict(model, answer, elapsed).join("")
+    + `<p>This page does not know the true answers of task ${escapeHtml(model.task)}: `
+    + "read the answer below.</p>";
+  const { attention, ...shown } = answer;
+  const title = document.createElement("h3"), pre = document.createElement("pre");
+  title.textContent = "The answer (JSON)";
+  pre.textContent = readableJson(shown);
+  pre.dataset.testid = "answer-json";
+  $("output").replaceChildren(title, pre);
+}
+
+function renderBits(model, body, answer, elapsed) {
   const task = model.task, truth = truthOf(task, body);
   const output = task === "recall" ? answer.item : answer.output;
   let wrong = 0, total = 0;
@@ -415,12 +515,7 @@ function render(model, body, answer, elapsed, path) {
     ? `<p class="good">Right: the output equals the true answer (all ${total} bits).</p>`
     : `<p class="bad">Wrong: ${wrong} of ${total} bits differ from the true answer (marked red)`
       + `${endOk ? "" : "; the end marker is missing"}.</p>`);
-  verdict.push(answer.within_training_range
-    ? `<p class="good">Within the training range (${escapeHtml(trainedOn(model))}).</p>`
-    : `<p class="warn">Extrapolated: beyond the training range (${escapeHtml(trainedOn(model))}); `
-      + "the model was never trained on a request like this.</p>");
-  verdict.push(`<p>Ran with ${answer.memory_size} memory rows (trained with ${model.memory[0]}); `
-    + `answered in ${Math.round(elapsed)} ms.</p>`);
+  verdict.push(...rangeVerdict(model, answer, elapsed));
   $("verdict").innerHTML = verdict.join("");
 
   const parts = [];
@@ -438,13 +533,6 @@ function render(model, body, answer, elapsed, path) {
   }
   if (wrong) parts.push("<h3>True answer</h3>", bitGrid(truth.vectors, truth.vectors));
   $("output").innerHTML = parts.join("");
-
-  const inputs = layoutInputs(task, body, geometry());
-  drawAttention(inputs, answer, model);
-  $("curl").textContent = curlCommand(path, body);
-  $("placeholder").hidden = true;
-  const result = $("result");
-  result.dataset.runs = Number(result.dataset.runs) + 1;
 }
 
 function bitGrid(vectors, truth) {
@@ -536,8 +624,9 @@ function memoryWindow(heads, n) {
 }
 
 function drawAttention(inputs, answer, model) {
-  const task = model.task, T = inputs.rows.length;
-  const read = answer.attention.read, write = answer.attention.write;
+  // inputs: layoutInputs(...), or null for a task the page does not know (memory panels only).
+  const task = model.task, read = answer.attention.read, write = answer.attention.write;
+  const T = inputs ? inputs.rows.length : [...write, ...read][0].length;
   const n = answer.memory_size, shown = memoryWindow([...read, ...write], n);
   const bitsPanel = (title, label, matrix) => ({
     title, label, rows: matrix[0].length, value: (r, t) => matrix[t][r], top: true,
@@ -547,12 +636,13 @@ function drawAttention(inputs, answer, model) {
     top: false, tick: (r) => `${shown[r]}`, window: shown });
   const several = (list) => list.length > 1;
   const panels = [
-    bitsPanel("Inputs", "input", inputs.rows),
-    bitsPanel("Outputs (probabilities)", "output", outputMatrix(task, answer, inputs, model.output_size)),
+    ...(inputs ? [bitsPanel("Inputs", "input", inputs.rows), bitsPanel("Outputs (probabilities)",
+      "output", outputMatrix(task, answer, inputs, model.output_size))] : []),
     ...write.map((h, i) => memoryPanel(`Write weightings${several(write) ? ` (head ${i})` : ""}`, h)),
     ...read.map((h, i) => memoryPanel(`Read weightings${several(read) ? ` (head ${i})` : ""}`, h)),
   ];
   const canvas = $("attention");
+  canvas.setAttribute("aria-label", `${T} time steps: ${panels.map((p) => p.title).join(", ")}`);
   const width = Math.max(320, canvas.parentElement.clientWidth);
   const left = 74, right = 12, plotW = width - left - right, titleH = 18, gap = 10, axisH = 34;
   for (const p of panels) {
@@ -578,15 +668,17 @@ function drawAttention(inputs, answer, model) {
     layout.push({ panel: p, y, height: p.height });
     y += p.height + gap;
   }
-  // The dashed line: the model answers from here on.
-  const answerX = left + (inputs.scored[0] / T) * plotW;
-  ctx.strokeStyle = "#d62728";
-  ctx.setLineDash([5, 4]);
-  ctx.lineWidth = 1.2;
-  for (const { y: top, height: h } of layout) {
-    ctx.beginPath(); ctx.moveTo(answerX, top); ctx.lineTo(answerX, top + h); ctx.stroke();
+  // The dashed line: the model answers from here on (where the page knows the layout).
+  if (inputs) {
+    const answerX = left + (inputs.scored[0] / T) * plotW;
+    ctx.strokeStyle = "#d62728";
+    ctx.setLineDash([5, 4]);
+    ctx.lineWidth = 1.2;
+    for (const { y: top, height: h } of layout) {
+      ctx.beginPath(); ctx.moveTo(answerX, top); ctx.lineTo(answerX, top + h); ctx.stroke();
+    }
+    ctx.setLineDash([]);
   }
-  ctx.setLineDash([]);
   // Time axis under the last panel.
   const axisY = y - gap + 2, step = tickStep(T);
   ctx.fillStyle = "#1d1d1f";
@@ -697,6 +789,11 @@ function start() {
     drawEditor();
   });
   $("editor").addEventListener("click", flipBit);
+  $("request-json").addEventListener("input", (e) => { state.drafts[state.model.name] = e.target.value; });
+  $("example").addEventListener("click", () => {
+    delete state.drafts[state.model.name];
+    $("request-json").value = exampleText(state.model.name);
+  });
   $("run").addEventListener("click", run);
   $("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -705,7 +802,10 @@ function start() {
   });
   let width = window.innerWidth;
   window.addEventListener("resize", () => {
-    if (state.model && window.innerWidth !== width) { width = window.innerWidth; drawEditor(); }
+    if (state.model && builtIn(state.model.task) && window.innerWidth !== width) {
+      width = window.innerWidth;
+      drawEditor();
+    }
   });
   loadModels();
 }
