@@ -16,6 +16,8 @@ then include the few seconds the trainer spends tracing its step again after the
     python benchmarks/seeds.py --task copy                   # seeds 1-5, minutes each
     python benchmarks/seeds.py --task recall --seeds 3,7     # chosen seeds
     python benchmarks/seeds.py --task copy --small           # seconds; used by the test suite
+    python benchmarks/seeds.py --task recall --variant lr1e-4 --train-args "--lr 1e-4"
+                                                   # a lever: its own runs and its own section
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import ctypes
 import json
 import math
 import os
+import shlex
 import signal
 import statistics
 import subprocess
@@ -90,6 +93,12 @@ class Sweep:
     budget_steps: int  # a run that stopped at this step (or at the target) is finished
     points: tuple[EvalPoint, ...]
     eval_sequences: int
+    variant: str | None = None  # a named change of the defaults (train_args), reported apart
+
+    @property
+    def key(self) -> str:
+        """The section of results/seeds.{json,md} this sweep writes."""
+        return self.task if self.variant is None else f"{self.task} ({self.variant})"
 
     def run_dir(self, seed: int) -> Path:
         return self.runs_root / f"{self.task}-seed{seed}"
@@ -230,13 +239,15 @@ def seed_row(sweep: Sweep, seed: int, failure: str | None) -> dict:
     """Everything the table says about one trained seed, read from its run directory."""
     import click
 
+    from ntm.contract.errors import NtmError
+
     run_dir = sweep.run_dir(seed)
     generalisation, eval_error = None, None
     if has_checkpoint(run_dir):
         try:
             generalisation = evaluate_seed(run_dir, sweep.points, sweep.eval_sequences)
-        except click.ClickException as err:  # a corrupt run: a result like any other
-            eval_error = err.message
+        except (click.ClickException, NtmError) as err:  # a corrupt run: a result like any other
+            eval_error = err.message if isinstance(err, click.ClickException) else str(err)
     return {"seed": seed, "run_dir": str(run_dir), "failure": failure,
             "first_below_threshold": first_below(read_metrics(run_dir)),
             "stopped": stopped(run_dir), "generalisation": generalisation,
@@ -303,7 +314,8 @@ def summarise(rows: list[dict], points: tuple[EvalPoint, ...]) -> dict:
 # -- the report -------------------------------------------------------------------------------
 def task_section(sweep: Sweep, rows: list[dict]) -> dict:
     within = sum(r["first_below_threshold"] is not None for r in rows)
-    return {"command": sweep.command(), "defaults": not sweep.train_args,
+    return {"task": sweep.task, "variant": sweep.variant,
+            "command": sweep.command(), "defaults": not sweep.train_args,
             "seeds_planned": list(sweep.seeds),
             "seeds_done": len(rows), "complete": len(rows) == len(sweep.seeds),
             "within_budget": within, "budget_steps": sweep.budget_steps,
@@ -330,12 +342,12 @@ def _cell_stopped(row: dict) -> str:
     return f"{s['reason']} at step {s['step']} ({s['heldout_bits_per_seq']:.3f} bits/seq)"
 
 
-def markdown_section(task: str, section: dict) -> list[str]:
+def markdown_section(key: str, section: dict) -> list[str]:
     from ntm.contract.tasks import get_task
 
-    length_name = get_task(task).length_name
+    length_name = get_task(section.get("task", key)).length_name
     points = [EvalPoint(**p) for p in section["points"]]
-    lines = [f"## {task}", "",
+    lines = [f"## {key}", "",
              f"`{section['command']}`{' (the defaults)' if section['defaults'] else ''}, seeds {', '.join(map(str, section['seeds_planned']))} "
              f"({section['seeds_done']} done{'' if section['complete'] else ' so far'}); "
              f"{section['within_budget']} of {section['seeds_done']} below {THRESHOLD} "
@@ -373,7 +385,7 @@ def write_report(sweep: Sweep, rows: list[dict], out: Path, small: bool) -> None
     """Replace this task's section of results/seeds.{json,md}, keeping the other tasks'."""
     result = read_results(out, "seeds", small) or {}
     tasks = result.get("tasks", {})
-    tasks[sweep.task] = task_section(sweep, rows)
+    tasks[sweep.key] = task_section(sweep, rows)
     result = {"benchmark": "seeds", "mode": "small" if small else "full",
               "threshold_bits_per_seq": THRESHOLD, "cpu_count": os.cpu_count(), "tasks": tasks}
     write_results(out, "seeds", small, result, markdown(result))
@@ -393,13 +405,19 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 def make_sweep(args: argparse.Namespace) -> Sweep:
     small = args.small
     k = args.k if args.k is not None else (2 if small else 5)
-    runs_root = args.runs_root or REPO / "runs" / ("seeds-small" if small else "seeds")
-    train_args = SMALL_TRAIN_ARGS if small else ()
-    budget = int(train_args[train_args.index("--steps") + 1]) if small else TrainConfig().steps
+    if (args.variant is None) != (args.train_args is None):
+        raise SystemExit("--variant NAME and --train-args \"...\" go together")
+    train_args = (*(SMALL_TRAIN_ARGS if small else ()), *shlex.split(args.train_args or ""))
+    steps = [int(train_args[i + 1]) for i, a in enumerate(train_args) if a == "--steps"]
+    budget = steps[-1] if steps else TrainConfig().steps
+    folder = "seeds-small" if small else "seeds"
+    runs_root = args.runs_root or REPO / "runs" / (folder if args.variant is None
+                                                   else f"{folder}-{args.variant}")
     return Sweep(task=args.task, seeds=args.seeds or tuple(range(1, k + 1)),
                  runs_root=Path(runs_root).resolve(), train_args=train_args, budget_steps=budget,
                  points=(SMALL_EVAL_POINTS if small else EVAL_POINTS)[args.task],
-                 eval_sequences=args.eval_sequences or (16 if small else 50))
+                 eval_sequences=args.eval_sequences or (16 if small else 50),
+                 variant=args.variant)
 
 
 def main() -> None:
@@ -413,6 +431,10 @@ def main() -> None:
     parser.add_argument("--eval-sequences", type=int, default=None,
                         help="fresh sequences per generalisation point [default: 50; small: 16]")
     parser.add_argument("--small", action="store_true", help="tiny runs, in seconds (tests)")
+    parser.add_argument("--variant", default=None,
+                        help="name of a change of the defaults (its own runs and section)")
+    parser.add_argument("--train-args", default=None,
+                        help="the ntm train options of --variant, e.g. \"--lr 1e-4\"")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     sweep = make_sweep(args)

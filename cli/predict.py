@@ -96,12 +96,10 @@ def render_all(loaded, instances: list, answers: list[dict]) -> str:
 
 
 def write_whole(output: Path, text: str) -> None:
-    """Write ``text`` to ``output`` whole (through a temporary file) or not at all."""
-    tmp = output.with_name(output.name + ".tmp")
+    """Write ``text`` to ``output`` whole or not at all (``ntm.files``)."""
+    from ntm.files import write_text_atomic
+
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
-        tmp.replace(output)
+        write_text_atomic(output, text)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise click.ClickException(f"cannot write {output}: {err}") from None

@@ -20,17 +20,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 PRETRAINED = Path(__file__).resolve().parent.parent / "ntm" / "pretrained"
 
-# (length, repeats or None) -> most bits/seq allowed (issue: quality bars of bundled models)
-BARS = {
-    "copy": {(20, None): 0.1, (50, None): 1.0, (500, None): 1.0, (1000, None): 1.0},
-    "recall": {(6, None): 0.1, (12, None): 1.0, (30, None): 1.0},
-    "repeat-copy": {(5, 5): 0.1, (10, 10): 0.1},
-}
-
-
 def bundle(run_dir: Path, train_command: str, sequences: int = 100,
            out_dir: Path = PRETRAINED, note: str = "") -> dict:
-    from ntm.contract.tasks import Difficulty
     from ntm.export.exporter import export_run
     from ntm.files import write_json_atomic, write_text_atomic
     from ntm.runs import Run
@@ -42,15 +33,14 @@ def bundle(run_dir: Path, train_command: str, sequences: int = 100,
     target = out_dir / f"{name}.onnx"
     result = export_run(run, "onnx", out=target)
     points = list(task.default_eval_points())
-    for length, repeats in BARS[name]:
-        if Difficulty(length, repeats) not in points:
-            points.append(Difficulty(length, repeats))
+    bars_of_task = task.quality_bars()  # {Difficulty: most bits/seq}: the task's own bars
+    points += [point for point in bars_of_task if point not in points]
     rows = run.evaluate(points, sequences)
     table = [r.as_dict() for r in rows]
     bars = []
-    for (length, repeats), limit in BARS[name].items():
-        row = next(r for r in rows if r.length == length and r.repeats == repeats)
-        bars.append({"point": Difficulty(length, repeats).label(), "limit": limit,
+    for point, limit in bars_of_task.items():
+        row = next(r for r in rows if r.length == point.length and r.repeats == point.repeats)
+        bars.append({"point": point.label(), "limit": limit,
                      "measured": row.mean_bits, "met": row.mean_bits <= limit})
     card = {
         "name": name,

@@ -109,7 +109,8 @@ def parse_points(text: str, task: Task) -> list[Difficulty]:
             raise ValueError(f"bad point {part!r}: expected an integer"
                              + (" or LENGTHxREPEATS" if task.train_repeats else "")) from None
         if task.train_repeats is not None and repeats is None:
-            raise ValueError(f"bad point {part!r}: repeat-copy points are LENGTHxREPEATS, e.g. 10x5")
+            raise ValueError(f"bad point {part!r}: {task.name} points are LENGTHxREPEATS, "
+                             f"e.g. 10x5")
         if task.train_repeats is None and repeats is not None:
             raise ValueError(f"bad point {part!r}: {task.name} points are plain integers")
         point = Difficulty(length, repeats)

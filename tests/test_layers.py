@@ -246,8 +246,6 @@ def test_no_function_longer_than_60_lines_in_serving_and_cli():
     assert not offenders, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(offenders)
 
 
-@pytest.mark.xfail(strict=False, reason="export/bundle.py imports ntm.cli.evaluate "
-                                        "(rows_for_points): pending a move out of the CLI")
 def test_only_the_cli_imports_the_cli():
     """The CLI is the top layer: the library, export and serving never import it."""
     bad = [imp.where() for imp in imports()

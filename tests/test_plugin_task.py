@@ -120,9 +120,6 @@ def test_train_writes_an_invert_run(trained):
     assert "invert" in json.dumps(config), config
 
 
-@pytest.mark.xfail(strict=False, reason="cli/train.py fixes --task's choices at import "
-                                        "(click.Choice(task_names())): pending the CLI helper's "
-                                        "check against the registry at parse time")
 def test_train_in_process_sees_a_plugin_added_later(trained):
     assert trained["in_process"], trained["output"]
     assert "training invert" in trained["output"]

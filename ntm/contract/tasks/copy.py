@@ -62,6 +62,10 @@ class CopyTask(Task):
     def default_eval_points(self):
         return [Difficulty(n) for n in (10, 20, 30, 50, 80, 100, 120, 200, 500, 1000)]
 
+    def quality_bars(self):
+        return {Difficulty(20): 0.1, Difficulty(50): 1.0, Difficulty(500): 1.0,
+                Difficulty(1000): 1.0}
+
     def encode(self, request):
         request = self.require_object(request, ["sequence"])
         seq = as_bit_matrix(request["sequence"], "sequence", self.bits)

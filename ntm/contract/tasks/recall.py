@@ -85,6 +85,9 @@ class RecallTask(Task):
     def default_eval_points(self):
         return [Difficulty(n) for n in (*range(2, 17), 20, 24, 30, 40, 60, 100)]
 
+    def quality_bars(self):
+        return {Difficulty(6): 0.1, Difficulty(12): 1.0, Difficulty(30): 1.0}
+
     def encode(self, request):
         request = self.require_object(request, ["items", "query"])
         items_field = request["items"]

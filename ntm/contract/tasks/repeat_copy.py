@@ -79,6 +79,9 @@ class RepeatCopyTask(Task):
         return [Difficulty(5, 5), Difficulty(10, 10), Difficulty(20, 10), Difficulty(10, 20),
                 Difficulty(20, 20)]
 
+    def quality_bars(self):
+        return {Difficulty(5, 5): 0.1, Difficulty(10, 10): 0.1}
+
     def encode(self, request):
         request = self.require_object(request, ["sequence", "repeats"])
         seq = as_bit_matrix(request["sequence"], "sequence", self.bits)

@@ -182,6 +182,11 @@ class Task(abc.ABC):
     def default_eval_points(self) -> list[Difficulty]:
         """The generalisation table's default points (inside and beyond the training range)."""
 
+    def quality_bars(self) -> dict[Difficulty, float]:
+        """{point: most bits/seq allowed} that a bundled model of this task must meet (its
+        model card reports each); none by default."""
+        return {}
+
     # -- requests ---------------------------------------------------------------------------
     @abc.abstractmethod
     def encode(self, request: Any) -> Encoded:
