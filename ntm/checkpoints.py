@@ -25,8 +25,20 @@ class TrainingState(tf.Module):
         self.last_eval = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="last_eval")
 
 
-def make_checkpoint(model: NTM, optimizer, state: TrainingState) -> tf.train.Checkpoint:
-    return tf.train.Checkpoint(model=model, optimizer=optimizer, state=state)
+class RestartState(tf.Module):
+    """How often a run was re-initialised (``TrainConfig.restart_at``) and at which step last.
+    Only runs with restarts switched on carry it, so older checkpoints restore unchanged."""
+
+    def __init__(self):
+        super().__init__(name="restart_state")
+        self.count = tf.Variable(0, dtype=tf.int64, trainable=False, name="count")
+        self.since = tf.Variable(0, dtype=tf.int64, trainable=False, name="since")
+
+
+def make_checkpoint(model: NTM, optimizer, state: TrainingState,
+                    restarts: RestartState | None = None) -> tf.train.Checkpoint:
+    extra = {} if restarts is None else {"restarts": restarts}
+    return tf.train.Checkpoint(model=model, optimizer=optimizer, state=state, **extra)
 
 
 def all_finite(variables) -> bool:

@@ -211,6 +211,12 @@ class TrainConfig:
     curriculum_threshold: float = setting(
         0.5, "Advance a stage below this bits/seq at its longest sequences.", low=0)
     seed: int = setting(0, "Seed for weights and data.")
+    restart_at: int = setting(
+        0, "Re-initialise the weights (a new seed, the optimiser reset) when held-out bits/seq "
+           "is still above --restart-above this many steps after the start or the last restart; "
+           "the steps, data and clock go on (0 = never).", low=0)
+    restart_above: float = setting(
+        1.0, "Held-out bits/seq above which --restart-at re-initialises.", low=0)
     eval_every: int = setting(250, "Steps between held-out evaluations.", resumable=True,
                               **POSITIVE)
     eval_size: int = setting(128, "Sequences in the fixed held-out set.", **POSITIVE)

@@ -24,6 +24,12 @@ class Adam(tf.Module):
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False, name="m") for v in variables]
         self.v = [tf.Variable(tf.zeros_like(v), trainable=False, name="v") for v in variables]
 
+    def reset(self) -> None:
+        """Forget every step taken (a fresh start of the same variables)."""
+        self.iterations.assign(0)
+        for slot in (*self.m, *self.v):
+            slot.assign(tf.zeros_like(slot))
+
     def apply(self, gradients, variables) -> None:
         self.iterations.assign_add(1)
         t = tf.cast(self.iterations, tf.float32)
@@ -48,6 +54,12 @@ class RMSProp(tf.Module):
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
         self.s = [tf.Variable(tf.zeros_like(v), trainable=False, name="s") for v in variables]
         self.u = [tf.Variable(tf.zeros_like(v), trainable=False, name="u") for v in variables]
+
+    def reset(self) -> None:
+        """Forget every step taken (a fresh start of the same variables)."""
+        self.iterations.assign(0)
+        for slot in (*self.s, *self.u):
+            slot.assign(tf.zeros_like(slot))
 
     def apply(self, gradients, variables) -> None:
         self.iterations.assign_add(1)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ntm.checkpoints import TrainingState, make_checkpoint
+from ntm.checkpoints import RestartState, TrainingState, make_checkpoint
 from ntm.contract.errors import NtmError
 from ntm.contract.tasks import Batch, Difficulty, bit_errors
 from ntm.curriculum import Curriculum
@@ -35,6 +35,9 @@ from ntm.steps import make_predict, make_replicated_train_step, make_train_step
 
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before restoring the last checkpoint
 MAX_RESTORES = 3  # restores without a good step in between before giving up
+# A restarted run's weights come from seed + RESTART_SEED_STRIDE * attempt: far from the seeds a
+# sweep uses side by side (1, 2, 3...), so a restart never repeats another seed's start.
+RESTART_SEED_STRIDE = 7919
 
 
 class TrainingError(RuntimeError, NtmError):
@@ -81,7 +84,9 @@ class Trainer:
             self.optimizer = make_optimizer(train_config.optimizer, self.model.trainable_variables,
                                             train_config.learning_rate, train_config.momentum)
             self.state = TrainingState()
-        self.writer = RunWriter(run, make_checkpoint(self.model, self.optimizer, self.state),
+            self.restarts = RestartState() if train_config.restart_at else None
+        self.writer = RunWriter(run, make_checkpoint(self.model, self.optimizer, self.state,
+                                                     self.restarts),
                                 chief=is_chief(self.strategy))
         self.out_dir = self.writer.out_dir  # where this process writes
         if resume:
@@ -126,6 +131,28 @@ class Trainer:
     def save(self) -> str | None:
         """Checkpoint now, unless a weight is non-finite (then keep the last good one)."""
         return self.writer.save(int(self.state.step.numpy()), self.model.trainable_variables)
+
+    def restart_due(self, step: int, heldout: float) -> bool:
+        """True when ``restart_at`` steps have passed since the start (or the last restart) and
+        held-out bits/seq is still above ``restart_above``: the run is stuck on a plateau."""
+        cfg = self.config
+        return (self.restarts is not None and heldout > cfg.restart_above
+                and step - int(self.restarts.since.numpy()) >= cfg.restart_at)
+
+    def restart(self, step: int) -> int:
+        """Re-initialise the weights from a new seed and reset the optimiser; the step counter,
+        data stream, curriculum stage and clock go on. Returns the new weights' seed."""
+        attempt = int(self.restarts.count.numpy()) + 1
+        seed = self.config.seed + RESTART_SEED_STRIDE * attempt
+        fresh = NTM(self.model_config, seed=seed)
+        for variable, value in zip(self.model.trainable_variables, fresh.trainable_variables,
+                                   strict=True):
+            variable.assign(value)
+        self.optimizer.reset()
+        self.restarts.count.assign(attempt)
+        self.restarts.since.assign(step)
+        self.state.good_evals.assign(0)
+        return seed
 
     def _on_signal(self, signum, frame) -> None:
         if self._stop_signal is not None:  # a second Ctrl-C: stop at once
@@ -250,6 +277,12 @@ class Trainer:
                 self.state.stage.assign(new_stage)
                 progress.message(f"step {step}: curriculum stage {new_stage}/{self.curriculum.stages}"
                                  f" (lengths {self.curriculum.ranges(new_stage)[0]})")
+        if self.restart_due(step, heldout):
+            seed = self.restart(step)
+            record["restart"] = {"attempt": int(self.restarts.count.numpy()), "seed": seed}
+            progress.message(f"step {step}: held-out {heldout:.3f} bits/seq after "
+                             f"{self.config.restart_at} steps: weights re-initialised with seed "
+                             f"{seed} (restart {record['restart']['attempt']})")
         self.writer.log(record)
         progress.message(f"step {step}: held-out bits/seq {heldout:.3f} "
                          f"({int(self.state.sequences.numpy())} sequences, "

@@ -73,3 +73,42 @@ def test_persistent_nans_restore_then_stop_clearly(tmp_path, nan_at):
 def test_stops_early_at_the_target(tmp_path):
     result = make(tmp_path, steps=10_000, target_error=100.0, patience_evals=2).run()
     assert result.reason == "target" and result.step == 40
+
+
+def test_restart_reinitialises_weights_and_optimiser_and_goes_on(tmp_path):
+    from ntm.model import NTM
+    from ntm.trainer import RESTART_SEED_STRIDE
+
+    trainer = make(tmp_path, steps=10, restart_at=20, restart_above=0.5, seed=3)
+    trainer.run()
+    assert int(trainer.optimizer.iterations.numpy()) == 10
+    seed = trainer.restart(step=10)
+    assert seed == 3 + RESTART_SEED_STRIDE
+    fresh = NTM(trainer.model_config, seed=seed)
+    for got, want in zip(trainer.model.trainable_variables, fresh.trainable_variables):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    assert int(trainer.optimizer.iterations.numpy()) == 0
+    assert all(not np.any(s.numpy()) for s in trainer.optimizer.m + trainer.optimizer.v)
+    assert (int(trainer.restarts.count.numpy()), int(trainer.restarts.since.numpy())) == (1, 10)
+    assert int(trainer.state.step.numpy()) == 10  # steps, data and clock go on
+
+
+def test_a_run_stuck_above_the_bar_restarts_every_restart_at_steps(tmp_path):
+    # A tiny model cannot reach 0 bits/seq in 60 steps: it restarts at steps 20 and 40 (each
+    # evaluation 20 steps after the last restart), and a resumed run knows where it stopped.
+    make(tmp_path, steps=40, restart_at=20, restart_above=0.0).run()
+    restarts = [m["restart"] for m in metrics(tmp_path) if "restart" in m]
+    assert [r["attempt"] for r in restarts] == [1, 2]
+    resumed = make(tmp_path, steps=60, restart_at=20, restart_above=0.0, resume=True)
+    assert int(resumed.restarts.count.numpy()) == 2
+    resumed.run()
+    steps = [m["step"] for m in metrics(tmp_path) if "restart" in m]
+    assert steps == [20, 40, 60]
+
+
+def test_restarts_off_by_default_and_older_checkpoints_restore(tmp_path):
+    trainer = make(tmp_path, steps=20, restart_above=0.0)
+    assert trainer.restarts is None
+    trainer.run()
+    assert not [m for m in metrics(tmp_path) if "restart" in m]
+    assert int(make(tmp_path, steps=30, resume=True).state.step.numpy()) == 20
