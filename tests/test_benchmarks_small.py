@@ -163,3 +163,13 @@ def test_long_sequences_small(tmp_path):
         assert row["within_training_range"] == [False]
     assert result["trained"]["copy"] == "length 1-20"
     assert "| copy | length 1-20 | 60 | HTTP |" in table
+
+
+def test_repeat_count_small(tmp_path):
+    result, table = run_small("repeat_count", tmp_path)
+    assert [(r["length"], r["repeats"]) for r in result["rows"]] == [(2, 2), (4, 3)]
+    for row in result["rows"]:
+        assert row["within_training_range"] and row["sequences"] == 4
+        assert sum(row["end_marker_after_repeats"].values()) == 4
+        assert 0 <= row["perfect_fraction"] <= 1
+    assert table.startswith("# Repeat-copy")
