@@ -60,12 +60,13 @@ def float_initializers(graph: onnx.GraphProto) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def variable_shapes(model: NTM) -> dict[str, tuple[int, ...]]:
+def variable_shapes(model: NTM, grows: bool = False) -> dict[str, tuple[int, ...]]:
     """{variable path: the shape its value has in an exported graph}.
 
-    Paths name the model's variables (``cell.head_kernel``...); the initial weighting is listed
-    as its folded form [1, heads, N] (softmax, batch axis added), the initial controller state
-    and read vectors with their batch axis [1, ...].
+    Paths name the model's variables (``cell.head_kernel``...); the initial controller state and
+    read vectors carry their batch axis [1, ...]. The initial weighting is the logits themselves
+    [heads, N] in a model whose memory grows (they are padded for the rows of each call before
+    the softmax), else its folded form [1, heads, N] (softmax, batch axis added).
     """
     cell = model.cell
     shapes = {
@@ -76,7 +77,8 @@ def variable_shapes(model: NTM) -> dict[str, tuple[int, ...]]:
         "cell.output_kernel": tuple(cell.output_kernel.shape),
         "cell.output_bias": tuple(cell.output_bias.shape),
         "cell.initial_reads": (1, *cell.initial_reads.shape),
-        "cell.initial_weight_logits": (1, *cell.initial_weight_logits.shape),
+        "cell.initial_weight_logits": ((() if grows else (1,))
+                                       + tuple(cell.initial_weight_logits.shape)),
     }
     if hasattr(cell.controller, "initial_h"):
         shapes["cell.controller.initial_h"] = (1, *cell.controller.initial_h.shape)
@@ -108,7 +110,7 @@ def assign(model: NTM, values: dict[str, np.ndarray]) -> None:
         obj = model
         for part in path.split("."):
             obj = getattr(obj, part)
-        if path == "cell.initial_weight_logits":
+        if path == "cell.initial_weight_logits" and value.ndim == 3:  # the softmax, folded
             value = np.log(np.maximum(value[0], np.finfo(np.float32).tiny))
         elif value.shape != tuple(obj.shape):
             value = value[0]
@@ -148,7 +150,9 @@ def recover(onnx_path: Path, run_dir: Path) -> float:
     inputs = check_points(task)
     expected = [reference(x) for x in inputs]
     best, best_diff = None, np.inf
-    for values in candidate_assignments(variable_shapes(model), float_initializers(proto.graph)):
+    grows = bool((entries["ntm.export"].get("memory") or {}).get("input"))
+    for values in candidate_assignments(variable_shapes(model, grows),
+                                        float_initializers(proto.graph)):
         assign(model, values)
         diff = max(float(np.abs(tf.sigmoid(model(tf.constant(x)).logits).numpy() - y).max())
                    for x, y in zip(inputs, expected))
