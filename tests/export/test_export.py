@@ -213,3 +213,15 @@ def test_cli_reports_sizes_and_difference(tiny_run, tmp_path):
     result = CliRunner().invoke(cli, ["export", str(tiny_run), "-o", str(tmp_path / "m.onnx")])
     assert result.exit_code == 0, result.output
     assert "KB" in result.output and "verified" in result.output
+
+
+# Issue 14: nodes in the Loop body, i.e. what onnxruntime dispatches once per time step
+# (82 before it). Lower it when the graph gets leaner; never raise it without a measurement.
+MAX_LOOP_BODY_NODES = 72
+
+
+def test_loop_body_stays_lean(dynamic_onnx):
+    from ntm.export.onnx_rewrite import loop_body_nodes
+
+    body = loop_body_nodes(onnx.load(str(dynamic_onnx.path)))
+    assert body <= MAX_LOOP_BODY_NODES, f"{body} nodes run per time step"
