@@ -86,7 +86,8 @@ def test_loop_plumbing_goes_and_the_values_stay(loop_feeds):
     done = rw.rewrite(after)
     onnx.checker.check_model(after)
     assert done["trip_count_only"] == 1 and done["counter_from_iteration"] == 1
-    assert sorted(body_ops(after)) == ["Add", "Gather", "Identity"]
+    assert done["identity_outputs"] == 1  # the accumulator is carried and scanned: one value
+    assert sorted(body_ops(after)) == ["Add", "Gather"]
     assert len(after.graph.node[-1].input) == 3  # trip count, condition, accumulator
     for got, want in zip(run(after, loop_feeds), run(before, loop_feeds)):
         np.testing.assert_array_equal(got, want)
@@ -177,3 +178,31 @@ def test_dead_nodes_go_and_graph_outputs_stay():
     model = flat_model(nodes, [], [2, 4, 5])
     assert rw.remove_dead_nodes(model.graph) == 2
     assert [n.op_type for n in model.graph.node] == ["Relu"]
+
+
+def test_matmul_and_bias_on_matrices_become_gemm():
+    nodes = [helper.make_node("MatMul", ["a", "w"], ["mm"]),
+             helper.make_node("Add", ["b", "mm"], ["y"])]
+    rng = np.random.default_rng(3)
+    inits = [const("w", rng.standard_normal((5, 3)), np.float32),
+             const("b", rng.standard_normal(3), np.float32)]
+
+    def model():
+        graph = helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["n", 5])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])], initializer=inits)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    before, after = model(), model()
+    assert rw.matmul_add_to_gemm(after.graph, rw._ranks(after, after.graph)) == 1
+    assert [n.op_type for n in after.graph.node] == ["Gemm"]
+    a = {"a": rng.standard_normal((4, 5)).astype(np.float32)}
+    np.testing.assert_allclose(run(after, a)[0], run(before, a)[0], rtol=1e-6, atol=1e-6)
+
+
+def test_matmul_of_a_batch_of_matrices_is_not_gemm():
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["mm"]),
+             helper.make_node("Add", ["mm", "b"], ["y"])]
+    model = flat_model(nodes, [const("w", np.ones((5, 3)), np.float32),
+                               const("b", np.ones(3), np.float32)], [2, 4, 3])
+    assert rw.matmul_add_to_gemm(model.graph, rw._ranks(model, model.graph)) == 0
