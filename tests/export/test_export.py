@@ -225,3 +225,11 @@ def test_loop_body_stays_lean(dynamic_onnx):
 
     body = loop_body_nodes(onnx.load(str(dynamic_onnx.path)))
     assert body <= MAX_LOOP_BODY_NODES, f"{body} nodes run per time step"
+
+
+@pytest.mark.parametrize("name", ["copy", "recall", "repeat-copy"])
+def test_bundled_models_have_the_lean_loop_body(name):
+    from ntm.export.onnx_rewrite import loop_body_nodes
+    from ntm.export.bundle import PRETRAINED
+
+    assert loop_body_nodes(onnx.load(str(PRETRAINED / f"{name}.onnx"))) <= MAX_LOOP_BODY_NODES
