@@ -15,7 +15,12 @@ A second table prices memory that grows: the bundled copy model (trained weights
 copy at N = 128, 512 and 1024 memory rows, interleaved with the bundled model as it was before
 memory could grow (``benchmarks/baseline/copy-2026-11-26.onnx``, fixed at 128 rows).
 
-    python benchmarks/inference.py                 # lengths 10,20,50,100; batch 1 and 64
+A third compares the bundled copy model with itself as bundled before issue 14's leaner Loop
+body (``benchmarks/baseline/copy-before-issue14.onnx``, same weights): length-20 copy, batch 1
+and 64, calls interleaved; the issue wants >= 1.8x at both, and the dynamic ONNX model no slower
+than the SavedModel at any length and batch of the first table.
+
+    python benchmarks/inference.py                 # lengths 10,20,50,100; batch 1, 8 and 64
     python benchmarks/inference.py --small         # seconds; used by the test suite
 """
 
@@ -39,6 +44,9 @@ from ntm.cli.common import quiet_tensorflow  # noqa: E402
 
 TARGETS = {"onnx_speedup_batch1": 10.0, "onnx_speedup_batch64": 5.0, "fixed_copy20_batch1_ms": 1.0}
 BASELINE = HERE / "baseline" / "copy-2026-11-26.onnx"  # the bundled copy model before growth
+BEFORE_ISSUE14 = HERE / "baseline" / "copy-before-issue14.onnx"  # before the leaner Loop body
+ISSUE14_SPEEDUP = 1.8  # new / old, batch 1 and 64, length 20
+ISSUE14_BATCHES = (1, 64)
 MEMORY_ROWS = (128, 512, 1024)
 MEMORY_BATCHES = (1, 32)
 ENGINES = ("savedmodel", "onnx-dynamic", "onnx-fixed")
@@ -138,6 +146,50 @@ def memory_cost(model_path, baseline_path, rows, batches, repeats: int, threads:
     return out
 
 
+def against_before(model_path, before_path, batches, repeats: int, threads: int,
+                   seed: int) -> list[dict]:
+    """Length-20 copy through the model and the model as it was before issue 14, calls
+    interleaved in shuffled order; ``speedup`` = before's time / the model's time."""
+    import onnx
+
+    from ntm.contract.tasks import Difficulty, get_task
+
+    task = get_task("copy")
+    engines = {"now": onnx_engine(model_path, threads),
+               "before issue 14": onnx_engine(before_path, threads)}
+    nodes = {"now": nodes_per_step(onnx.load(str(model_path)), None),
+             "before issue 14": nodes_per_step(onnx.load(str(before_path)), None)}
+    out = []
+    for batch in batches:
+        x = task.fixed_batch(np.random.default_rng(seed), batch, Difficulty(20)).inputs
+        diff = float(np.abs(engines["now"](x)[0] - engines["before issue 14"](x)[0]).max())
+        times = time_engines(engines, x, repeats, shuffle=True)
+        before = float(np.median(times["before issue 14"]))
+        for name, t in times.items():
+            median = float(np.median(t))
+            out.append({"engine": name, "batch": batch, "loop_body_nodes": nodes[name],
+                        "median_ms": round(median * 1e3, 4),
+                        "us_per_step": round(median / x.shape[1] * 1e6, 2),
+                        "speedup": round(before / median, 3), "max_abs_diff": diff})
+    return out
+
+
+def issue14_targets(rows: list[dict], before: list[dict]) -> dict:
+    """Issue 14: >= 1.8x the old model at batch 1 and 64; dynamic ONNX >= the SavedModel at
+    every length and batch measured."""
+    out = {}
+    for batch in sorted({b["batch"] for b in before}):
+        value = next(b["speedup"] for b in before
+                     if b["batch"] == batch and b["engine"] == "now")
+        out[f"speedup_vs_before_batch{batch}"] = {
+            "target": ISSUE14_SPEEDUP, "measured": value, "met": value >= ISSUE14_SPEEDUP}
+    dynamic = [r["speedup_vs_savedmodel"] for r in rows if r["engine"] == "onnx-dynamic"]
+    worst = min(dynamic) if dynamic else None
+    out["dynamic_vs_savedmodel_worst"] = {"target": 1.0, "measured": worst,
+                                          "met": None if worst is None else worst >= 1.0}
+    return out
+
+
 def nodes_per_step(proto, time_steps: int | None) -> float:
     """ONNX nodes executed per time step: the Loop body's size, or (fixed) nodes / steps."""
     if time_steps is None:
@@ -234,14 +286,19 @@ def run_benchmark(args) -> dict:
             onnx.save(dynamic_proto, str(path))
             memory = memory_cost(path, path, (16, 32), (1, 2), args.repeats, args.threads,
                                  args.seed)
+            before = against_before(path, path, (1, 2), args.repeats, args.threads, args.seed)
     else:
         from ntm.serving.models import bundled_models
 
         memory = memory_cost(bundled_models()["copy"], BASELINE, MEMORY_ROWS, MEMORY_BATCHES,
                              args.repeats, args.threads, args.seed)
+        before = against_before(bundled_models()["copy"], BEFORE_ISSUE14, ISSUE14_BATCHES,
+                                args.repeats, args.threads, args.seed)
     return {
         "benchmark": "inference",
         "memory": memory,
+        "before_issue14": before,
+        "issue14_targets": issue14_targets(rows, before),
         "mode": "small" if args.small else "full",
         "command": "python benchmarks/inference.py" + (" --small" if args.small else ""),
         "model": str(args.run) if args.run else "fresh default copy NTM (seed 0)",
@@ -313,6 +370,22 @@ def markdown(r: dict) -> str:
         lines.append(f"| {names[key]} | {wanted} | {t['measured']} | {met} |")
     lines += ["", "ONNX nodes per time step: " + ", ".join(
         f"{name} {info['nodes_per_step']}" for name, info in r["graph"].items())]
+    before = r.get("before_issue14", [])
+    lines += ["", "## Issue 14: the bundled copy model against itself before issue 14", "",
+              "Length-20 copy (41 steps), same weights, calls interleaved in shuffled order "
+              "(`benchmarks/baseline/copy-before-issue14.onnx`):", "",
+              "| batch | model | Loop body nodes | ms / call | us / step | speed-up |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {b['batch']} | {b['engine']} | {b['loop_body_nodes']:.0f} | "
+              f"{b['median_ms']:.3f} | {b['us_per_step']:.1f} | {b['speedup']:.2f} |"
+              for b in before]
+    names14 = {"dynamic_vs_savedmodel_worst": "dynamic ONNX vs SavedModel (worst case above)"}
+    lines += ["", "| issue 14 target | wanted | measured | met |", "| --- | --- | --- | --- |"]
+    for key, t in r.get("issue14_targets", {}).items():
+        name = names14.get(key, key.replace("speedup_vs_before_batch",
+                                            "speed-up over before issue 14, batch "))
+        met = {True: "yes", False: "no", None: "not measured"}[t["met"]]
+        lines.append(f"| {name} | >= {t['target']}x | {t['measured']} | {met} |")
     memory = r.get("memory", [])
     lines += ["", "## Memory that grows: cost per time step", "",
               "Bundled copy model, length-20 copy (41 steps), calls interleaved in shuffled "
@@ -346,7 +419,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     args.lengths = args.lengths or ([2, 4] if args.small else [10, 20, 50, 100])
-    args.batches = args.batches or ([1, 4] if args.small else [1, 64])
+    args.batches = args.batches or ([1, 4] if args.small else [1, 8, 64])
     args.repeats = args.repeats or (3 if args.small else 30)
     result = run_benchmark(args)
     write_results(args.out, "inference", args.small, result, markdown(result))

@@ -176,13 +176,21 @@ class NTMCell(tf.Module):
         z = tf.linalg.matmul(controller_output, self.head_kernel) + self.head_bias
         z = tf.clip_by_value(z, -c.clip_value, c.clip_value)
         # Splits, not slices: one ONNX node each, where z[:, a:b] would cost one per piece.
-        heads_part, write_part = tf.split(
-            z, [c.num_heads * self._per_head, c.num_write_heads * 2 * c.memory_width], axis=1)
+        heads_width = c.num_heads * self._per_head
+        if c.num_write_heads == 1:
+            # [batch, 1, params]: one split gives erase and add already shaped
+            # [batch, 1, M] (4 ONNX nodes per step instead of 5, issue 14).
+            heads_part, erase, add = tf.split(
+                tf.reshape(z, [-1, 1, z.shape[1]]),
+                [heads_width, c.memory_width, c.memory_width], axis=2)
+        else:
+            heads_part, write_part = tf.split(
+                z, [heads_width, c.num_write_heads * 2 * c.memory_width], axis=1)
+            write = tf.reshape(write_part, [-1, c.num_write_heads, 2 * c.memory_width])
+            erase, add = tf.split(write, 2, axis=2)
         per_head = tf.reshape(heads_part, [-1, c.num_heads, self._per_head])
         key, strength, gate, shift, gamma = tf.split(
             per_head, [c.memory_width, 1, 1, c.num_shifts, 1], axis=2)
-        write = tf.reshape(write_part, [-1, c.num_write_heads, 2 * c.memory_width])
-        erase, add = tf.split(write, 2, axis=2)
         return HeadParameters(
             key=key,
             strength=tf.nn.softplus(strength),

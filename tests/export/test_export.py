@@ -213,3 +213,23 @@ def test_cli_reports_sizes_and_difference(tiny_run, tmp_path):
     result = CliRunner().invoke(cli, ["export", str(tiny_run), "-o", str(tmp_path / "m.onnx")])
     assert result.exit_code == 0, result.output
     assert "KB" in result.output and "verified" in result.output
+
+
+# Issue 14: nodes in the Loop body, i.e. what onnxruntime dispatches once per time step
+# (82 before it). Lower it when the graph gets leaner; never raise it without a measurement.
+MAX_LOOP_BODY_NODES = 66
+
+
+def test_loop_body_stays_lean(dynamic_onnx):
+    from ntm.export.onnx_rewrite import loop_body_nodes
+
+    body = loop_body_nodes(onnx.load(str(dynamic_onnx.path)))
+    assert body <= MAX_LOOP_BODY_NODES, f"{body} nodes run per time step"
+
+
+@pytest.mark.parametrize("name", ["copy", "recall", "repeat-copy"])
+def test_bundled_models_have_the_lean_loop_body(name):
+    from ntm.export.onnx_rewrite import loop_body_nodes
+    from ntm.export.bundle import PRETRAINED
+
+    assert loop_body_nodes(onnx.load(str(PRETRAINED / f"{name}.onnx"))) <= MAX_LOOP_BODY_NODES
