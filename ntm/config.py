@@ -211,10 +211,11 @@ class TrainConfig:
     curriculum_threshold: float = setting(
         0.5, "Advance a stage below this bits/seq at its longest sequences.", low=0)
     seed: int = setting(0, "Seed for weights and data.")
-    restart_at: int = setting(
-        0, "Re-initialise the weights (a new seed, the optimiser reset) when held-out bits/seq "
-           "is still above --restart-above this many steps after the start or the last restart; "
-           "the steps, data and clock go on (0 = never).", low=0)
+    restart_at: int | None = setting(
+        None, "Re-initialise the weights (a new seed, the optimiser reset) when held-out bits/seq "
+              "is still above --restart-above this many steps after the start or the last "
+              "restart; the steps, data and clock go on (0 = never) [default: the task's: "
+              "recall 8000, measured by benchmarks/seeds.py; the others 0].", low=0)
     restart_above: float = setting(
         1.0, "Held-out bits/seq above which --restart-at re-initialises.", low=0)
     eval_every: int = setting(250, "Steps between held-out evaluations.", resumable=True,
@@ -239,6 +240,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.restart_at is None:  # the task's own default (Task.train_defaults)
+            try:
+                default = get_task(self.task).train_defaults.get("restart_at", 0)
+            except ValueError:  # an unknown task: build_task names it
+                default = 0
+            object.__setattr__(self, "restart_at", default)
 
     def learning_rate_at(self, step: int) -> float:
         """The step schedule: learning_rate * lr_decay ** (step // lr_decay_every)."""
@@ -273,7 +280,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        return _from_dict(cls, data)
+        # A run written before restarts existed never restarts (its checkpoints have no
+        # restart counters to restore).
+        return _from_dict(cls, {"restart_at": 0, **data})
 
 
 def resumable_fields() -> set[str]:

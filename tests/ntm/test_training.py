@@ -112,3 +112,13 @@ def test_restarts_off_by_default_and_older_checkpoints_restore(tmp_path):
     trainer.run()
     assert not [m for m in metrics(tmp_path) if "restart" in m]
     assert int(make(tmp_path, steps=30, resume=True).state.step.numpy()) == 20
+
+
+def test_restart_at_defaults_to_the_tasks_own_and_old_runs_never_restart():
+    assert TrainConfig(task="recall").restart_at == 8000  # RecallTask.train_defaults
+    assert TrainConfig(task="copy").restart_at == 0
+    assert TrainConfig(task="recall", restart_at=0).restart_at == 0  # the user's word wins
+    saved = TrainConfig(task="recall").to_dict()
+    assert TrainConfig.from_dict(saved).restart_at == 8000
+    del saved["restart_at"]  # a config.json written before restarts existed
+    assert TrainConfig.from_dict(saved).restart_at == 0

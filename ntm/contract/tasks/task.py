@@ -56,6 +56,9 @@ class Task(abc.ABC):
     # The request fields that tell this task's requests apart from other tasks' (``guess``):
     # the task whose keys are all present, the most of them, is the request's task.
     request_keys: ClassVar[tuple[str, ...]] = ()
+    # ``ntm train`` defaults this task sets for itself ({TrainConfig field: value}), each
+    # measured by the seed sweep (benchmarks/seeds.py) for this task.
+    train_defaults: ClassVar[dict[str, Any]] = {}
 
     input_size: int
     output_size: int
