@@ -36,8 +36,13 @@ def human_size(n: int) -> str:
               help="Memory rows of a fixed-length export [default: the smallest of the trained "
                    "rows x 1, 2, 4, ... that holds the longest input of --length]. A dynamic "
                    "export takes its rows per call (input 'memory_size').")
+@click.option("--stateful", is_flag=True, default=False,
+              help="Also take and return the state a sequence has reached (inputs "
+                   "'sequence_start' and 'state', output 'state_out'), so one sequence can run "
+                   "in several requests: ntm serve's sequence_id, Triton's sequence batcher "
+                   "with implicit state. Dynamic length only; proven run in 3 pieces.")
 def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: Path | None,
-           name: str | None, memory_size: int | None) -> None:
+           name: str | None, memory_size: int | None, stateful: bool) -> None:
     """Export the run in RUN_DIR [default: the latest run under runs/].
 
     After writing, the export is loaded back and compared with the TensorFlow model on fresh
@@ -51,8 +56,9 @@ def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: 
     quiet_tensorflow(1)
     from ntm.export.exporter import export_run
 
-    result = export_run(run_dir, fmt, length, opset, out, name, memory_size)
+    result = export_run(run_dir, fmt, length, opset, out, name, memory_size, stateful)
     click.echo(f"exported {run_dir} as {result.format} ({result.mode}"
+               + (", stateful" if stateful else "")
                + (f", {length} time steps" if length else "") + f") to {result.path}")
     for path, size in result.files:
         click.echo(f"  {path}  {human_size(size)}")

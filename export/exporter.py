@@ -17,8 +17,9 @@ from ntm.contract.errors import NtmError
 from ntm.contract.memory_plan import (DEFAULT_MAX_MEMORY_SIZE, MemoryLimitExceeded,
                                       choose_memory_size)
 from ntm.contract.tasks import Difficulty
-from ntm.export.verify import (NOISE_FACTOR, PERTURBATION, TOLERANCE, Comparison, compare,
-                               verification_points)
+from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME, state_size
+from ntm.export.verify import (CHUNK_TOLERANCE, CHUNKS, NOISE_FACTOR, PERTURBATION, TOLERANCE,
+                               Comparison, chunked, compare, one_shot, verification_points)
 from ntm.export.writers import (convert_to_onnx, replace_path, set_metadata, triton_config,
                                 write_savedmodel)
 from ntm.runs import Run, read_summary
@@ -72,18 +73,25 @@ def fixed_memory_size(task, length: int, trained: int, requested: int | None = N
 
 def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int = DEFAULT_OPSET,
                out: Path | None = None, model_name: str | None = None,
-               memory_size: int | None = None) -> ExportResult:
+               memory_size: int | None = None, stateful: bool = False) -> ExportResult:
     """Export the latest checkpoint of ``run`` (a ``Run``, or its directory); verify against
     TensorFlow before replacing anything at ``out``. Raises ExportError (with the measured
     difference) when the proof fails.
 
     A dynamic-length export takes its memory rows per call (input ``memory_size``); a
     fixed-length one has ``memory_size`` rows [default: what its length needs].
+
+    ``stateful``: the model also takes and returns the state a sequence has reached, so a
+    sequence can run in several calls (``ntm.export.signatures``); its proof runs every point in
+    CHUNKS calls against TensorFlow in one, and against itself in one (within CHUNK_TOLERANCE).
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if length is not None and length < 1:
         raise ExportError(f"--length must be 'dynamic' or an integer >= 1, got {length}")
+    if stateful and length is not None:
+        raise ExportError("--stateful needs a dynamic length: a sequence run in pieces has no "
+                          "fixed number of time steps (drop --length)")
     if length is None and memory_size is not None:
         raise ExportError("--memory-size is for fixed-length exports (--length N); a dynamic "
                           "export takes its memory size per call")
@@ -97,7 +105,7 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
             task.min_length, task.train_repeats[0] if task.train_repeats else None))
         raise ExportError(f"--length {length} is too short for {task.name}: its shortest "
                           f"sequence needs {shortest} time steps")
-    module = ExportModule(model, length, rows)
+    module = ExportModule(model, length, rows, stateful=stateful)
     mode = "dynamic" if length is None else "fixed"
     out = Path(out) if out else default_output(task.name, fmt, length)
     name = model_name or (task.name.replace("-", "_") + (f"_fixed{length}" if length else ""))
@@ -107,7 +115,11 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
         return r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy()
 
     def prove(candidate) -> list[Comparison]:
-        return _prove(reference, candidate, task, points, length)
+        """``candidate``: a Forward, or for a stateful module a StatefulForward."""
+        if not stateful:
+            return _prove(reference, candidate, task, points, length)
+        _prove_chunks(one_shot(candidate), chunked(candidate), task, points)
+        return _prove(reference, chunked(candidate), task, points, length)
 
     workdir = Path(tempfile.mkdtemp(prefix=".ntm-export-", dir=_existing_parent(out)))
     try:
@@ -133,7 +145,13 @@ def _savedmodel(module: ExportModule, workdir: Path, out: Path, prove) -> tuple:
         r = loaded(**feeds)
         return r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy()
 
-    comparisons = prove(candidate)
+    def stateful_candidate(x, n, start, state):
+        r = loaded(**{meta.INPUT_NAME: tf.constant(x), meta.MEMORY_SIZE_NAME: tf.constant([n]),
+                      START_NAME: tf.constant([int(start)]), STATE_NAME: tf.constant(state)})
+        return (r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy(),
+                r[STATE_OUT_NAME].numpy())
+
+    comparisons = prove(stateful_candidate if module.stateful else candidate)
     return tmp, out, [(out, _size(tmp))], comparisons
 
 
@@ -143,10 +161,11 @@ def _onnx(run: Run, module: ExportModule, workdir: Path, out: Path, fmt: str, op
     ``workdir``; the proof goes into its metadata -> (written, final path, files, proof)."""
     length = module.length
     proto = convert_to_onnx(module, opset)
-    entries = _metadata(run, "dynamic" if length is None else "fixed", length, opset, rows)
+    entries = _metadata(run, "dynamic" if length is None else "fixed", length, opset, rows,
+                        module.stateful)
     set_metadata(proto, meta.encode(entries))
     onnx.checker.check_model(proto)
-    comparisons = prove(_onnx_forward(proto))
+    comparisons = prove(_onnx_forward(proto, module.stateful))
     entries["ntm.export"]["verified"] = [c.as_dict() for c in comparisons]
     set_metadata(proto, meta.encode(entries))
     if fmt == "onnx":
@@ -157,7 +176,9 @@ def _onnx(run: Run, module: ExportModule, workdir: Path, out: Path, fmt: str, op
     (tmp / "1").mkdir(parents=True)
     onnx.save(proto, str(tmp / "1" / "model.onnx"))
     (tmp / "config.pbtxt").write_text(triton_config(
-        name, config.input_size, config.output_size, config.num_heads, rows, length))
+        name, config.input_size, config.output_size, config.num_heads, rows, length,
+        state_size=state_size(config.to_dict(), config.memory_size) if module.stateful
+        else None))
     files = [(final / "config.pbtxt", (tmp / "config.pbtxt").stat().st_size),
              (final / "1" / "model.onnx", (tmp / "1" / "model.onnx").stat().st_size)]
     return tmp, final, files, comparisons
@@ -176,11 +197,22 @@ def _prove(reference, candidate, task, points, length) -> list[Comparison]:
     return comparisons
 
 
+def _prove_chunks(whole, pieces, task, points) -> None:
+    """The export run in CHUNKS calls per sequence agrees with itself run in one."""
+    for c in compare(whole, pieces, task, points):
+        if c.probabilities_diff > CHUNK_TOLERANCE or c.attention_diff > CHUNK_TOLERANCE:
+            raise ExportError(
+                f"the stateful export run in {CHUNKS} calls differs from one call by "
+                f"{max(c.probabilities_diff, c.attention_diff):.3g} at {c.label} (tolerance "
+                f"{CHUNK_TOLERANCE:g}); nothing was written")
+
+
 def _input_names(module: ExportModule) -> list[str]:
-    return [meta.INPUT_NAME] + ([meta.MEMORY_SIZE_NAME] if module.length is None else [])
+    names = [meta.INPUT_NAME] + ([meta.MEMORY_SIZE_NAME] if module.length is None else [])
+    return names + ([START_NAME, STATE_NAME] if module.stateful else [])
 
 
-def _onnx_forward(proto: onnx.ModelProto):
+def _onnx_forward(proto: onnx.ModelProto, stateful: bool = False):
     import numpy as np
     import onnxruntime as ort
 
@@ -198,10 +230,15 @@ def _onnx_forward(proto: onnx.ModelProto):
         p, a = session.run([meta.PROBABILITIES, meta.ATTENTION], feeds)
         return p, a
 
-    return forward
+    def stateful_forward(x, n, start, state):
+        feeds = {meta.INPUT_NAME: x, meta.MEMORY_SIZE_NAME: np.array([n], np.int32),
+                 START_NAME: np.array([int(start)], np.int32), STATE_NAME: state}
+        return tuple(session.run([meta.PROBABILITIES, meta.ATTENTION, STATE_OUT_NAME], feeds))
+
+    return stateful_forward if stateful else forward
 
 
-def _metadata(run: Run, mode, length, opset, rows) -> dict:
+def _metadata(run: Run, mode, length, opset, rows, stateful: bool = False) -> dict:
     import tf2onnx
 
     summary = read_summary(run.directory)
@@ -228,6 +265,10 @@ def _metadata(run: Run, mode, length, opset, rows) -> dict:
                        "trained": model_config.memory_size, "fixed": rows},
             "tolerance": TOLERANCE, "noise_factor": NOISE_FACTOR,
             "perturbation": PERTURBATION,
+            # A sequence may run in several calls (ntm.contract.state_layout); None: stateless.
+            "stateful": {"start": START_NAME, "state": STATE_NAME, "state_out": STATE_OUT_NAME,
+                         "proven_chunks": CHUNKS, "chunk_tolerance": CHUNK_TOLERANCE}
+            if stateful else None,
         },
         "ntm.versions": {"ntm": ntm.__version__, "tensorflow": tf.__version__,
                          "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,

@@ -131,3 +131,39 @@ def compare(reference: Forward, candidate: Forward, task: Task, points: list[Pro
             attention_diff=float(np.abs(a_ref[:, :t] - a_new[:, :t]).max()),
             noise_floor=float(np.abs(p_ref[:, :t] - p_moved[:, :t]).max())))
     return out
+
+
+# -- stateful exports -----------------------------------------------------------------------
+# (inputs, memory rows N, start?, state [batch, S]) -> probabilities, attention, state_out
+StatefulForward = Callable[[np.ndarray, int, bool, np.ndarray],
+                           tuple[np.ndarray, np.ndarray, np.ndarray]]
+CHUNKS = 3  # a stateful export is proven run in this many calls per sequence
+CHUNK_TOLERANCE = 1e-5  # chunked and one-shot runs of the same export may differ by this
+
+
+def chunk_bounds(time_steps: int, chunks: int = CHUNKS) -> list[tuple[int, int]]:
+    """``chunks`` consecutive non-empty [start, end) ranges covering ``time_steps`` (fewer when
+    there are fewer steps), of uneven lengths so no chunk boundary is special."""
+    cuts = sorted({round(time_steps * f) for f in (0.0, 0.3, 0.7)[:chunks]} | {time_steps})
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def chunked(forward: StatefulForward, chunks: int = CHUNKS) -> Forward:
+    """A Forward that runs each sequence as ``chunks`` calls, the state carried between them."""
+    def run(x: np.ndarray, memory_size: int) -> tuple[np.ndarray, np.ndarray]:
+        state = np.zeros((1, 0), np.float32)
+        probabilities, attention = [], []
+        for i, (a, b) in enumerate(chunk_bounds(x.shape[1], chunks)):
+            p, att, state = forward(x[:, a:b], memory_size, i == 0, state)
+            probabilities.append(p)
+            attention.append(att)
+        return np.concatenate(probabilities, axis=1), np.concatenate(attention, axis=1)
+    return run
+
+
+def one_shot(forward: StatefulForward) -> Forward:
+    """A Forward that runs each sequence as one call from a fresh start."""
+    def run(x: np.ndarray, memory_size: int) -> tuple[np.ndarray, np.ndarray]:
+        p, att, _ = forward(x, memory_size, True, np.zeros((1, 0), np.float32))
+        return p, att
+    return run

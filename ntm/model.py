@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from ntm.cell import MemorySize, NTMCell
+from ntm.cell import MemorySize, NTMCell, NTMState
 from ntm.config import ModelConfig
 
 
@@ -23,12 +23,15 @@ class ModelOutput(NamedTuple):
     logits:  [batch, time, output_size]   (apply a sigmoid for bit probabilities)
     weights: [batch, time, heads, N]      each head's weighting per step, read heads first
     memory:  [batch, time, N, M] or None  the memory after each step, when asked for
+    state:   NTMState                     the state after the last step, from which a later
+                                          call can go on (stateful sequences)
     (N: the call's memory_size)
     """
 
     logits: tf.Tensor
     weights: tf.Tensor
     memory: tf.Tensor | None
+    state: NTMState | None = None
 
 
 class NTM(tf.Module):
@@ -59,8 +62,14 @@ class NTM(tf.Module):
         return self.run_dynamic(inputs, return_memory, memory_size)
 
     def run_dynamic(self, inputs: tf.Tensor, return_memory: bool = False,
-                    memory_size: MemorySize | None = None) -> ModelOutput:
-        """A ``tf.while_loop`` over the time axis, whatever its length."""
+                    memory_size: MemorySize | None = None,
+                    initial: NTMState | None = None) -> ModelOutput:
+        """A ``tf.while_loop`` over the time axis, whatever its length.
+
+        ``initial``: the state to start from [default: the learned initial state]; a state
+        returned by an earlier call (``ModelOutput.state``) continues that sequence, and then
+        ``memory_size`` must be its memory's N. The output's ``state`` is the final state.
+        """
         batch_size = tf.shape(inputs)[0]
         time_steps = tf.shape(inputs)[1]
         time_major = tf.transpose(inputs, [1, 0, 2])
@@ -77,15 +86,17 @@ class NTM(tf.Module):
             values = (controller_out, state.reads, state.weights, state.memory)
             return t + 1, state, tuple(a.write(t, v) for a, v in zip(arrays, values))
 
-        _, _, arrays = tf.while_loop(
+        if initial is None:
+            initial = self.cell.initial_state(batch_size, memory_size)
+        _, final, arrays = tf.while_loop(
             # The trip count alone bounds the loop: a `t < time_steps` condition as well would
             # add seven nodes (compare, casts, and) to every ONNX Loop iteration.
             lambda *_: True,
             body,
-            (tf.constant(0), self.cell.initial_state(batch_size, memory_size), arrays),
+            (tf.constant(0), initial, arrays),
             maximum_iterations=time_steps,
         )
-        return self._outputs(*[_batch_major(a.stack()) for a in arrays])
+        return self._outputs(*[_batch_major(a.stack()) for a in arrays])._replace(state=final)
 
     def run_unrolled(self, inputs: tf.Tensor, return_memory: bool = False,
                      memory_size: MemorySize | None = None) -> ModelOutput:
@@ -101,7 +112,8 @@ class NTM(tf.Module):
             values = (controller_out, state.reads, state.weights, state.memory)
             for collected, value in zip(per_step, values):
                 collected.append(value)
-        return self._outputs(*[tf.stack(collected, axis=1) for collected in per_step])
+        return self._outputs(*[tf.stack(collected, axis=1)
+                               for collected in per_step])._replace(state=state)
 
     def _outputs(self, controller_out: tf.Tensor, reads: tf.Tensor, weights: tf.Tensor,
                  memory: tf.Tensor | None = None) -> ModelOutput:

@@ -17,8 +17,8 @@ def test_dynamic_and_unrolled_loops_agree(small_config, controller):
     x = np.random.default_rng(0).integers(0, 2, (3, 9, config.input_size)).astype(np.float32)
     dyn = model(tf.constant(x), return_memory=True)
     unr = model(tf.constant(x), unroll=True, return_memory=True)
-    for a, b in zip(dyn, unr):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+    for a, b in zip(tf.nest.flatten(tuple(dyn)), tf.nest.flatten(tuple(unr))):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)  # the final state too
     assert dyn.logits.shape == (3, 9, config.output_size)
     assert dyn.weights.shape == (3, 9, config.num_heads, config.memory_size)
     assert dyn.memory.shape == (3, 9, config.memory_size, config.memory_width)
