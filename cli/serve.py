@@ -48,6 +48,13 @@ RUNTIME = RuntimeOptions()
               default=SERVER.inference_threads, show_default=True,
               help="Threads running onnxruntime; also how many merged batches of a model run "
                    "at once.")
+@click.option("--max-sequences", type=click.IntRange(min=0), default=SERVER.max_sequences,
+              show_default=True,
+              help="Most live sequences (requests with sequence_id on a model exported with "
+                   "--stateful) kept at once; one more is answered 429. 0: no sequences.")
+@click.option("--sequence-idle-s", type=click.FloatRange(min=0, min_open=True),
+              default=SERVER.sequence_idle_s, show_default=True,
+              help="Drop a sequence idle this many seconds (its state lives in memory only).")
 @click.option("--graceful-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
               help="Seconds SIGTERM waits for in-flight requests.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -56,8 +63,8 @@ RUNTIME = RuntimeOptions()
 def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
           max_queue_delay_ms: float, no_batching: bool, max_body_bytes: int,
           max_time_steps: int, memory_size: int | None, max_memory_size: int,
-          api_key: str | None, inference_threads: int, graceful_timeout: float,
-          workers: int) -> None:
+          api_key: str | None, inference_threads: int, max_sequences: int,
+          sequence_idle_s: float, graceful_timeout: float, workers: int) -> None:
     """Serve NTM models with onnxruntime over HTTP.
 
     Task API: POST /v1/models/NAME:predict with {"instances": [...]}. Raw tensors: the Open
@@ -68,7 +75,10 @@ def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
     runtimes = load_runtimes(models, options)
     settings = ServerSettings(max_body_bytes=max_body_bytes, max_batch_size=max_batch_size,
                               max_queue_delay_ms=max_queue_delay_ms, batching=not no_batching,
-                              api_key=api_key or None, inference_threads=inference_threads)
+                              api_key=api_key or None, inference_threads=inference_threads,
+                              # a sequence's requests must all reach the process holding it
+                              max_sequences=max_sequences if workers == 1 else 0,
+                              sequence_idle_s=sequence_idle_s)
     sock = listening_socket(host, port)
     for r in runtimes:
         click.echo(f"model {r.name}: {r.task.name}, {r.describe()['mode']}, memory rows "

@@ -31,7 +31,7 @@ def bundle(run_dir: Path, train_command: str, sequences: int = 100,
         run.state
     name = task.name
     target = out_dir / f"{name}.onnx"
-    result = export_run(run, "onnx", out=target)
+    result = export_run(run, "onnx", out=target, stateful=True)
     points = list(task.default_eval_points())
     bars_of_task = task.quality_bars()  # {Difficulty: most bits/seq}: the task's own bars
     points += [point for point in bars_of_task if point not in points]
@@ -48,7 +48,7 @@ def bundle(run_dir: Path, train_command: str, sequences: int = 100,
         "file": target.name,
         "size_bytes": target.stat().st_size,
         "train_command": train_command,
-        "export_command": f"ntm export {run_dir} --format onnx -o ntm/pretrained/{name}.onnx",
+        "export_command": export_command(run_dir, name),
         "seed": train_config.seed,
         "steps": int(state.step.numpy()),
         "batch_size": train_config.batch_size,
@@ -72,6 +72,34 @@ def bundle(run_dir: Path, train_command: str, sequences: int = 100,
     return card
 
 
+def export_command(run_dir: Path, name: str) -> str:
+    return f"ntm export {run_dir} --format onnx --stateful -o ntm/pretrained/{name}.onnx"
+
+
+def reexport(run_dir: Path, note: str, out_dir: Path = PRETRAINED) -> dict:
+    """Export the run of a bundled model again (same weights: its evaluation, made with
+    TensorFlow, stands) and update its card's export fields, appending ``note``."""
+    import json
+
+    from ntm.contract.tasks import get_task
+    from ntm.export.exporter import export_run
+    from ntm.files import write_json_atomic, write_text_atomic
+    from ntm.runs import Run
+
+    run = Run.load(run_dir)
+    name = run.task.name
+    card = json.loads((out_dir / f"{name}.json").read_text())
+    target = out_dir / f"{name}.onnx"
+    result = export_run(run, "onnx", out=target, stateful=True)
+    card.update(size_bytes=target.stat().st_size, export_command=export_command(run_dir, name),
+                export_max_abs_diff=result.max_diff,
+                export_proof=[c.as_dict() for c in result.comparisons],
+                note=f"{card.get('note', '')} {note}".strip())
+    write_json_atomic(out_dir / f"{name}.json", card, trailing_newline=True)
+    write_text_atomic(out_dir / f"{name}.md", render_card(card, get_task(name).length_name))
+    return card
+
+
 def render_card(card: dict, length_name: str) -> str:
     from ntm.evaluation import EvalRow, format_table
 
@@ -91,7 +119,9 @@ A Neural Turing Machine (memory {card['model']['memory_size']} x {card['model'][
 the `{card['task']}` task, {length_name} {card['train_lengths'][0]}-{card['train_lengths'][1]}{repeats}.
 Dynamic-length ONNX ({card['size_bytes'] / 1024:.0f} KB), proven equal to TensorFlow at export
 (largest difference {card['export_max_abs_diff']:.1e}; every point within its tolerance below).
-Its memory grows with the request: trained with {card['model']['memory_size']} rows, it runs with
+A stateful export: one sequence may run in several requests, its memory kept between them
+(`ntm serve` with `sequence_id`; Triton's sequence batcher). Its memory grows with the
+request: trained with {card['model']['memory_size']} rows, it runs with
 the smallest of {card['model']['memory_size']} x 1, 2, 4, ... rows that holds the request (the
 `rows` column below), the key strength scaled by
 (log N / log {card['model']['memory_size']})^{card['model'].get('grow_strength_power', 2):g}.
@@ -130,8 +160,14 @@ def main() -> None:
                         help="The exact ntm train command that made the run.")
     parser.add_argument("--sequences", type=int, default=100)
     parser.add_argument("--note", default="", help="A disclosure for the card (e.g. seed choice).")
+    parser.add_argument("--reexport", action="store_true",
+                        help="Only export the run again and update the card's export fields "
+                             "(same weights), appending --note; --train-command is ignored.")
     args = parser.parse_args()
-    card = bundle(args.run_dir, args.train_command, args.sequences, note=args.note)
+    if args.reexport:
+        card = reexport(args.run_dir, args.note)
+    else:
+        card = bundle(args.run_dir, args.train_command, args.sequences, note=args.note)
     from ntm.contract.tasks import get_task
 
     print(render_card(card, get_task(card["task"]).length_name))

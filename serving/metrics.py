@@ -38,6 +38,18 @@ class Metrics:
                                  "whether they lay within the training range.",
                                  ["model", "memory_size", "within_training_range"], registry=r)
 
+    def track_sequences(self, store) -> None:
+        """Gauges read from a ``SequenceStore`` at each scrape (which drops expired ones)."""
+        live = Gauge("ntm_live_sequences", "Sequences of stateful models kept between requests "
+                     "(in memory only).", registry=self.registry)
+        live.set_function(lambda: len(store))
+        state = Gauge("ntm_sequence_state_bytes", "Bytes of state the live sequences hold.",
+                      registry=self.registry)
+        state.set_function(lambda: store.state_bytes)
+        expired = Gauge("ntm_sequences_expired", "Sequences dropped after their idle timeout "
+                        "since the server started.", registry=self.registry)
+        expired.set_function(lambda: store.expired_total)
+
     def observe_sequences(self, model: str, memory_size: int, within: bool, count: int = 1
                           ) -> None:
         self.sequences.labels(model, str(memory_size), str(within).lower()).inc(count)

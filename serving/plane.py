@@ -31,7 +31,10 @@ from ntm.serving.batcher import Batcher, Result
 from ntm.serving.errors import BadRequest, NotFound
 from ntm.serving.metrics import Metrics
 from ntm.serving.runtime import ModelRuntime, group_by_size, pad_batch, wants_attention
+from ntm.serving.sequences import SequenceStore
 from ntm.serving.settings import ServerSettings
+from ntm.serving.stateful import infer_part, is_part, predict_part
+from ntm.serving.v2codec import SequenceFlags
 
 VERSION = "1"  # the one version of each model served
 
@@ -98,13 +101,19 @@ class TensorBatch:
     within_training_range: bool  # judged by time steps alone: tensors carry no task length
 
 
-def check_tensors(runtime: ModelRuntime, inputs: dict[str, np.ndarray]) -> TensorBatch:
-    """The model's input tensor and optional ``memory_size``, checked; BadRequest or
-    Unprocessable (422, over a limit) naming what is wrong."""
+def check_input_names(runtime: ModelRuntime, inputs: dict[str, np.ndarray]) -> None:
+    """BadRequest unless the V2 inputs are ``inputs`` and optionally ``memory_size`` (a
+    stateful model's state is the server's to keep: ``sequence_id``)."""
     if meta.INPUT_NAME not in inputs or \
             not set(inputs) <= {meta.INPUT_NAME, meta.MEMORY_SIZE_NAME}:
         raise BadRequest(f"inputs: model {runtime.name} takes the input '{meta.INPUT_NAME}' "
                          f"and optionally '{meta.MEMORY_SIZE_NAME}', got {sorted(inputs)}")
+
+
+def check_tensors(runtime: ModelRuntime, inputs: dict[str, np.ndarray]) -> TensorBatch:
+    """The model's input tensor and optional ``memory_size``, checked; BadRequest or
+    Unprocessable (422, over a limit) naming what is wrong."""
+    check_input_names(runtime, inputs)
     x = runtime.check_inputs(inputs[meta.INPUT_NAME])
     rows = runtime.memory_size_for_inputs(x, requested_rows(inputs.get(meta.MEMORY_SIZE_NAME)))
     return TensorBatch(x, rows, x.shape[1] <= runtime.task.max_trained_time_steps)
@@ -137,6 +146,8 @@ class DataPlane:
                             settings.max_queue_delay_ms / 1000.0, settings.batching,
                             max_in_flight=settings.inference_threads)
             for r in runtimes}
+        self.sequences = SequenceStore(settings.max_sequences, settings.sequence_idle_s)
+        self.metrics.track_sequences(self.sequences)
         self.ready = False
 
     def get(self, name: str) -> ModelRuntime:
@@ -157,7 +168,15 @@ class DataPlane:
         self.executor.shutdown(wait=True)
 
     async def predict(self, name: str, requests: Sequence[Any]) -> list[dict[str, Any]]:
-        """Answer the task requests of one v1 envelope (fields "instances[i]")."""
+        """Answer the task requests of one v1 envelope (fields "instances[i]"). Requests of a
+        sequence (``"sequence_id"``) run one by one in order, on the model's kept state."""
+        if any(is_part(r) for r in requests):
+            answers = []
+            for i, request in enumerate(requests):
+                field = f"instances[{i}]" if len(requests) > 1 else "request"
+                answers.append(await predict_part(self, name, request, field)
+                               if is_part(request) else (await self.predict(name, [request]))[0])
+            return answers
         runtime = self.get(name)
         batch = encode_tasks(runtime, requests,
                              [f"instances[{i}]" for i in range(len(requests))])
@@ -168,11 +187,18 @@ class DataPlane:
                                            answer["within_training_range"])
         return answers
 
-    async def infer(self, name: str, inputs: dict[str, np.ndarray]
-                    ) -> tuple[dict[str, np.ndarray], TensorBatch]:
-        """Run V2 input tensors: ({output name: tensor}, the checked request)."""
+    async def infer(self, name: str, inputs: dict[str, np.ndarray],
+                    sequence: SequenceFlags | None = None
+                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Run V2 input tensors: ({output name: tensor}, the response parameters). With
+        ``sequence``, on the state its earlier requests left (``ntm.serving.stateful``)."""
+        if sequence is not None:
+            tensors, part = await infer_part(self, name, inputs, sequence)
+            return tensors, part.parameters()
         batch = check_tensors(self.get(name), inputs)
         self.metrics.observe_sequences(name, batch.memory_size, batch.within_training_range,
                                        len(batch.inputs))
         probs, attention = await self.batchers[name].submit(batch.inputs, batch.memory_size)
-        return {meta.PROBABILITIES: probs, meta.ATTENTION: attention}, batch
+        return ({meta.PROBABILITIES: probs, meta.ATTENTION: attention},
+                {"within_training_range": batch.within_training_range,
+                 meta.MEMORY_SIZE_NAME: batch.memory_size})

@@ -71,6 +71,8 @@ class ModelRuntime:
         # Dynamic exports since memory growth take N per call; older and fixed-length exports
         # run at the N they were exported with.
         self.grows = meta.takes_memory_size(self.session)
+        # Stateful exports (`ntm export --stateful`) also run a sequence in several calls.
+        self.stateful: bool = bool(export_info.get("stateful"))
         memory = export_info.get("memory") or {}
         self.fixed_memory_size: int = memory.get("fixed") or self.model_config["memory_size"]
         self._check_memory_options()
@@ -221,6 +223,25 @@ class ModelRuntime:
             raise InferenceFailed(f"model {self.name} failed: {str(err).splitlines()[0][:200]}") \
                 from None
         return probs[:, :time_steps], attention[:, :time_steps]
+
+    def run_in_sequence(self, x: np.ndarray, memory_size: int, state: np.ndarray | None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One piece of a sequence on a stateful model: checked inputs [batch, time, in] from
+        ``state`` [batch, S] (None: the sequence starts here, with ``memory_size`` rows) ->
+        (probabilities, attention, the state after its last step)."""
+        from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
+
+        feeds = {meta.INPUT_NAME: x, meta.MEMORY_SIZE_NAME: np.array([memory_size], np.int32),
+                 START_NAME: np.array([int(state is None)], np.int32)}
+        if state is not None:
+            feeds[STATE_NAME] = state
+        try:
+            probs, attention, state_out = self.session.run(
+                [meta.PROBABILITIES, meta.ATTENTION, STATE_OUT_NAME], feeds)
+        except Exception as err:
+            raise InferenceFailed(f"model {self.name} failed: {str(err).splitlines()[0][:200]}") \
+                from None
+        return probs, attention, state_out
 
     # -- task requests ----------------------------------------------------------------------
     def encode(self, request: Any, field: str = "request") -> Encoded:

@@ -64,5 +64,7 @@ class ServerSettings:
     batching: bool = True  # dynamic batching on/off
     max_instances: int = DEFAULT_MAX_INSTANCES  # requests in one V1 envelope
     api_key: str | None = None  # when set, every endpoint but health needs it
+    max_sequences: int = 1000  # live sequences of stateful models kept at once (more: 429)
+    sequence_idle_s: float = 300.0  # a sequence idle this long is dropped
     inference_threads: int = 2  # threads running onnxruntime (each run single-threaded); also
     # how many merged batches of one model run at once (the next forms while one runs)

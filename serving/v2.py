@@ -96,11 +96,9 @@ async def infer(plane: DataPlane, name: str, request: Request) -> Response:
     if unknown:
         raise BadRequest(f"outputs: {unknown[0]!r} is not an output; outputs: "
                          f"{', '.join(names)}")
-    tensors, batch = await plane.infer(name, parsed.inputs)
+    tensors, parameters = await plane.infer(name, parsed.inputs, parsed.sequence)
     content, header = encode_response(
-        name, VERSION, parsed.id, [(n, tensors[n], b) for n, b in wanted],
-        {"within_training_range": batch.within_training_range,
-         meta.MEMORY_SIZE_NAME: batch.memory_size})
+        name, VERSION, parsed.id, [(n, tensors[n], b) for n, b in wanted], parameters)
     if header is None:
         return Response(content, media_type="application/json")
     return Response(content, media_type="application/octet-stream",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from ntm.serving import jsondoc
 from ntm.serving.errors import BadRequest
@@ -69,6 +69,14 @@ class InferParameters(BaseModel):
     model_config = ConfigDict(extra="allow")
     binary_data_output: bool | None = Field(
         None, description="every output in binary unless the output says otherwise")
+    sequence_id: StrictInt | StrictStr | None = Field(
+        None, description="an unsigned integer or a string: the sequence of a stateful model "
+                          "this request belongs to (Triton's sequence protocol; requests with "
+                          "one id share the model's memory; 0 or \"\": none)")
+    sequence_start: StrictBool | None = Field(
+        None, description="true or false (true: begin the sequence afresh)")
+    sequence_end: StrictBool | None = Field(
+        None, description="true or false (true: the sequence's last request; its state is freed)")
 
 
 class InferRequestBody(BaseModel):
@@ -83,11 +91,40 @@ class InferRequestBody(BaseModel):
 
 
 @dataclass(frozen=True)
+class SequenceFlags:
+    """A request's place in a sequence: its id, and whether it starts or ends it."""
+
+    id: int | str
+    start: bool = False
+    end: bool = False
+
+
+@dataclass(frozen=True)
 class InferRequest:
     id: str | None
     inputs: dict[str, np.ndarray]
     outputs: list[tuple[str, bool]] | None  # requested (name, binary); None = all
     binary_default: bool
+    sequence: SequenceFlags | None = None  # None: a request on its own
+
+
+def sequence_flags(parameters: InferParameters | None) -> SequenceFlags | None:
+    """The sequence parameters of a request (Triton's: ``sequence_id`` an unsigned integer or a
+    string, 0 and "" meaning none; ``sequence_start``, ``sequence_end``), checked."""
+    if parameters is None:
+        return None
+    sid = parameters.sequence_id
+    start, end = bool(parameters.sequence_start), bool(parameters.sequence_end)
+    if isinstance(sid, int) and not 0 <= sid < 2 ** 64:
+        raise BadRequest(f"parameters.sequence_id: must be an unsigned 64-bit integer or a "
+                         f"string, got {sid!r}")
+    if isinstance(sid, str) and len(sid) > 256:
+        raise BadRequest("parameters.sequence_id: a string id may hold at most 256 characters")
+    if sid in (None, 0, ""):
+        if start or end:
+            raise BadRequest("parameters: sequence_start and sequence_end need a sequence_id")
+        return None
+    return SequenceFlags(sid, start, end)
 
 
 def parse_request(body: bytes, header_length: str | None) -> InferRequest:
@@ -109,7 +146,7 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         for out in doc.outputs:
             flag = out.parameters.binary_data if out.parameters else None
             outputs.append((out.name, binary_default if flag is None else flag))
-    return InferRequest(doc.id, inputs, outputs, binary_default)
+    return InferRequest(doc.id, inputs, outputs, binary_default, sequence_flags(doc.parameters))
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:

@@ -46,16 +46,26 @@ class RecallTask(Task):
 
     def layout(self, items: np.ndarray, query: int) -> np.ndarray:
         """Input for items [n, item_length, bits] and the query's index."""
+        return np.concatenate([self.layout_items(items), self.layout_query(items[query])])
+
+    def layout_items(self, items: np.ndarray) -> np.ndarray:
+        """The item part [n (item_length + 1), in]: a delimiter, then the item, per item."""
         n, k = items.shape[0], self.item_length
-        inputs = np.zeros((n * (k + 1) + 2 * k + 2, self.input_size), np.float32)
+        inputs = np.zeros((n * (k + 1), self.input_size), np.float32)
         for i in range(n):
             start = i * (k + 1)
             inputs[start, self.bits] = 1.0
             inputs[start + 1: start + 1 + k, : self.bits] = items[i]
-        q = n * (k + 1)
-        inputs[q, self.bits + 1] = 1.0
-        inputs[q + 1: q + 1 + k, : self.bits] = items[query]
-        inputs[q + 1 + k, self.bits + 1] = 1.0
+        return inputs
+
+    def layout_query(self, query: np.ndarray) -> np.ndarray:
+        """The query part [2 item_length + 2, in]: delimiter, query, delimiter, then the
+        steps in which the answer comes."""
+        k = self.item_length
+        inputs = np.zeros((2 * k + 2, self.input_size), np.float32)
+        inputs[0, self.bits + 1] = 1.0
+        inputs[1: 1 + k, : self.bits] = query
+        inputs[1 + k, self.bits + 1] = 1.0
         return inputs
 
     def time_steps(self, difficulty: Difficulty) -> int:
@@ -93,16 +103,28 @@ class RecallTask(Task):
 
     def encode(self, request):
         request = self.require_object(request, ["items", "query"])
-        items_field = request["items"]
-        if not isinstance(items_field, (list, tuple)) or len(items_field) < 2:
-            raise InvalidRequest("items", f"must be a list of at least 2 items, each a list of "
-                                          f"{self.item_length} bit vectors of width {self.bits}")
+        items = self.parse_items(request["items"], at_least=2)
+        query = self.parse_query(request["query"], items)
+        inputs = self.layout(items, query)
+        k = self.item_length
+        return Encoded(inputs, slice(inputs.shape[0] - k, inputs.shape[0]), Difficulty(len(items)))
+
+    def parse_items(self, field: Any, at_least: int) -> np.ndarray:
+        """A request's "items" -> [n, item_length, bits]; InvalidRequest naming the problem."""
+        if not isinstance(field, (list, tuple)) or len(field) < at_least:
+            raise InvalidRequest("items", f"must be a list of at least {at_least} item(s), each "
+                                          f"a list of {self.item_length} bit vectors of width "
+                                          f"{self.bits}")
         items = np.stack([as_bit_matrix(item, f"items[{i}]", self.bits)
-                          for i, item in enumerate(items_field)])
+                          for i, item in enumerate(field)])
         if items.shape[1] != self.item_length:
             raise InvalidRequest("items", f"each item must hold exactly {self.item_length} "
                                           f"vectors, got {items.shape[1]}")
-        query = as_bit_matrix(request["query"], "query", self.bits)
+        return items
+
+    def parse_query(self, field: Any, items: np.ndarray) -> int:
+        """A request's "query" -> the index of the item it equals (it must have a successor)."""
+        query = as_bit_matrix(field, "query", self.bits)
         if query.shape[0] != self.item_length:
             raise InvalidRequest("query", f"must hold exactly {self.item_length} vectors, "
                                           f"got {query.shape[0]}")
@@ -111,9 +133,37 @@ class RecallTask(Task):
             raise InvalidRequest("query", "must equal one of the items")
         if matches[0] == len(items) - 1:
             raise InvalidRequest("query", "matches only the last item, which has no successor")
-        inputs = self.layout(items, matches[0])
+        return matches[0]
+
+    def encode_part(self, request, context):
+        """Items now, a query later: a part holds "items" (stored, nothing answered), a
+        "query" about every item stored so far (answered), or both. The context keeps the
+        items, so a query is checked against them."""
+        if not isinstance(request, dict) or not ({"items", "query"} & set(request)):
+            raise InvalidRequest("request", "a recall part holds \"items\" to store, a "
+                                            "\"query\" to answer, or both")
+        request = self.require_object(request, [k for k in ("items", "query") if k in request])
+        stored = context.get("items", np.zeros((0, self.item_length, self.bits), np.float32))
+        new = self.parse_items(request["items"], 1) if "items" in request else stored[:0]
+        items = np.concatenate([stored, new])
+        parts = [self.layout_items(new)]
+        if "query" in request:
+            if len(items) < 2:
+                raise InvalidRequest("query", f"needs at least 2 stored items, the sequence "
+                                              f"holds {len(items)}")
+            parts.append(self.layout_query(items[self.parse_query(request["query"], items)]))
+        inputs = np.concatenate(parts)
         k = self.item_length
-        return Encoded(inputs, slice(inputs.shape[0] - k, inputs.shape[0]), Difficulty(len(items)))
+        answer = slice(inputs.shape[0] - k, inputs.shape[0]) if "query" in request \
+            else slice(0, 0)
+        queries = context.get("queries", 0) + ("query" in request)
+        return (Encoded(inputs, answer, Difficulty(max(len(items), 2))),
+                {"items": items, "queries": queries})
+
+    def decode_part(self, probabilities, encoded, context):
+        answer = super().decode_part(probabilities, encoded, context)
+        answer["stored_items"] = len(context["items"])
+        return answer
 
     def decode(self, probabilities, encoded):
         probs = np.asarray(probabilities)[encoded.output_steps]

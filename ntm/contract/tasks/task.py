@@ -203,6 +203,27 @@ class Task(abc.ABC):
     def request_example(self, rng: np.random.Generator, difficulty: Difficulty) -> tuple[dict, dict]:
         """A random request and the answer a perfect model gives (for examples and tests)."""
 
+    # -- requests in parts (a stateful model keeps its memory between them) -------------------
+    def encode_part(self, request: dict, context: dict) -> tuple[Encoded, dict]:
+        """One request of a sequence whose memory a stateful model keeps (``ntm serve``'s task
+        API with a ``sequence_id``) -> (its model input, the context for the next part).
+
+        ``context`` is what earlier parts left ({} for the first). An Encoded whose
+        ``output_steps`` is empty answers nothing (``decode_part``). Default: this task takes
+        every request whole (InvalidRequest).
+        """
+        raise InvalidRequest("sequence_id", f"task {self.name} takes each request whole, not "
+                                            f"in parts; send it without sequence_id")
+
+    def decode_part(self, probabilities: np.ndarray, encoded: Encoded, context: dict
+                    ) -> dict[str, Any]:
+        """The answer of one part (``encode_part``): ``decode`` when the part asks something,
+        else what the sequence holds so far."""
+        steps = encoded.output_steps
+        if steps.stop is not None and steps.start is not None and steps.stop > steps.start:
+            return self.decode(probabilities, encoded)
+        return {}
+
     # -- description ------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
         """Everything the serving side needs to rebuild this task's codec (JSON-able)."""
