@@ -48,6 +48,11 @@ def test_two_workers_answer_and_stop_together(start_server, bundled):
     for request, r in zip(requests, responses):
         assert r.status_code == 200, r.text
         assert r.json()["predictions"][0]["output"] == request["sequence"]
+    # a sequence's requests could reach another process: refused, never half-answered
+    part = httpx.post(f"{server.url}/v2/models/copy/infer", timeout=30, json={
+        "inputs": [{"name": "inputs", "shape": [1, 2, 9], "datatype": "FP32", "data": [0] * 18}],
+        "parameters": {"sequence_id": 1, "sequence_start": True}})
+    assert part.status_code == 400 and "--workers" in part.json()["error"]
     assert server.stop() == 0
     for pid in workers:
         assert not os.path.exists(f"/proc/{pid}") or \
