@@ -30,7 +30,8 @@ from ntm.contract.tasks import Encoded
 from ntm.serving.batcher import Batcher, Result
 from ntm.serving.errors import BadRequest, NotFound
 from ntm.serving.metrics import Metrics
-from ntm.serving.runtime import ModelRuntime, group_by_size, pad_batch, wants_attention
+from ntm.serving.runtime import (ModelRuntime, group_by_size, pad_batch, wants_attention,
+                                  wants_probabilities)
 from ntm.serving.sequences import SequenceStore
 from ntm.serving.settings import ServerSettings
 from ntm.serving.stateful import infer_part, is_part, predict_part
@@ -46,6 +47,7 @@ class TaskBatch:
 
     encoded: list[Encoded]
     attention: list[bool]  # each request's return_attention
+    probabilities: list[bool]  # each request's return_probabilities
     groups: dict[int, list[int]]  # memory rows -> indices of the requests that run with them
 
     def runs(self) -> list[tuple[np.ndarray, int]]:
@@ -63,8 +65,9 @@ def encode_tasks(runtime: ModelRuntime, requests: Sequence[Any],
                   for i in range(len(requests))]
     encoded = [runtime.encode(r, f) for r, f in zip(requests, fields)]
     attention = [wants_attention(r) for r in requests]
+    probabilities = [wants_probabilities(r) for r in requests]
     sizes = [runtime.request_memory_size(e, f) for e, f in zip(encoded, fields)]
-    return TaskBatch(encoded, attention, group_by_size(sizes))
+    return TaskBatch(encoded, attention, probabilities, group_by_size(sizes))
 
 
 def decode_tasks(runtime: ModelRuntime, batch: TaskBatch, outputs: Sequence[Result]
@@ -75,7 +78,8 @@ def decode_tasks(runtime: ModelRuntime, batch: TaskBatch, outputs: Sequence[Resu
         for row, i in enumerate(group):
             steps = batch.encoded[i].inputs.shape[0]
             answers[i] = runtime.decode(probs[row, :steps], attention[row, :steps],
-                                        batch.encoded[i], batch.attention[i])
+                                        batch.encoded[i], batch.attention[i],
+                                        batch.probabilities[i])
     return answers
 
 

@@ -7,7 +7,9 @@ REQUEST object, or a list of them. REQUEST is the task's own JSON:
     repeat-copy  {"sequence": [[...8 bits...], ...], "repeats": 3}
     recall       {"items": [[[...6 bits...] x 3], ...], "query": [[...6 bits...] x 3]}
 
-Any request may add ``"return_attention": true``.
+Any request may add ``"return_attention": true`` (the heads' weightings) and
+``"return_probabilities": false`` (no per-step probabilities: a smaller answer), and, on a
+stateful model, ``"sequence_id"``, ``"start"``, ``"end"`` (``ntm.serving.stateful``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from ntm.serving.settings import DEFAULT_MAX_INSTANCES
 
 TaskRequest = Annotated[dict[str, Any], Field(
     description="a task request: the task's own fields (copy: sequence; repeat-copy: "
-                "sequence, repeats; recall: items, query), optionally return_attention; "
+                "sequence, repeats; recall: items, query), optionally return_attention, "
+                "return_probabilities, and sequence_id, start, end (stateful models); "
                 "the model's task checks them")]
 
 

@@ -263,12 +263,15 @@ class ModelRuntime:
         return self.memory_size_for(self.task.memory_rows(encoded.difficulty), field)
 
     def decode(self, probabilities: np.ndarray, attention: np.ndarray, encoded: Encoded,
-               return_attention: bool = False) -> dict[str, Any]:
+               return_attention: bool = False, return_probabilities: bool = True
+               ) -> dict[str, Any]:
         """Model outputs for one request (unpadded [time, ...]) -> the answer, with
         ``within_training_range`` and the ``memory_size`` (N) it ran with."""
         answer = self.task.decode(probabilities, encoded)
         answer["within_training_range"] = self.task.within_training_range(encoded.difficulty)
         answer["memory_size"] = int(attention.shape[-1])
+        if not return_probabilities:
+            answer.pop("probabilities", None)
         if return_attention:
             answer["attention"] = attention_dict(attention, self.metadata["ntm.export"]["heads"])
         return answer
@@ -300,14 +303,25 @@ def pad_batch(sequences: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def wants_attention(request: Any) -> bool:
-    """The request's ``return_attention`` flag (a boolean; anything else is an error)."""
-    if not isinstance(request, dict) or "return_attention" not in request:
-        return False
-    flag = request["return_attention"]
+def response_flag(request: Any, name: str, default: bool) -> bool:
+    """A request's boolean flag ``name`` (anything but true or false is an error)."""
+    if not isinstance(request, dict) or name not in request:
+        return default
+    flag = request[name]
     if not isinstance(flag, bool):
-        raise BadRequest(f"return_attention: must be true or false, got {flag!r}")
+        raise BadRequest(f"{name}: must be true or false, got {flag!r}")
     return flag
+
+
+def wants_attention(request: Any) -> bool:
+    """The request's ``return_attention`` flag [default: false]."""
+    return response_flag(request, "return_attention", False)
+
+
+def wants_probabilities(request: Any) -> bool:
+    """The request's ``return_probabilities`` flag [default: true]: false drops the per-step
+    probabilities from the answer (a smaller response to encode and decode)."""
+    return response_flag(request, "return_probabilities", True)
 
 
 def attention_dict(attention: np.ndarray, heads: dict) -> dict[str, list]:

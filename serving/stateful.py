@@ -20,8 +20,9 @@ import numpy as np
 
 from ntm.contract import metadata as meta
 from ntm.contract.tasks import InvalidRequest
+from ntm.contract.tasks.task import RESPONSE_FLAGS
 from ntm.serving.errors import BadRequest
-from ntm.serving.runtime import ModelRuntime, attention_dict
+from ntm.serving.runtime import ModelRuntime, attention_dict, wants_probabilities
 from ntm.serving.sequences import Sequence, UnknownSequence
 
 if TYPE_CHECKING:
@@ -143,7 +144,8 @@ async def predict_part(plane: DataPlane, name: str, request: dict, field: str
     require_stateful(runtime)
     sequence_id, start, end, rows = part_fields(request, field)
     task_request = {k: v for k, v in request.items()
-                    if k not in PART_FIELDS and k != "return_attention"}
+                    if k not in PART_FIELDS and k not in RESPONSE_FLAGS}
+    return_probabilities = wants_probabilities(request)
     if start:
         encoded, context = encode_part(runtime, task_request, {}, field)
         sequence = start_sequence(plane, runtime, sequence_id, encoded.inputs[None], rows)
@@ -157,6 +159,8 @@ async def predict_part(plane: DataPlane, name: str, request: dict, field: str
         sequence.context = context
     answer = runtime.task.decode_part(probs[0], encoded, context)
     answer.update(result.parameters())
+    if not return_probabilities:
+        answer.pop("probabilities", None)
     if request.get("return_attention"):
         answer["attention"] = attention_dict(attention[0], runtime.metadata["ntm.export"]["heads"])
     return answer

@@ -108,3 +108,13 @@ def test_bundled_models_meet_their_in_range_bar(bundled):
 def test_task_metadata_matches_the_task_registry(bundled):
     for name, path in bundled.items():
         assert ModelRuntime(path).task.metadata() == get_task(name).metadata()
+
+
+def test_return_probabilities_false_trims_the_answer(bundled):
+    runtime = ModelRuntime(bundled["copy"])
+    request = {"sequence": [[1, 0, 1, 0, 1, 0, 1, 0], [0, 1, 1, 0, 0, 1, 1, 0]]}
+    full, trimmed = runtime.predict([request, {**request, "return_probabilities": False}])
+    assert "probabilities" in full and "probabilities" not in trimmed
+    assert trimmed == {k: v for k, v in full.items() if k != "probabilities"}
+    with pytest.raises(BadRequest, match="return_probabilities: must be true or false"):
+        runtime.predict([{**request, "return_probabilities": "no"}])

@@ -11,6 +11,11 @@ import numpy as np
 from ntm.contract.tasks.base import Batch, InvalidRequest, bits_block, stack_sequences
 
 
+# Fields any request may add to shape its answer (not the task's business): attention
+# weightings (default off), per-step probabilities (default on).
+RESPONSE_FLAGS = ("return_attention", "return_probabilities")
+
+
 @dataclass(frozen=True)
 class Difficulty:
     """Where a sequence sits on the task's scale.
@@ -247,7 +252,7 @@ class Task(abc.ABC):
         """A request and its answer as text blocks, like the paper's bit figures (``ntm predict
         --pretty``). Default: each of the request's fields, then the answer's "output"."""
         parts = [bits_block(key, value) if isinstance(value, list) else f"{key} {value}"
-                 for key, value in request.items() if key != "return_attention"]
+                 for key, value in request.items() if key not in RESPONSE_FLAGS]
         if "output" in answer:
             parts.append(bits_block("output", answer["output"]))
         return parts
@@ -261,7 +266,7 @@ class Task(abc.ABC):
         for key in keys:
             if key not in request:
                 raise InvalidRequest(key, "is required")
-        allowed = set(keys) | {"return_attention"}
+        allowed = set(keys) | set(RESPONSE_FLAGS)
         extra = sorted(set(request) - allowed)
         if extra:
             raise InvalidRequest(extra[0], f"is not a field of a {keys} request; "
