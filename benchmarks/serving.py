@@ -4,10 +4,14 @@ the server's throughput as a fraction of the in-process runtime's on the same re
 The same copy requests (one sequence each, fixed length) go, in one run:
 - to ``ntm serve`` with dynamic batching, then without, from N concurrent clients on loopback
   (requests/s, p50/p99 latency, errors; every answer is checked against its input);
+- with batching, as task JSON without per-step probabilities (``"return_probabilities":
+  false``), and as V2 binary tensors (the probabilities output only, in binary);
 - through ``ModelRuntime.predict`` in this process: one request at a time, and in batches of
   N requests (what the server's batcher can at best merge with N clients).
 
-Client and server share this machine's CPUs, so the server figures include the client's cost.
+Client and server share this machine's CPUs, so the server's requests/s include the client's
+cost; the server's CPU seconds per request (its process's user + system time over the load)
+do not, and are set against the CPU per request of the in-process batches.
 
     python benchmarks/serving.py                   # 32 clients, 3000 requests, copy length 20
     python benchmarks/serving.py --small           # seconds; used by the test suite
@@ -30,7 +34,9 @@ sys.path.insert(0, str(HERE.parent))
 from benchmarks.loadgen import Server, http_post, run_load  # noqa: E402
 from benchmarks.results_io import write_results  # noqa: E402
 
-TARGETS = {"batching_speedup": 3.0, "server_fraction_of_in_process": 0.7}
+TARGETS = {"batching_speedup": 3.0, "server_fraction_of_in_process": 0.7,
+           "server_cpu_per_request_vs_in_process": 1.5}
+LOWER_IS_BETTER = {"server_cpu_per_request_vs_in_process"}
 
 
 def make_requests(count: int, length: int, width: int, seed: int) -> list[dict]:
@@ -45,17 +51,53 @@ def answer_checker(instances: list[dict]):
     return check
 
 
-def in_process_rate(model: str, instances: list[dict], batch: int) -> float:
-    """Requests/s of ModelRuntime.predict over ``instances`` in groups of ``batch``."""
+def v2_binary_bodies(path: str, instances: list[dict], model: str) -> list[bytes]:
+    """Each copy request as a V2 binary-tensor POST asking for the probabilities in binary."""
+    from ntm.serving.models import resolve
+    from ntm.serving.runtime import ModelRuntime
+
+    task = ModelRuntime(resolve(model)).task
+    bodies = []
+    for inst in instances:
+        x = task.encode(inst).inputs[None].astype(np.float32)
+        head = json.dumps({
+            "inputs": [{"name": "inputs", "shape": list(x.shape), "datatype": "FP32",
+                        "parameters": {"binary_data_size": x.nbytes}}],
+            "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}],
+        }).encode()
+        bodies.append(http_post(path, head + x.tobytes(),
+                                headers={"Inference-Header-Content-Length": len(head)}))
+    return bodies
+
+
+def v2_binary_checker(instances: list[dict]):
+    """check(i, body) -> True when the binary probabilities copy request i's sequence."""
+    decoder = json.JSONDecoder()
+
+    def check(i: int, body: bytes) -> bool:
+        text = body.decode("latin-1")
+        head, end = decoder.raw_decode(text)
+        [output] = head["outputs"]
+        probs = np.frombuffer(body[end:], np.float32).reshape(output["shape"])
+        length = len(instances[i]["sequence"])
+        bits = (probs[0, length + 1: 2 * length + 1] > 0.5).astype(int).tolist()
+        return bits == instances[i]["sequence"]
+    return check
+
+
+def in_process_rate(model: str, instances: list[dict], batch: int) -> tuple[float, float]:
+    """(requests/s, CPU ms per request) of ModelRuntime.predict over ``instances`` in groups
+    of ``batch``."""
     from ntm.serving.models import resolve
     from ntm.serving.runtime import ModelRuntime
 
     runtime = ModelRuntime(resolve(model))
     runtime.predict(instances[:batch])
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(instances), batch):
         runtime.predict(instances[i:i + batch])
-    return len(instances) / (time.perf_counter() - start)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return len(instances) / seconds, 1000 * cpu / len(instances)
 
 
 def serve_rate(model: str, bodies: list[bytes], concurrency: int, check, batching: bool,
@@ -66,9 +108,11 @@ def serve_rate(model: str, bodies: list[bytes], concurrency: int, check, batchin
         flags.append("--no-batching")
     with Server(flags) as server:
         run_load("127.0.0.1", server.port, bodies[:concurrency * 2], concurrency)  # warm-up
-        rss_before = server.rss_bytes()
+        rss_before, cpu_before = server.rss_bytes(), server.cpu_seconds()
         result = run_load("127.0.0.1", server.port, bodies, concurrency, check)
         summary = result.summary()
+        summary["server_cpu_ms_per_request"] = round(
+            1000 * (server.cpu_seconds() - cpu_before) / len(bodies), 3)
         summary["rss_mb"] = round(server.rss_bytes() / 2**20, 1)
         summary["rss_growth_mb"] = round((server.rss_bytes() - rss_before) / 2**20, 2)
         summary["exit_code"] = server.stop()
@@ -94,24 +138,37 @@ def main() -> None:
     bodies = [http_post(path, json.dumps({"instances": [inst]}).encode()) for inst in instances]
     check = answer_checker(instances)
 
+    trimmed = [http_post(path, json.dumps({"instances": [{**inst, "return_probabilities": False}]})
+                         .encode()) for inst in instances]
+    v2_path = f"/v2/models/{args.model}/infer"
+
     batched = serve_rate(args.model, bodies, concurrency, check, True, args)
     unbatched = serve_rate(args.model, bodies, concurrency, check, False, args)
-    alone = in_process_rate(args.model, instances, 1)
-    grouped = in_process_rate(args.model, instances, concurrency)
+    batched_trimmed = serve_rate(args.model, trimmed, concurrency, check, True, args)
+    batched_v2 = serve_rate(args.model, v2_binary_bodies(v2_path, instances, args.model),
+                            concurrency, v2_binary_checker(instances), True, args)
+    alone, alone_cpu = in_process_rate(args.model, instances, 1)
+    grouped, grouped_cpu = in_process_rate(args.model, instances, concurrency)
     result = {
         "benchmark": "serving", "mode": "small" if args.small else "full",
         "command": "python benchmarks/serving.py" + (" --small" if args.small else ""),
         "model": args.model, "length": args.length, "requests": count,
         "concurrency": concurrency, "max_batch_size": args.max_batch_size,
         "max_queue_delay_ms": args.delay_ms,
-        "server": {"batching": batched, "no_batching": unbatched},
+        "server": {"batching": batched, "no_batching": unbatched,
+                   "batching_trimmed": batched_trimmed, "batching_v2_binary": batched_v2},
         "in_process": {"one_at_a_time_per_s": round(alone, 1),
-                       f"batches_of_{concurrency}_per_s": round(grouped, 1)},
+                       "one_at_a_time_cpu_ms": round(alone_cpu, 3),
+                       f"batches_of_{concurrency}_per_s": round(grouped, 1),
+                       f"batches_of_{concurrency}_cpu_ms": round(grouped_cpu, 3)},
         "batching_speedup": round(batched["requests_per_s"] / unbatched["requests_per_s"], 2),
         "server_fraction_of_in_process": round(batched["requests_per_s"] / grouped, 3),
+        "server_cpu_per_request_vs_in_process": round(
+            batched["server_cpu_ms_per_request"] / grouped_cpu, 2),
         "cpu_count": os.cpu_count(),
     }
-    result["targets"] = {k: {"target": t, "measured": result[k], "met": result[k] >= t}
+    result["targets"] = {k: {"target": t, "measured": result[k],
+                             "met": result[k] <= t if k in LOWER_IS_BETTER else result[k] >= t}
                          for k, t in TARGETS.items()}
     write_results(args.out, "serving", args.small, result, markdown(result))
 
@@ -122,23 +179,35 @@ def markdown(r: dict) -> str:
              f"{n} closed-loop clients on loopback ({r['mode']})", "",
              f"Command: `{r['command']}`; max batch {r['max_batch_size']}, queue delay "
              f"{r['max_queue_delay_ms']} ms; client and server share {r['cpu_count']} CPUs.", "",
-             "| | requests/s | p50 ms | p99 ms | errors | server RSS MB (growth) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| | requests/s | p50 ms | p99 ms | errors | CPU ms / request | server RSS MB "
+             "(growth) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for label, key in (("ntm serve, dynamic batching", "batching"),
-                       ("ntm serve, no batching", "no_batching")):
-        s = r["server"][key]
+                       ("ntm serve, no batching", "no_batching"),
+                       ("ntm serve, batching, return_probabilities false", "batching_trimmed"),
+                       ("ntm serve, batching, V2 binary tensors", "batching_v2_binary")):
+        s = r["server"].get(key)
+        if s is None:
+            continue
         lines.append(f"| {label} | {s['requests_per_s']:,.0f} | {s['p50_ms']} | {s['p99_ms']} | "
-                     f"{s['errors']} | {s['rss_mb']} ({s['rss_growth_mb']:+}) |")
+                     f"{s['errors']} | {s.get('server_cpu_ms_per_request', '')} | "
+                     f"{s['rss_mb']} ({s['rss_growth_mb']:+}) |")
     ip = r["in_process"]
-    lines.append(f"| in process, one at a time | {ip['one_at_a_time_per_s']:,.0f} | | | | |")
-    lines.append(f"| in process, batches of {n} | {ip[f'batches_of_{n}_per_s']:,.0f} | | | | |")
+    lines.append(f"| in process, one at a time | {ip['one_at_a_time_per_s']:,.0f} | | | | "
+                 f"{ip.get('one_at_a_time_cpu_ms', '')} | |")
+    lines.append(f"| in process, batches of {n} | {ip[f'batches_of_{n}_per_s']:,.0f} | | | | "
+                 f"{ip.get(f'batches_of_{n}_cpu_ms', '')} | |")
     lines += ["", "| target | wanted | measured | met |", "| --- | --- | --- | --- |",
               f"| batching vs no batching at {n} clients | >= {TARGETS['batching_speedup']}x | "
               f"{r['batching_speedup']}x | {'yes' if r['targets']['batching_speedup']['met'] else 'no'} |",
               f"| server vs in-process (batches of {n}) | >= "
               f"{TARGETS['server_fraction_of_in_process']:.0%} | "
               f"{r['server_fraction_of_in_process']:.0%} | "
-              f"{'yes' if r['targets']['server_fraction_of_in_process']['met'] else 'no'} |"]
+              f"{'yes' if r['targets']['server_fraction_of_in_process']['met'] else 'no'} |",
+              f"| server CPU per request vs in-process (batches of {n}) | <= "
+              f"{TARGETS['server_cpu_per_request_vs_in_process']}x | "
+              f"{r['server_cpu_per_request_vs_in_process']}x | "
+              f"{'yes' if r['targets']['server_cpu_per_request_vs_in_process']['met'] else 'no'} |"]
     return "\n".join(lines) + "\n"
 
 

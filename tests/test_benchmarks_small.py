@@ -61,13 +61,15 @@ def test_inference_small(tmp_path):
 
 def test_serving_small(tmp_path):
     result, table = run_small("serving", tmp_path)
-    for mode in ("batching", "no_batching"):
+    for mode in ("batching", "no_batching", "batching_trimmed", "batching_v2_binary"):
         server = result["server"][mode]
-        assert server["errors"] == 0, server["error_kinds"]
+        assert server["errors"] == 0, server["error_kinds"]  # every answer checked
         assert server["requests_per_s"] > 0 and server["p99_ms"] >= server["p50_ms"] > 0
-        assert server["exit_code"] == 0
+        assert server["exit_code"] == 0 and server["server_cpu_ms_per_request"] > 0
     assert result["in_process"]["one_at_a_time_per_s"] > 0
-    assert table.startswith("# Serving")
+    assert result["in_process"]["batches_of_4_cpu_ms"] > 0
+    assert result["targets"]["server_cpu_per_request_vs_in_process"]["measured"] > 0
+    assert table.startswith("# Serving") and "V2 binary" in table
 
 
 def test_soak_small(tmp_path):
