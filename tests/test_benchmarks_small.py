@@ -182,3 +182,28 @@ def test_repeat_count_small(tmp_path):
         assert sum(row["end_marker_after_repeats"].values()) == 4
         assert 0 <= row["perfect_fraction"] <= 1
     assert table.startswith("# Repeat-copy")
+
+
+def test_checkpoint_sweep_small(tmp_path):
+    pytest.importorskip("tensorflow")
+    from ntm.config import TrainConfig
+    from ntm.runs import Run
+    from ntm.trainer import Trainer
+
+    run_dir = tmp_path / "run"
+    tc = TrainConfig(task="copy", max_length=4, batch_size=4, steps=30, eval_every=10,
+                     eval_size=8, checkpoint_every=10, keep_checkpoints=5, log_every=10,
+                     target_error=-1)
+    Trainer(Run.create(run_dir, tc, memory_size=16, memory_width=6, controller_size=16)).run()
+    run = subprocess.run([sys.executable, "benchmarks/checkpoint_sweep.py", "--small", "--out",
+                          str(tmp_path), str(run_dir), "--points", "4,8", "--select", "6",
+                          "-n", "8", "--max-heldout", "1000", "--name", "tiny"],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads((tmp_path / "checkpoints-tiny_small.json").read_text())
+    table = (tmp_path / "checkpoints-tiny_small.md").read_text()
+    assert [row["step"] for row in result["rows"]] == [10, 20, 30]
+    assert all(len(row["points"]) == 2 and "select_mean_bits" in row for row in result["rows"])
+    best = min(row["select_mean_bits"] for row in result["rows"])
+    chosen = next(r for r in result["rows"] if r["step"] == result["chosen_step"])
+    assert chosen["select_mean_bits"] == best and "**chosen**" in table

@@ -1,0 +1,129 @@
+"""Benchmark: how generalisation moves from checkpoint to checkpoint of one run.
+
+A run's held-out error inside its training range can sit at 0 while its error beyond that
+range swings from one checkpoint to the next (pytorch-ntm's copy does; REFERENCE.md). This
+evaluates every checkpoint a run kept at the chosen points and, with ``--select POINT``,
+picks, among the checkpoints whose held-out error inside the training range is at most
+``--max-heldout``, the one with the lowest mean bits/seq there on sequences of their own (data
+seed ``--select-seed``, not the table's), so the point a choice is made at and the points it is
+reported at never share a sequence. It writes ``results/checkpoints-NAME.{json,md}``.
+
+    python benchmarks/checkpoint_sweep.py runs/rc-seed3 --points 10x10,20x10,10x20 \\
+        --select 15x10 --name repeat-copy-seed3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.results_io import write_results  # noqa: E402
+
+
+def checkpoint_paths(run_dir: Path) -> list[tuple[int, str]]:
+    """(step, checkpoint prefix) of every checkpoint the run kept, oldest first."""
+    import tensorflow as tf
+
+    state = tf.train.get_checkpoint_state(str(run_dir / "checkpoints"))
+    paths = list(state.all_model_checkpoint_paths) if state else []
+    return sorted((int(p.rsplit("-", 1)[1]), p) for p in paths)
+
+
+def sweep(run_dir: Path, points, select, sequences: int, seed: int, select_seed: int) -> list:
+    """One row per checkpoint: its step, the table at ``points`` and the mean at ``select``."""
+    import tensorflow as tf
+
+    from ntm.checkpoints import TrainingState
+    from ntm.evaluation import evaluate, rows_for_points
+    from ntm.model import NTM
+    from ntm.runs import Run
+    from ntm.steps import make_predict_with_rows
+
+    run = Run.load(run_dir)
+    model, state = NTM(run.model_config, seed=run.train_config.seed), TrainingState()
+    predict = make_predict_with_rows(model)  # one graph; each restore changes its variables
+    rows_for = rows_for_points(run.task, run.model_config.memory_size, None)
+    out = []
+    for step, path in checkpoint_paths(run_dir):
+        tf.train.Checkpoint(model=model, state=state).restore(path).expect_partial()
+        row = {"step": step, "heldout_bits_per_seq": round(float(state.last_eval.numpy()), 3),
+               "points": [r.as_dict() for r in evaluate(predict, run.task, points, sequences,
+                                                         50, seed, rows_for=rows_for)]}
+        if select:
+            [chosen] = evaluate(predict, run.task, [select], sequences, 50, select_seed,
+                                rows_for=rows_for)
+            row["select_mean_bits"] = chosen.mean_bits
+        print(f"step {step}: " + ", ".join(f"{p['length']}x{p['repeats']} {p['mean_bits']:.2f}"
+                                          if p["repeats"] else f"{p['length']} {p['mean_bits']:.2f}"
+                                          for p in row["points"])
+              + (f" | select {row['select_mean_bits']:.2f}" if select else ""), flush=True)
+        out.append(row)
+    return out
+
+
+def markdown(result: dict) -> str:
+    labels = result["points"]
+    lines = [f"# Checkpoints of {result['run']} ({result['mode']})", "",
+             f"Command: `{result['command']}`. Bits/seq (perfect sequences) on "
+             f"{result['sequences']} fresh sequences per point (data seed {result['seed']})"
+             + (f"; chosen by the mean at {result['select']} on sequences of its own (data "
+                f"seed {result['select_seed']}) among the checkpoints at most "
+                f"{result['max_heldout']} bits/seq inside the training range"
+                if result["select"] else "") + ".", "",
+             "| step | held-out (training range) | " + " | ".join(labels)
+             + (f" | select: {result['select']} |" if result["select"] else " |"),
+             "| --- | --- | " + " | ".join("---" for _ in labels)
+             + (" | --- |" if result["select"] else " |")]
+    for row in result["rows"]:
+        cells = [f"{p['mean_bits']:.2f} ({p['perfect_fraction']:.0%})" for p in row["points"]]
+        mark = " **chosen**" if row["step"] == result.get("chosen_step") else ""
+        lines.append(f"| {row['step']}{mark} | {row['heldout_bits_per_seq']} | "
+                     + " | ".join(cells)
+                     + (f" | {row['select_mean_bits']:.2f} |" if result["select"] else " |"))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    from ntm.contract.tasks import Difficulty
+    from ntm.evaluation import parse_points
+    from ntm.runs import Run
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--points", required=True, help="e.g. 10x10,20x10,10x20")
+    parser.add_argument("--select", default=None, help="choose the checkpoint at this point")
+    parser.add_argument("-n", "--sequences", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1234, help="data seed of the table")
+    parser.add_argument("--select-seed", type=int, default=777)
+    parser.add_argument("--max-heldout", type=float, default=0.1,
+                        help="only checkpoints this good inside the training range are chosen")
+    parser.add_argument("--name", default=None, help="results name [default: the run's]")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--small", action="store_true", help="(results file suffix only)")
+    args = parser.parse_args()
+    task = Run.load(args.run_dir).task
+    points = parse_points(args.points, task)
+    select: Difficulty | None = parse_points(args.select, task)[0] if args.select else None
+    rows = sweep(args.run_dir, points, select, args.sequences, args.seed, args.select_seed)
+    result = {"benchmark": "checkpoints", "mode": "small" if args.small else "full",
+              "command": "python benchmarks/checkpoint_sweep.py " + " ".join(sys.argv[1:]),
+              "run": str(args.run_dir), "points": [p.label() for p in points],
+              "select": select.label() if select else None, "sequences": args.sequences,
+              "seed": args.seed, "select_seed": args.select_seed, "rows": rows}
+    eligible = [r for r in rows if r["heldout_bits_per_seq"] <= args.max_heldout]
+    result["max_heldout"] = args.max_heldout
+    if select and eligible:
+        result["chosen_step"] = min(eligible, key=lambda r: (r["select_mean_bits"],
+                                                             -r["step"]))["step"]
+    name = f"checkpoints-{args.name or args.run_dir.name}"
+    write_results(args.out, name, args.small, result, markdown(result))
+
+
+if __name__ == "__main__":
+    main()
