@@ -204,6 +204,9 @@ class TrainConfig:
     # Global-norm clipping (Collier & Beel), then per-component clipping (paper).
     grad_clip_norm: float = setting(50.0, "Global gradient-norm clip.", low=0, low_open=True)
     grad_clip_value: float = setting(10.0, "Per-component gradient clip.", low=0, low_open=True)
+    write_entropy: float = setting(
+        0.0, "Add this times the write heads' attention entropy (nats, summed over time steps) "
+             "to the loss: writes spread over many rows cost (0 = off).", low=0)
     steps: int = setting(20000, "Total training steps (a resumed run may raise it).",
                          resumable=True, **POSITIVE)
     curriculum_stages: int = setting(

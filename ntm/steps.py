@@ -27,18 +27,33 @@ def bits_per_sequence(logits: tf.Tensor, targets: tf.Tensor, mask: tf.Tensor) ->
     return tf.reduce_mean(tf.reduce_sum(tf.reduce_sum(wrong, axis=-1) * mask, axis=-1))
 
 
+def write_entropy(weights: tf.Tensor, write_heads: int) -> tf.Tensor:
+    """Entropy of the write heads' weightings, summed over heads and time steps, averaged over
+    sequences (nats/sequence): 0 for weightings on one row each, log N for uniform ones.
+
+    weights: [batch, time, heads, N] (read heads first) -> scalar.
+    """
+    w = weights[:, :, -write_heads:]
+    entropy = -tf.reduce_sum(w * tf.math.log(w + 1e-12), axis=-1)  # [batch, time, write_heads]
+    return tf.reduce_mean(tf.reduce_sum(entropy, axis=[1, 2]))
+
+
 def loss_and_gradients(model: NTM, variables, inputs: tf.Tensor, targets: tf.Tensor,
-                       mask: tf.Tensor) -> tuple:
+                       mask: tf.Tensor, entropy_weight: float = 0.0) -> tuple:
     """Forward pass, loss and backward pass on one batch.
 
     inputs [batch, time, in], targets [batch, time, out], mask [batch, time]
-    -> (loss [], bits/seq [], one gradient per variable).
+    -> (loss [], bits/seq [], one gradient per variable). ``entropy_weight`` > 0 adds that many
+    times the write heads' entropy (``write_entropy``) to the loss: a write spread over many
+    rows costs, a focused one does not.
     """
     with tf.GradientTape() as tape:
-        logits = model(inputs).logits
-        loss = masked_loss(logits, targets, mask)
+        out = model(inputs)
+        loss = masked_loss(out.logits, targets, mask)
+        if entropy_weight:
+            loss += entropy_weight * write_entropy(out.weights, model.config.num_write_heads)
     grads = tape.gradient(loss, variables)
-    return loss, bits_per_sequence(logits, targets, mask), grads
+    return loss, bits_per_sequence(out.logits, targets, mask), grads
 
 
 def clip_gradients(grads: list, loss: tf.Tensor, clip_value: float, clip_norm: float) -> tuple:
@@ -72,7 +87,8 @@ def _batch_spec(model: NTM) -> list[tf.TensorSpec]:
             tf.TensorSpec([None, None], tf.float32)]
 
 
-def make_train_step(model: NTM, optimizer, clip_value: float, clip_norm: float) -> Callable:
+def make_train_step(model: NTM, optimizer, clip_value: float, clip_norm: float,
+                    entropy_weight: float = 0.0) -> Callable:
     """A compiled step: forward, loss, gradients clipped (per component, then global norm),
     update. Returns (loss, bits/seq, finite); when the loss or any gradient is NaN/Inf the update
     is skipped and ``finite`` is False, so bad values never reach the weights."""
@@ -80,7 +96,8 @@ def make_train_step(model: NTM, optimizer, clip_value: float, clip_norm: float) 
 
     @tf.function(input_signature=_batch_spec(model))
     def train_step(inputs, targets, mask):
-        loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask)
+        loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask,
+                                               entropy_weight)
         grads, finite = clip_gradients(grads, loss, clip_value, clip_norm)
         apply_if(finite, lambda: optimizer.apply(grads, variables))
         return loss, bits, finite
@@ -96,7 +113,8 @@ def replica_slice(x: tf.Tensor, replica_id: tf.Tensor, replicas: int) -> tf.Tens
 
 
 def make_replicated_train_step(strategy: tf.distribute.Strategy, model: NTM, optimizer,
-                               clip_value: float, clip_norm: float) -> Callable:
+                               clip_value: float, clip_norm: float,
+                               entropy_weight: float = 0.0) -> Callable:
     """The step of ``make_train_step`` over the replicas of a Mirrored or MultiWorkerMirrored
     strategy, equal to it on the same global batch (up to float rounding).
 
@@ -120,7 +138,8 @@ def make_replicated_train_step(strategy: tf.distribute.Strategy, model: NTM, opt
         context = tf.distribute.get_replica_context()
         inputs, targets, mask = (replica_slice(x, context.replica_id_in_sync_group, replicas)
                                  for x in (inputs, targets, mask))
-        loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask)
+        loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask,
+                                               entropy_weight)
         loss, bits, *grads = context.all_reduce(tf.distribute.ReduceOp.MEAN, [loss, bits, *grads])
         grads, finite = clip_gradients(grads, loss, clip_value, clip_norm)
         return loss, bits, finite, grads

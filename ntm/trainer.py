@@ -108,8 +108,10 @@ class Trainer:
         cfg = self.config
         if is_replicated(self.strategy):
             return make_replicated_train_step(self.strategy, self.model, self.optimizer,
-                                              cfg.grad_clip_value, cfg.grad_clip_norm)
-        return make_train_step(self.model, self.optimizer, cfg.grad_clip_value, cfg.grad_clip_norm)
+                                              cfg.grad_clip_value, cfg.grad_clip_norm,
+                                              cfg.write_entropy)
+        return make_train_step(self.model, self.optimizer, cfg.grad_clip_value, cfg.grad_clip_norm,
+                               cfg.write_entropy)
 
     def batch_for(self, step: int) -> Batch:
         """The training batch of ``step``: a pure function of (seed, step, stage)."""
