@@ -35,9 +35,23 @@ class RestartState(tf.Module):
         self.since = tf.Variable(0, dtype=tf.int64, trainable=False, name="since")
 
 
+class PolishState(tf.Module):
+    """The polish phase (``TrainConfig.polish_steps``): the step it began at (-1: not yet) and
+    the weight of the write-entropy term the training step reads (0 until it begins). Only runs
+    that polish carry it, so older checkpoints restore unchanged."""
+
+    def __init__(self):
+        super().__init__(name="polish_state")
+        self.since = tf.Variable(-1, dtype=tf.int64, trainable=False, name="since")
+        self.entropy_weight = tf.Variable(0.0, trainable=False, name="entropy_weight")
+
+
 def make_checkpoint(model: NTM, optimizer, state: TrainingState,
-                    restarts: RestartState | None = None) -> tf.train.Checkpoint:
+                    restarts: RestartState | None = None,
+                    polish: PolishState | None = None) -> tf.train.Checkpoint:
     extra = {} if restarts is None else {"restarts": restarts}
+    if polish is not None:
+        extra["polish"] = polish
     return tf.train.Checkpoint(model=model, optimizer=optimizer, state=state, **extra)
 
 

@@ -114,6 +114,8 @@ def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
 
 
 POSITIVE = dict(low=1)  # an integer >= 1
+# TrainConfig fields whose None means "the task's own default" (Task.train_defaults).
+TASK_DEFAULTS = ("restart_at", "write_entropy", "polish_steps")
 
 
 @dataclass(frozen=True)
@@ -204,9 +206,16 @@ class TrainConfig:
     # Global-norm clipping (Collier & Beel), then per-component clipping (paper).
     grad_clip_norm: float = setting(50.0, "Global gradient-norm clip.", low=0, low_open=True)
     grad_clip_value: float = setting(10.0, "Per-component gradient clip.", low=0, low_open=True)
-    write_entropy: float = setting(
-        0.0, "Add this times the write heads' attention entropy (nats, summed over time steps) "
-             "to the loss: writes spread over many rows cost (0 = off).", low=0)
+    write_entropy: float | None = setting(
+        None, "Add this times the write heads' attention entropy (nats, summed over time steps) "
+              "to the loss: writes spread over many rows cost (0 = off) [default: the task's; "
+              "0 for the built-in ones].", low=0,
+        resumable=True)
+    polish_steps: int | None = setting(
+        None, "With --write-entropy: leave the entropy term off until held-out bits/seq first "
+              "reaches --target-error, then train this many more steps with it on before "
+              "stopping at the target (0: the term is on from the start) [default: the task's; "
+              "0 for the built-in ones].", low=0, resumable=True)
     steps: int = setting(20000, "Total training steps (a resumed run may raise it).",
                          resumable=True, **POSITIVE)
     curriculum_stages: int = setting(
@@ -243,12 +252,18 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if self.restart_at is None:  # the task's own default (Task.train_defaults)
-            try:
-                default = get_task(self.task).train_defaults.get("restart_at", 0)
-            except ValueError:  # an unknown task: build_task names it
-                default = 0
-            object.__setattr__(self, "restart_at", default)
+        for name in TASK_DEFAULTS:  # None: the task's own default (Task.train_defaults)
+            if getattr(self, name) is None:
+                try:
+                    default = get_task(self.task).train_defaults.get(name, 0)
+                except ValueError:  # an unknown task: build_task names it
+                    default = 0
+                object.__setattr__(self, name, default)
+
+    @property
+    def polishes(self) -> bool:
+        """True when the entropy term waits for the target (``polish_steps``)."""
+        return bool(self.write_entropy) and self.polish_steps > 0
 
     def learning_rate_at(self, step: int) -> float:
         """The step schedule: learning_rate * lr_decay ** (step // lr_decay_every)."""
@@ -285,7 +300,8 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         # A run written before restarts existed never restarts (its checkpoints have no
         # restart counters to restore).
-        return _from_dict(cls, {"restart_at": 0, **data})
+        # A config.json written before a setting existed ran without it.
+        return _from_dict(cls, {**{name: 0 for name in TASK_DEFAULTS}, **data})
 
 
 def resumable_fields() -> set[str]:

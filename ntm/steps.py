@@ -39,18 +39,19 @@ def write_entropy(weights: tf.Tensor, write_heads: int) -> tf.Tensor:
 
 
 def loss_and_gradients(model: NTM, variables, inputs: tf.Tensor, targets: tf.Tensor,
-                       mask: tf.Tensor, entropy_weight: float = 0.0) -> tuple:
+                       mask: tf.Tensor, entropy_weight: float | tf.Variable = 0.0) -> tuple:
     """Forward pass, loss and backward pass on one batch.
 
     inputs [batch, time, in], targets [batch, time, out], mask [batch, time]
     -> (loss [], bits/seq [], one gradient per variable). ``entropy_weight`` > 0 adds that many
     times the write heads' entropy (``write_entropy``) to the loss: a write spread over many
-    rows costs, a focused one does not.
+    rows costs, a focused one does not. A ``tf.Variable`` weight is read at every step (the
+    polish phase switches it on); a Python 0 leaves the term out of the graph.
     """
     with tf.GradientTape() as tape:
         out = model(inputs)
         loss = masked_loss(out.logits, targets, mask)
-        if entropy_weight:
+        if isinstance(entropy_weight, tf.Variable) or entropy_weight:
             loss += entropy_weight * write_entropy(out.weights, model.config.num_write_heads)
     grads = tape.gradient(loss, variables)
     return loss, bits_per_sequence(out.logits, targets, mask), grads
@@ -88,7 +89,7 @@ def _batch_spec(model: NTM) -> list[tf.TensorSpec]:
 
 
 def make_train_step(model: NTM, optimizer, clip_value: float, clip_norm: float,
-                    entropy_weight: float = 0.0) -> Callable:
+                    entropy_weight: float | tf.Variable = 0.0) -> Callable:
     """A compiled step: forward, loss, gradients clipped (per component, then global norm),
     update. Returns (loss, bits/seq, finite); when the loss or any gradient is NaN/Inf the update
     is skipped and ``finite`` is False, so bad values never reach the weights."""
@@ -114,7 +115,7 @@ def replica_slice(x: tf.Tensor, replica_id: tf.Tensor, replicas: int) -> tf.Tens
 
 def make_replicated_train_step(strategy: tf.distribute.Strategy, model: NTM, optimizer,
                                clip_value: float, clip_norm: float,
-                               entropy_weight: float = 0.0) -> Callable:
+                               entropy_weight: float | tf.Variable = 0.0) -> Callable:
     """The step of ``make_train_step`` over the replicas of a Mirrored or MultiWorkerMirrored
     strategy, equal to it on the same global batch (up to float rounding).
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ntm.checkpoints import RestartState, TrainingState, make_checkpoint
+from ntm.checkpoints import PolishState, RestartState, TrainingState, make_checkpoint
 from ntm.contract.errors import NtmError
 from ntm.contract.tasks import Batch, Difficulty, bit_errors
 from ntm.curriculum import Curriculum
@@ -85,8 +85,9 @@ class Trainer:
                                             train_config.learning_rate, train_config.momentum)
             self.state = TrainingState()
             self.restarts = RestartState() if train_config.restart_at else None
+            self.polish = PolishState() if train_config.polishes else None
         self.writer = RunWriter(run, make_checkpoint(self.model, self.optimizer, self.state,
-                                                     self.restarts),
+                                                     self.restarts, self.polish),
                                 chief=is_chief(self.strategy))
         self.out_dir = self.writer.out_dir  # where this process writes
         if resume:
@@ -106,12 +107,13 @@ class Trainer:
         """The plain step under the default strategy (no replica overhead); else the replicated
         one."""
         cfg = self.config
+        # Polishing: the term's weight is a variable, 0 until the target is first reached.
+        weight = self.polish.entropy_weight if self.polish is not None else cfg.write_entropy
         if is_replicated(self.strategy):
             return make_replicated_train_step(self.strategy, self.model, self.optimizer,
-                                              cfg.grad_clip_value, cfg.grad_clip_norm,
-                                              cfg.write_entropy)
+                                              cfg.grad_clip_value, cfg.grad_clip_norm, weight)
         return make_train_step(self.model, self.optimizer, cfg.grad_clip_value, cfg.grad_clip_norm,
-                               cfg.write_entropy)
+                               weight)
 
     def batch_for(self, step: int) -> Batch:
         """The training batch of ``step``: a pure function of (seed, step, stage)."""
@@ -292,5 +294,27 @@ class Trainer:
         reached = (self.curriculum.is_last(stage) and self.config.target_error >= 0
                    and heldout <= self.config.target_error)
         self.state.good_evals.assign(int(self.state.good_evals.numpy()) + 1 if reached else 0)
-        return int(self.state.good_evals.numpy()) >= self.config.patience_evals
+        if reached and self.polish_begins(step):
+            progress.message(f"step {step}: target reached; polishing for "
+                             f"{self.config.polish_steps} steps with write entropy "
+                             f"{self.config.write_entropy:g}")
+        return (int(self.state.good_evals.numpy()) >= self.config.patience_evals
+                and self.polish_done(step))
+
+    def polish_begins(self, step: int) -> bool:
+        """Switch the write-entropy term on at the first time the target is reached (a run that
+        polishes); True when it begins now. The target must then hold again to stop."""
+        if self.polish is None or int(self.polish.since.numpy()) >= 0:
+            return False
+        self.polish.since.assign(step)
+        self.polish.entropy_weight.assign(self.config.write_entropy)
+        self.state.good_evals.assign(0)
+        return True
+
+    def polish_done(self, step: int) -> bool:
+        """True unless the run polishes and has not yet trained its polish steps."""
+        if self.polish is None:
+            return True
+        since = int(self.polish.since.numpy())
+        return since >= 0 and step - since >= self.config.polish_steps
 

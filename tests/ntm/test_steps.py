@@ -39,3 +39,31 @@ def test_the_entropy_term_adds_to_the_loss_and_its_gradient():
     assert abs(float(weighted) - float(expected)) < 1e-4 and float(weighted) > float(plain)
     kernel = [v.name for v in variables].index(model.cell.head_kernel.name)
     assert not np.allclose(g_plain[kernel].numpy(), g_weighted[kernel].numpy())
+
+
+def test_a_polishing_run_switches_the_term_on_at_the_target_and_trains_on(tmp_path):
+    from ntm.config import TrainConfig
+    from ntm.runs import Run
+    from ntm.trainer import Trainer
+
+    tc = TrainConfig(task="copy", max_length=3, batch_size=2, steps=200, eval_every=10,
+                     eval_size=4, checkpoint_every=10, log_every=10, target_error=1000,
+                     patience_evals=1, write_entropy=0.5, polish_steps=25)
+    run = Run.create(tmp_path / "run", tc, memory_size=8, memory_width=4, controller_size=8)
+    trainer = Trainer(run)
+    assert float(trainer.polish.entropy_weight.numpy()) == 0.0
+    result = trainer.run()
+    # reached at the first evaluation (step 10), polished 25 steps, stopped at the next
+    # evaluation that found the target again (step 40)
+    assert int(trainer.polish.since.numpy()) == 10 and result.step == 40
+    assert float(trainer.polish.entropy_weight.numpy()) == 0.5
+    resumed = Trainer(Run.load(tmp_path / "run"), resume=True)
+    assert int(resumed.polish.since.numpy()) == 10
+
+
+def test_configs_without_the_new_fields_run_as_before():
+    from ntm.config import TrainConfig
+
+    old = TrainConfig.from_dict({"task": "copy"})
+    assert old.write_entropy == 0 and old.polish_steps == 0 and not old.polishes
+    assert TrainConfig(task="copy", write_entropy=0.01, polish_steps=10).polishes
