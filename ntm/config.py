@@ -196,13 +196,15 @@ class TrainConfig:
     batch_size: int = setting(
         4, "Sequences per step (the global batch: split over the replicas).", **POSITIVE)
     optimizer: str = setting("rmsprop", "Optimiser.", choices=("adam", "rmsprop"))
+    # The schedule may change on --resume (fine-tuning a run, e.g. polishing it).
     learning_rate: float = setting(2e-4, "Learning rate.", flags=("--learning-rate", "--lr"),
-                                   low=0, low_open=True)
+                                   low=0, low_open=True, resumable=True)
     momentum: float = setting(0.9, "RMSProp momentum.", low=0, high=1, high_open=True)
     lr_decay: float = setting(
         1.0, "Multiply the learning rate by this every --lr-decay-every steps (1 = constant).",
-        low=0, high=1, low_open=True)
-    lr_decay_every: int = setting(10000, "Steps between learning-rate decays.", **POSITIVE)
+        low=0, high=1, low_open=True, resumable=True)
+    lr_decay_every: int = setting(10000, "Steps between learning-rate decays.", resumable=True,
+                                  **POSITIVE)
     # Global-norm clipping (Collier & Beel), then per-component clipping (paper).
     grad_clip_norm: float = setting(50.0, "Global gradient-norm clip.", low=0, low_open=True)
     grad_clip_value: float = setting(10.0, "Per-component gradient clip.", low=0, low_open=True)

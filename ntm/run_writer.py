@@ -38,16 +38,31 @@ class RunWriter:
         self.metrics_path = self.out_dir / METRICS_FILE
         self.events = None
 
-    def restore_run(self) -> None:
-        """Restore the run directory's latest checkpoint (``--resume``); RunError without one."""
+    def restore_run(self) -> str | None:
+        """Restore the run directory's latest checkpoint (``--resume``); RunError without one.
+        Returns a note when part of the training state was not in it (else None)."""
         latest = tf.train.latest_checkpoint(str(self.run_dir / CHECKPOINT_DIR))
         if latest is None:
             raise RunError(f"--resume: {self.run_dir} has no checkpoint to resume")
         try:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
+            return None
+        except AssertionError:
+            pass
+        # The weights and counters must match; what a checkpoint may lack starts afresh: the
+        # optimiser's slots (a run recovered from an ONNX file has none), and the restart and
+        # polish counters (a resumed run may switch those on).
+        essential = tf.train.Checkpoint(model=self.checkpoint.model,
+                                        state=self.checkpoint.state)
+        try:
+            essential.restore(latest).assert_existing_objects_matched()
         except AssertionError as err:
+            first = str(err).strip().splitlines()[0][:300]
             raise RunError(f"cannot resume {self.run_dir}: checkpoint {latest} does not match "
-                           f"the model ({err})") from None
+                           f"the model ({first})") from None
+        return (f"resumed from {latest} without part of the training state (the optimiser's, "
+                f"or the restart or polish counters: a recovered run, or a setting switched on "
+                f"now): that part starts afresh")
 
     def start(self, run: Run, step: int) -> None:
         """Write config.json, drop metrics past ``step`` (the restored one), open TensorBoard."""

@@ -90,8 +90,7 @@ class Trainer:
                                                      self.restarts, self.polish),
                                 chief=is_chief(self.strategy))
         self.out_dir = self.writer.out_dir  # where this process writes
-        if resume:
-            self.writer.restore_run()
+        self.resume_note = self.writer.restore_run() if resume else None
         self.writer.start(run, int(self.state.step.numpy()))
         self.train_step = self._make_train_step()
         self.predict = make_predict(self.model)
@@ -176,6 +175,8 @@ class Trainer:
         cfg = self.config
         step = int(self.state.step.numpy())
         progress = Progress(cfg.steps, step, cfg.log_every, self.stream)
+        if self.resume_note:
+            progress.message(self.resume_note)
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         guard, reason = _Guard(), "steps"
         window: list[tuple[float, float]] = []

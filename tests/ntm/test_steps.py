@@ -67,3 +67,24 @@ def test_configs_without_the_new_fields_run_as_before():
     old = TrainConfig.from_dict({"task": "copy"})
     assert old.write_entropy == 0 and old.polish_steps == 0 and not old.polishes
     assert TrainConfig(task="copy", write_entropy=0.01, polish_steps=10).polishes
+
+
+def test_resume_switches_polishing_on_and_says_what_starts_afresh(tmp_path):
+    import io
+
+    from ntm.config import TrainConfig
+    from ntm.runs import Run
+    from ntm.trainer import Trainer
+
+    tc = TrainConfig(task="copy", max_length=3, batch_size=2, steps=20, eval_every=10,
+                     eval_size=4, checkpoint_every=10, log_every=10, target_error=-1)
+    Trainer(Run.create(tmp_path / "run", tc, memory_size=8, memory_width=4,
+                       controller_size=8)).run()
+    run = Run.load(tmp_path / "run").resumed({"steps": 30, "write_entropy": 0.1,
+                                              "polish_steps": 5, "target_error": 1000.0})
+    out = io.StringIO()
+    trainer = Trainer(run, resume=True, stream=out)
+    assert "starts afresh" in trainer.resume_note
+    trainer.run()
+    assert int(trainer.polish.since.numpy()) == 30  # reached at step 30, the last one
+    assert "starts afresh" in out.getvalue()
