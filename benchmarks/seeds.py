@@ -115,6 +115,14 @@ class Sweep:
     def command(self) -> str:
         return " ".join(["ntm train --task", self.task, *self.train_args, "--seed N"])
 
+    def task_defaults(self) -> dict:
+        """What "the defaults" meant for this task when the sweep ran (Task.train_defaults):
+        they change when a sweep says so, and a row trained under the old ones is not a row
+        of the new."""
+        from ntm.contract.tasks import get_task
+
+        return dict(get_task(self.task).train_defaults)
+
 
 # -- state: rows of finished seeds -----------------------------------------------------------
 def load_state(sweep: Sweep) -> dict[str, dict]:
@@ -127,13 +135,17 @@ def load_state(sweep: Sweep) -> dict[str, dict]:
         raise SystemExit(f"{sweep.state_path} holds seeds trained with options "
                          f"{state['train_args']}, not {list(sweep.train_args)}: choose another "
                          f"--runs-root")
+    if state.get("task_defaults") != sweep.task_defaults():
+        raise SystemExit(f"{sweep.state_path} holds seeds trained when {sweep.task}'s defaults "
+                         f"were {state.get('task_defaults', 'not recorded')}, not "
+                         f"{sweep.task_defaults()}: choose another --runs-root")
     return state["seeds"]
 
 
 def save_state(sweep: Sweep, rows: dict[str, dict]) -> None:
     sweep.runs_root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(sweep.state_path, {"task": sweep.task, "train_args": list(sweep.train_args),
-                                         "seeds": rows})
+                                         "task_defaults": sweep.task_defaults(), "seeds": rows})
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -316,6 +328,7 @@ def task_section(sweep: Sweep, rows: list[dict]) -> dict:
     within = sum(r["first_below_threshold"] is not None for r in rows)
     return {"task": sweep.task, "variant": sweep.variant,
             "command": sweep.command(), "defaults": not sweep.train_args,
+            "task_defaults": sweep.task_defaults(),
             "seeds_planned": list(sweep.seeds),
             "seeds_done": len(rows), "complete": len(rows) == len(sweep.seeds),
             "within_budget": within, "budget_steps": sweep.budget_steps,
@@ -342,13 +355,22 @@ def _cell_stopped(row: dict) -> str:
     return f"{s['reason']} at step {s['step']} ({s['heldout_bits_per_seq']:.3f} bits/seq)"
 
 
+def _defaults_note(section: dict) -> str:
+    """' (the defaults: ...)' for a sweep of the defaults, naming the task's own settings."""
+    if not section["defaults"]:
+        return ""
+    own = section.get("task_defaults") or {}
+    named = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in own.items())
+    return f" (the defaults{': ' + named if named else ''})"
+
+
 def markdown_section(key: str, section: dict) -> list[str]:
     from ntm.contract.tasks import get_task
 
     length_name = get_task(section.get("task", key)).length_name
     points = [EvalPoint(**p) for p in section["points"]]
     lines = [f"## {key}", "",
-             f"`{section['command']}`{' (the defaults)' if section['defaults'] else ''}, seeds {', '.join(map(str, section['seeds_planned']))} "
+             f"`{section['command']}`{_defaults_note(section)}, seeds {', '.join(map(str, section['seeds_planned']))} "
              f"({section['seeds_done']} done{'' if section['complete'] else ' so far'}); "
              f"{section['within_budget']} of {section['seeds_done']} below {THRESHOLD} "
              f"bits/seq within {section['budget_steps']} steps. Generalisation: bits/seq "

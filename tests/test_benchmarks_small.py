@@ -57,6 +57,10 @@ def test_inference_small(tmp_path):
     assert set(result["issue14_targets"]) == {
         "speedup_vs_before_batch1", "speedup_vs_before_batch2", "dynamic_vs_savedmodel_worst"}
     assert "## Issue 14" in table
+    threads = {(t["threads"], t["batch"]): t for t in result["thread_counts"]}
+    assert set(threads) == {(n, b) for n in (1, 2) for b in (1, 2)}
+    assert threads[(1, 2)]["speedup"] == 1.0 and threads[(2, 2)]["median_ms"] > 0
+    assert "## Intra-op threads per batch size" in table
 
 
 def test_serving_small(tmp_path):
@@ -124,6 +128,29 @@ def test_seeds_small(tmp_path):
     again, _ = run_small("seeds", tmp_path, "--task", "copy", "--runs-root", str(runs))
     assert again == result
     assert {p: p.stat().st_mtime_ns for p in runs.glob("*/checkpoints/*")} == checkpoints
+
+
+def test_seeds_state_refuses_rows_trained_under_other_task_defaults(tmp_path):
+    """A task's defaults change when a sweep says so (copy's polish): rows trained under the
+    old ones are refused, not mixed into a section that claims the new ones."""
+    sweep = seeds.Sweep(task="copy", seeds=(1,), runs_root=tmp_path, train_args=(),
+                        budget_steps=20000, points=seeds.EVAL_POINTS["copy"], eval_sequences=50)
+    assert sweep.task_defaults() == {"write_entropy": 0.01, "polish_steps": 3000}
+    seeds.save_state(sweep, {"1": {"seed": 1}})
+    assert seeds.load_state(sweep) == {"1": {"seed": 1}}
+    state = json.loads(sweep.state_path.read_text())
+    for recorded in ({}, None):  # the old defaults; a state file from before they were recorded
+        if recorded is None:
+            del state["task_defaults"]
+        else:
+            state["task_defaults"] = recorded
+        sweep.state_path.write_text(json.dumps(state))
+        with pytest.raises(SystemExit, match="defaults were .*choose another --runs-root"):
+            seeds.load_state(sweep)
+    section = {"command": sweep.command(), "defaults": True,
+               "task_defaults": sweep.task_defaults()}
+    assert seeds._defaults_note(section) == \
+        " (the defaults: --write-entropy 0.01, --polish-steps 3000)"
 
 
 def test_seeds_summary_counts_a_failed_seed_as_slowest():
