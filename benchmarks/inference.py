@@ -49,6 +49,7 @@ ISSUE14_SPEEDUP = 1.8  # new / old, batch 1 and 64, length 20
 ISSUE14_BATCHES = (1, 64)
 MEMORY_ROWS = (128, 512, 1024)
 MEMORY_BATCHES = (1, 32)
+THREAD_BATCHES = (1, 8, 32, 64)  # intra-op thread counts against one thread
 ENGINES = ("savedmodel", "onnx-dynamic", "onnx-fixed")
 CHECK_TOLERANCE = 1e-4
 
@@ -174,6 +175,27 @@ def against_before(model_path, before_path, batches, repeats: int, threads: int,
     return out
 
 
+def thread_counts(model_path, batches, counts, repeats: int, seed: int) -> list[dict]:
+    """Length-20 copy through one model on sessions with each intra-op thread count, calls
+    interleaved in shuffled order; ``speedup`` = the 1-thread time / this time. Issue 14's
+    "threads planned per batch size" is worth building only where more threads pay."""
+    from ntm.contract.tasks import Difficulty, get_task
+
+    task = get_task("copy")
+    engines = {f"{n} thread{'s' if n > 1 else ''}": onnx_engine(model_path, n) for n in counts}
+    one = next(iter(engines))
+    out = []
+    for batch in batches:
+        x = task.fixed_batch(np.random.default_rng(seed), batch, Difficulty(20)).inputs
+        times = time_engines(engines, x, repeats, shuffle=True)
+        base = float(np.median(times[one]))
+        for (name, t), threads in zip(times.items(), counts):
+            median = float(np.median(t))
+            out.append({"threads": threads, "engine": name, "batch": batch,
+                        "median_ms": round(median * 1e3, 4), "speedup": round(base / median, 3)})
+    return out
+
+
 def issue14_targets(rows: list[dict], before: list[dict]) -> dict:
     """Issue 14: >= 1.8x the old model at batch 1 and 64; dynamic ONNX >= the SavedModel at
     every length and batch measured."""
@@ -287,6 +309,7 @@ def run_benchmark(args) -> dict:
             memory = memory_cost(path, path, (16, 32), (1, 2), args.repeats, args.threads,
                                  args.seed)
             before = against_before(path, path, (1, 2), args.repeats, args.threads, args.seed)
+            threads = thread_counts(path, (1, 2), (1, 2), args.repeats, args.seed)
     else:
         from ntm.serving.models import bundled_models
 
@@ -294,10 +317,14 @@ def run_benchmark(args) -> dict:
                              args.repeats, args.threads, args.seed)
         before = against_before(bundled_models()["copy"], BEFORE_ISSUE14, ISSUE14_BATCHES,
                                 args.repeats, args.threads, args.seed)
+        threads = thread_counts(bundled_models()["copy"], THREAD_BATCHES,
+                                tuple(range(1, (os.cpu_count() or 1) + 1)), args.repeats,
+                                args.seed)
     return {
         "benchmark": "inference",
         "memory": memory,
         "before_issue14": before,
+        "thread_counts": threads,
         "issue14_targets": issue14_targets(rows, before),
         "mode": "small" if args.small else "full",
         "command": "python benchmarks/inference.py" + (" --small" if args.small else ""),
@@ -386,6 +413,13 @@ def markdown(r: dict) -> str:
                                             "speed-up over before issue 14, batch "))
         met = {True: "yes", False: "no", None: "not measured"}[t["met"]]
         lines.append(f"| {name} | >= {t['target']}x | {t['measured']} | {met} |")
+    threads = r.get("thread_counts", [])
+    lines += ["", "## Intra-op threads per batch size", "",
+              "Bundled copy model, length-20 copy (41 steps), one session per thread count, "
+              "calls interleaved in shuffled order:", "",
+              "| batch | threads | ms / call | x 1 thread |", "| --- | --- | --- | --- |"]
+    lines += [f"| {t['batch']} | {t['threads']} | {t['median_ms']:.3f} | {t['speedup']:.2f} |"
+              for t in threads]
     memory = r.get("memory", [])
     lines += ["", "## Memory that grows: cost per time step", "",
               "Bundled copy model, length-20 copy (41 steps), calls interleaved in shuffled "
