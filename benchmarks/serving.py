@@ -119,6 +119,53 @@ def serve_rate(model: str, bodies: list[bytes], concurrency: int, check, batchin
     return summary
 
 
+def thread_plan(model: str, instances: list[dict], concurrency: int, args) -> dict:
+    """Threads planned per batch size (``--large-batch-threads``), 2 against 1, on two servers
+    up at once: one client sending envelopes of ``max_batch_size`` requests, each round to both
+    servers in a random order; then ``concurrency`` clients of one request each, the servers
+    loaded in turn (A B B A ...). ``ratio`` = the 1-thread figure over the 2-thread one for
+    latency, the 2-thread over the 1-thread for requests/s."""
+    path = f"/v1/models/{model}:predict"
+    envelope = http_post(path, json.dumps({"instances": instances[:args.max_batch_size]})
+                         .encode())
+    singles = [http_post(path, json.dumps({"instances": [inst]}).encode()) for inst in instances]
+    flags = ["--model", model, "--max-batch-size", str(args.max_batch_size),
+             "--max-queue-delay-ms", str(args.delay_ms), "--large-batch-threads"]
+    sent = instances[:args.max_batch_size]
+    check_single = answer_checker(instances)
+
+    def check_envelope(i: int, body: bytes) -> bool:
+        return [p["output"] for p in json.loads(body)["predictions"]] == \
+            [inst["sequence"] for inst in sent]
+
+    errors = 0
+    rng = np.random.default_rng(args.seed)
+    latency: dict[str, list[float]] = {"2": [], "1": []}
+    rate: dict[str, list[float]] = {"2": [], "1": []}
+    with Server(flags + ["2"]) as two, Server(flags + ["1"]) as one:
+        servers = {"2": two, "1": one}
+        for server in servers.values():
+            run_load("127.0.0.1", server.port, [envelope] * 2, 1)  # warm-up
+        for _ in range(args.plan_rounds):
+            for key in rng.permutation(list(servers)):
+                result = run_load("127.0.0.1", servers[key].port, [envelope] * 3, 1,
+                                  check_envelope)
+                latency[key] += result.latencies
+                errors += result.summary()["errors"]
+        for key in ["2", "1", "1", "2"] * max(1, args.plan_rounds // 10):
+            result = run_load("127.0.0.1", servers[key].port, singles, concurrency, check_single)
+            rate[key].append(result.summary()["requests_per_s"])
+            errors += result.summary()["errors"]
+    ms = {k: 1000 * float(np.median(v)) for k, v in latency.items()}
+    per_s = {k: float(np.median(v)) for k, v in rate.items()}
+    return {"envelope_sequences": args.max_batch_size, "envelope_calls": len(latency["2"]),
+            "envelope_median_ms": {k: round(v, 2) for k, v in ms.items()},
+            "envelope_speedup": round(ms["1"] / ms["2"], 3),
+            "clients": concurrency, "load_runs": len(rate["2"]),
+            "clients_requests_per_s": {k: round(v, 1) for k, v in per_s.items()},
+            "clients_ratio": round(per_s["2"] / per_s["1"], 3), "errors": errors}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="few requests, few clients")
@@ -129,6 +176,9 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--delay-ms", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plan-rounds", type=int, default=None,
+                        help="rounds of the --large-batch-threads comparison [default: 20; "
+                             "small: 2]")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     count = args.requests or (60 if args.small else 3000)
@@ -147,6 +197,8 @@ def main() -> None:
     batched_trimmed = serve_rate(args.model, trimmed, concurrency, check, True, args)
     batched_v2 = serve_rate(args.model, v2_binary_bodies(v2_path, instances, args.model),
                             concurrency, v2_binary_checker(instances), True, args)
+    args.plan_rounds = args.plan_rounds or (2 if args.small else 20)
+    plan = thread_plan(args.model, instances[:min(count, 1000)], concurrency, args)
     alone, alone_cpu = in_process_rate(args.model, instances, 1)
     grouped, grouped_cpu = in_process_rate(args.model, instances, concurrency)
     result = {
@@ -166,6 +218,7 @@ def main() -> None:
         "server_cpu_per_request_vs_in_process": round(
             batched["server_cpu_ms_per_request"] / grouped_cpu, 2),
         "cpu_count": os.cpu_count(),
+        "thread_plan": plan,
     }
     result["targets"] = {k: {"target": t, "measured": result[k],
                              "met": result[k] <= t if k in LOWER_IS_BETTER else result[k] >= t}
@@ -208,6 +261,19 @@ def markdown(r: dict) -> str:
               f"{TARGETS['server_cpu_per_request_vs_in_process']}x | "
               f"{r['server_cpu_per_request_vs_in_process']}x | "
               f"{'yes' if r['targets']['server_cpu_per_request_vs_in_process']['met'] else 'no'} |"]
+    plan = r.get("thread_plan")
+    if plan:
+        env_ms, per_s = plan["envelope_median_ms"], plan["clients_requests_per_s"]
+        lines += ["", "## Threads planned per batch size (`--large-batch-threads`)", "",
+                  "Two servers up at once, one with 2 threads for merged batches of 32 or more "
+                  "(the default), one with 1:", "",
+                  "| load | 2 threads | 1 thread | ratio |", "| --- | --- | --- | --- |",
+                  f"| one client, envelopes of {plan['envelope_sequences']} sequences "
+                  f"({plan['envelope_calls']} calls each, interleaved): median ms | "
+                  f"{env_ms['2']} | {env_ms['1']} | {plan['envelope_speedup']}x faster |",
+                  f"| {plan['clients']} clients of one sequence ({plan['load_runs']} runs each, "
+                  f"A B B A): requests/s | {per_s['2']:,.0f} | {per_s['1']:,.0f} | "
+                  f"{plan['clients_ratio']}x |"]
     return "\n".join(lines) + "\n"
 
 

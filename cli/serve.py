@@ -48,6 +48,15 @@ RUNTIME = RuntimeOptions()
               default=SERVER.inference_threads, show_default=True,
               help="Threads running onnxruntime; also how many merged batches of a model run "
                    "at once.")
+@click.option("--large-batch-threads", type=click.IntRange(1, 64),
+              default=RUNTIME.large_batch_threads, show_default=True,
+              help="Intra-op threads for a merged batch of at least --large-batch-from "
+                   "sequences, taken only while they are idle among --inference-threads "
+                   "(1: every run on one thread). Measured on 2 cores: 1.27x at batch 32, "
+                   "1.32x at 64; 0.94x at batch 1.")
+@click.option("--large-batch-from", type=click.IntRange(min=1),
+              default=RUNTIME.large_batch_from, show_default=True,
+              help="The smallest merged batch that gets --large-batch-threads.")
 @click.option("--max-sequences", type=click.IntRange(min=0), default=SERVER.max_sequences,
               show_default=True,
               help="Most live sequences (requests with sequence_id on a model exported with "
@@ -63,7 +72,8 @@ RUNTIME = RuntimeOptions()
 def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
           max_queue_delay_ms: float, no_batching: bool, max_body_bytes: int,
           max_time_steps: int, memory_size: int | None, max_memory_size: int,
-          api_key: str | None, inference_threads: int, max_sequences: int,
+          api_key: str | None, inference_threads: int, large_batch_threads: int,
+          large_batch_from: int, max_sequences: int,
           sequence_idle_s: float, graceful_timeout: float, workers: int) -> None:
     """Serve NTM models with onnxruntime over HTTP.
 
@@ -71,7 +81,9 @@ def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
     Inference Protocol under /v2 (tritonclient works). Metrics at /metrics.
     """
     options = RuntimeOptions(max_time_steps=max_time_steps, memory_size=memory_size,
-                             max_memory_size=max_memory_size)
+                             max_memory_size=max_memory_size,
+                             large_batch_threads=large_batch_threads,
+                             large_batch_from=large_batch_from)
     runtimes = load_runtimes(models, options)
     settings = ServerSettings(max_body_bytes=max_body_bytes, max_batch_size=max_batch_size,
                               max_queue_delay_ms=max_queue_delay_ms, batching=not no_batching,

@@ -26,6 +26,7 @@ import numpy as np
 from ntm.serving.errors import ServingError, Unprocessable
 from ntm.serving.metrics import Metrics
 from ntm.serving.runtime import ModelRuntime
+from ntm.serving.threads import ThreadBudget
 
 # probabilities [batch, time, out], attention [batch, time, heads, N]
 Result = tuple[np.ndarray, np.ndarray]
@@ -61,13 +62,16 @@ class Batcher:
         enabled: False runs every job alone, as it arrives (for comparison).
         max_in_flight: batches run at once (the next one forms and starts while earlier ones
             run; at most the executor's threads are useful).
+        threads: the server's onnxruntime threads, shared with its other models [default:
+            ``max_in_flight`` of this batcher's own]; a large batch takes the idle ones.
     """
 
     def __init__(self, runtime: ModelRuntime, executor: Executor, metrics: Metrics,
                  max_batch_size: int = 64, max_queue_delay: float = 0.002, enabled: bool = True,
-                 max_in_flight: int = 1):
+                 max_in_flight: int = 1, threads: ThreadBudget | None = None):
         self.runtime = runtime
         self.executor = executor
+        self.threads = threads or ThreadBudget(max_in_flight)
         self.metrics = metrics
         self.max_batch_size = max_batch_size
         self.max_queue_delay = max_queue_delay
@@ -206,9 +210,12 @@ class Batcher:
     def _run(self, jobs: list[_Job]) -> list[Result]:
         x = merge([job.inputs for job in jobs])
         self.metrics.batch_size.labels(self.runtime.name).observe(len(x))
-        start = time.perf_counter()
-        probs, attention = self.runtime.run_checked(x, jobs[0].memory_size)
-        self.metrics.inference.labels(self.runtime.name).observe(time.perf_counter() - start)
+        with self.threads.run(self.runtime.threads_for(len(x))) as held:
+            start = time.perf_counter()
+            probs, attention = self.runtime.run_checked(x, jobs[0].memory_size, held)
+            self.metrics.inference.labels(self.runtime.name).observe(time.perf_counter() - start)
+        self.metrics.runs.labels(self.runtime.name,
+                                 str(self.runtime.threads_used(len(x), held))).inc()
         results, offset = [], 0
         for job in jobs:
             rows, steps = job.inputs.shape[:2]

@@ -34,6 +34,9 @@ class Metrics:
                                     ["model"], buckets=BATCH_BUCKETS, registry=r)
         self.inference = Histogram("ntm_inference_seconds", "Time of one onnxruntime run.",
                                    ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.runs = Counter("ntm_inference_runs", "Merged batches run, by model and the "
+                            "intra-op threads they ran on (a large batch gets the idle ones).",
+                            ["model", "threads"], registry=r)
         self.sequences = Counter("ntm_sequences", "Sequences run, by model, memory rows and "
                                  "whether they lay within the training range.",
                                  ["model", "memory_size", "within_training_range"], registry=r)

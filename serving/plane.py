@@ -35,6 +35,7 @@ from ntm.serving.runtime import (ModelRuntime, group_by_size, pad_batch, wants_a
 from ntm.serving.sequences import SequenceStore
 from ntm.serving.settings import ServerSettings
 from ntm.serving.stateful import infer_part, is_part, predict_part
+from ntm.serving.threads import ThreadBudget
 from ntm.serving.v2codec import SequenceFlags
 
 VERSION = "1"  # the one version of each model served
@@ -145,10 +146,11 @@ class DataPlane:
         self.runtimes = {r.name: r for r in runtimes}
         self.executor = ThreadPoolExecutor(max_workers=settings.inference_threads,
                                            thread_name_prefix="onnxruntime")
+        self.threads = ThreadBudget(settings.inference_threads)  # shared by every model
         self.batchers = {
             r.name: Batcher(r, self.executor, self.metrics, settings.max_batch_size,
                             settings.max_queue_delay_ms / 1000.0, settings.batching,
-                            max_in_flight=settings.inference_threads)
+                            max_in_flight=settings.inference_threads, threads=self.threads)
             for r in runtimes}
         self.sequences = SequenceStore(settings.max_sequences, settings.sequence_idle_s)
         self.metrics.track_sequences(self.sequences)

@@ -46,12 +46,10 @@ class ModelRuntime:
         self.options = options or RuntimeOptions()
         if not self.path.is_file():
             raise ModelLoadError(f"model file {self.path} does not exist")
-        try:
-            self.session = ort.InferenceSession(str(self.path), self.options.session_options(),
-                                                providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime raises several private exception types
-            first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
-            raise ModelLoadError(f"{self.path} is not a loadable ONNX model: {first}") from None
+        self.session = self._session(self.options.session_options())
+        # Runs of many sequences on more intra-op threads (RuntimeOptions.large_batch_threads).
+        self.large_session = (self._session(self.options.session_options(
+            self.options.large_batch_threads)) if self.options.plans_large_batches else None)
         props = self.session.get_modelmeta().custom_metadata_map
         try:
             self.metadata = meta.decode(props, source=str(self.path))
@@ -76,6 +74,36 @@ class ModelRuntime:
         memory = export_info.get("memory") or {}
         self.fixed_memory_size: int = memory.get("fixed") or self.model_config["memory_size"]
         self._check_memory_options()
+
+    def _session(self, options):
+        """An onnxruntime session of the file; ModelLoadError (one line) when it will not load."""
+        try:
+            return ort.InferenceSession(str(self.path), options,
+                                        providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises several private exception types
+            first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+            raise ModelLoadError(f"{self.path} is not a loadable ONNX model: {first}") from None
+
+    def threads_for(self, batch: int) -> int:
+        """Intra-op threads a run of ``batch`` sequences uses when they are all idle."""
+        return self.options.threads_for(batch)
+
+    def threads_used(self, batch: int, granted: int | None = None) -> int:
+        """Intra-op threads a run of ``batch`` sequences uses when granted ``granted`` (None:
+        all it wants): a large run's threads only when it was granted them all, else the
+        single session's."""
+        wanted = self.threads_for(batch)
+        if self.large_session is not None and wanted == self.options.large_batch_threads \
+                and (granted is None or granted >= wanted):
+            return wanted
+        return self.options.threads_for(1)
+
+    def _session_for(self, batch: int, granted: int | None):
+        """The session that runs ``batch`` sequences with ``threads_used`` threads."""
+        if self.large_session is not None and \
+                self.threads_used(batch, granted) == self.options.large_batch_threads:
+            return self.large_session
+        return self.session
 
     def _rows_allowed(self, rows: int) -> bool:
         """Whether this model may run with ``rows`` memory rows: its fixed rows, or (when its
@@ -206,10 +234,11 @@ class ModelRuntime:
         """
         return self.run_checked(self.check_inputs(inputs), memory_size)
 
-    def run_checked(self, x: np.ndarray, memory_size: int | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+    def run_checked(self, x: np.ndarray, memory_size: int | None = None,
+                    threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``run`` for inputs that ``check_inputs`` (or a task's encoder) already validated:
-        float32 [batch, time, in]. The data plane checks once, on the way in."""
+        float32 [batch, time, in]. The data plane checks once, on the way in, and says how
+        many ``threads`` its ``ThreadBudget`` granted [None: ``threads_for`` the batch]."""
         time_steps = x.shape[1]
         if self.fixed_length and time_steps < self.fixed_length:
             x = np.pad(x, ((0, 0), (0, self.fixed_length - time_steps), (0, 0)))
@@ -218,7 +247,8 @@ class ModelRuntime:
             n = memory_size or self.memory_size_for_inputs(x)
             feeds[meta.MEMORY_SIZE_NAME] = np.array([n], np.int32)
         try:
-            probs, attention = self.session.run([meta.PROBABILITIES, meta.ATTENTION], feeds)
+            session = self._session_for(len(x), threads)
+            probs, attention = session.run([meta.PROBABILITIES, meta.ATTENTION], feeds)
         except Exception as err:
             raise InferenceFailed(f"model {self.name} failed: {str(err).splitlines()[0][:200]}") \
                 from None

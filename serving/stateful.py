@@ -67,6 +67,13 @@ async def turn(plane: DataPlane, sequence: Sequence):
         yield
 
 
+def run_on_one_thread(plane: DataPlane, runtime: ModelRuntime, x: np.ndarray,
+                      sequence: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``runtime.run_in_sequence`` holding one of the server's onnxruntime threads."""
+    with plane.threads.run(1):
+        return runtime.run_in_sequence(x, sequence.rows, sequence.state)
+
+
 async def run_part(plane: DataPlane, runtime: ModelRuntime, sequence: Sequence,
                    x: np.ndarray, end: bool) -> tuple[np.ndarray, np.ndarray, PartResult]:
     """Run inputs [batch, time, in] as the next part of ``sequence`` (the caller holds its
@@ -76,7 +83,7 @@ async def run_part(plane: DataPlane, runtime: ModelRuntime, sequence: Sequence,
     loop = asyncio.get_running_loop()
     try:
         probs, attention, state = await loop.run_in_executor(
-            plane.executor, runtime.run_in_sequence, x, sequence.rows, sequence.state)
+            plane.executor, run_on_one_thread, plane, runtime, x, sequence)
     except Exception:
         if sequence.state is None:
             store.end(sequence)

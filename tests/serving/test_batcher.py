@@ -14,7 +14,17 @@ from ntm.serving.batcher import Batcher
 from ntm.serving.metrics import Metrics
 
 
-class SlowRuntime:
+class OneThread:
+    """What a stand-in for ModelRuntime says about threads: every run on one."""
+
+    def threads_for(self, batch: int) -> int:
+        return 1
+
+    def threads_used(self, batch: int, granted: int | None = None) -> int:
+        return 1
+
+
+class SlowRuntime(OneThread):
     """Stands in for ModelRuntime: doubles its inputs and counts the runs under way at once.
 
     A run waits until ``together`` runs are under way (a barrier, so runs meant to be side by
@@ -30,7 +40,7 @@ class SlowRuntime:
         self._lock = threading.Lock()
         self._barrier = threading.Barrier(together, timeout=60)
 
-    def run_checked(self, x: np.ndarray, memory_size=None):
+    def run_checked(self, x: np.ndarray, memory_size=None, threads=None):
         with self._lock:
             self.batch_sizes.append(len(x))
             self._running += 1
@@ -63,7 +73,7 @@ def test_batches_run_side_by_side_up_to_max_in_flight(in_flight):
     assert runtime.most_at_once == in_flight  # two batches: after one another, or at once
 
 
-class RowsRuntime:
+class RowsRuntime(OneThread):
     """Stands in for ModelRuntime: records (sequences, memory rows) of every run."""
 
     name = "rows"
@@ -72,7 +82,7 @@ class RowsRuntime:
     def __init__(self):
         self.runs: list[tuple[int, int | None]] = []
 
-    def run_checked(self, x: np.ndarray, memory_size=None):
+    def run_checked(self, x: np.ndarray, memory_size=None, threads=None):
         self.runs.append((len(x), memory_size))
         return x, np.zeros(x.shape[:2] + (1, memory_size or 16), np.float32)
 
@@ -129,7 +139,7 @@ def test_a_job_is_run_whole_and_merged_jobs_are_padded_and_trimmed():
     runtime = RowsRuntime()
     seen = []
     run = runtime.run_checked
-    runtime.run_checked = lambda x, n=None: (seen.append(x), run(x, n))[1]
+    runtime.run_checked = lambda x, n=None, threads=None: (seen.append(x), run(x, n))[1]
 
     async def scenario():
         batcher = Batcher(runtime, executor, Metrics(), max_queue_delay=0.05)
