@@ -87,20 +87,30 @@ def _session_options(threads: int):
     return RuntimeOptions(intra_op_threads=threads).session_options()
 
 
-def build_model(run_dir: Path | None, small: bool):
-    """(NTM, ModelConfig, Task): a trained run's model, or a fresh default (or tiny) copy NTM."""
+def build_model(run_dir: Path | None, small: bool, scratch: Path):
+    """(NTM, ModelConfig, Task, what it is): a trained run's model; by default the bundled
+    copy model's trained weights, recovered from its ONNX file into ``scratch`` (random
+    weights can hit denormals and time differently); ``small``: a fresh tiny copy NTM."""
     from ntm.config import ModelConfig
     from ntm.contract.tasks import get_task
     from ntm.model import NTM
     from ntm.runs import Run
 
-    if run_dir is not None:
-        run = Run.load(run_dir)
-        return run.model, run.model_config, run.task
-    task = get_task("copy")
-    sizes = dict(memory_size=16, memory_width=8, controller_size=16) if small else {}
-    config = ModelConfig(input_size=task.input_size, output_size=task.output_size, **sizes)
-    return NTM(config, seed=0), config, task
+    if small:
+        task = get_task("copy")
+        config = ModelConfig(input_size=task.input_size, output_size=task.output_size,
+                             memory_size=16, memory_width=8, controller_size=16)
+        return NTM(config, seed=0), config, task, "fresh tiny copy NTM (seed 0)"
+    described = str(run_dir)
+    if run_dir is None:
+        from ntm.export.recover import recover
+        from ntm.serving.models import bundled_models
+
+        run_dir = scratch / "bundled-copy"
+        recover(bundled_models()["copy"], run_dir)
+        described = "the bundled copy model (weights recovered from ntm/pretrained/copy.onnx)"
+    run = Run.load(run_dir)
+    return run.model, run.model_config, run.task, described
 
 
 def onnx_engine(proto, threads: int, memory_size: int | None = None):
@@ -250,7 +260,8 @@ def run_benchmark(args) -> dict:
     from ntm.flops import flops_per_step
     from ntm.contract.tasks import Difficulty
 
-    model, config, task = build_model(args.run, args.small)
+    scratch = tempfile.TemporaryDirectory()
+    model, config, task, described = build_model(args.run, args.small, Path(scratch.name))
     flops_step = flops_per_step(config)
     peak = matmul_rate(args.threads, size=128 if args.small else 512,
                        seconds=0.2 if args.small else 2.0)
@@ -328,7 +339,7 @@ def run_benchmark(args) -> dict:
         "issue14_targets": issue14_targets(rows, before),
         "mode": "small" if args.small else "full",
         "command": "python benchmarks/inference.py" + (" --small" if args.small else ""),
-        "model": str(args.run) if args.run else "fresh default copy NTM (seed 0)",
+        "model": described,
         "model_config": config.to_dict(),
         "flops_per_step": flops_step,
         "matmul_gflops": round(peak / 1e9, 2),

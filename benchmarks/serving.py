@@ -266,7 +266,7 @@ def markdown(r: dict) -> str:
         env_ms, per_s = plan["envelope_median_ms"], plan["clients_requests_per_s"]
         lines += ["", "## Threads planned per batch size (`--large-batch-threads`)", "",
                   "Two servers up at once, one with 2 threads for merged batches of 32 or more "
-                  "(the default), one with 1:", "",
+                  "(`--large-batch-threads 2`), one with 1 (the default):", "",
                   "| load | 2 threads | 1 thread | ratio |", "| --- | --- | --- | --- |",
                   f"| one client, envelopes of {plan['envelope_sequences']} sequences "
                   f"({plan['envelope_calls']} calls each, interleaved): median ms | "

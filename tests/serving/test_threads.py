@@ -62,7 +62,7 @@ def test_large_runs_use_the_second_session_with_the_same_answers(bundled):
     for a, b in zip(one, two):
         np.testing.assert_allclose(a, b, atol=1e-6)
     # One session when the large one would add nothing.
-    for options in (RuntimeOptions(large_batch_threads=1), RuntimeOptions(intra_op_threads=0),
+    for options in (RuntimeOptions(), RuntimeOptions(intra_op_threads=0, large_batch_threads=2),
                     RuntimeOptions(intra_op_threads=2, large_batch_threads=2)):
         assert ModelRuntime(bundled["copy"], options=options).large_session is None
 
@@ -73,9 +73,9 @@ def copy_request(length: int, seed: int) -> dict:
 
 
 @pytest.mark.parametrize("args, large_threads", [
-    ((), "2"),
-    (("--large-batch-threads", "1"), "1"),
-    (("--inference-threads", "1"), "1"),  # the budget has no idle thread to give
+    (("--large-batch-threads", "2"), "2"),
+    ((), "1"),  # off by default
+    (("--large-batch-threads", "2", "--inference-threads", "1"), "1"),  # none idle to give
 ])
 def test_server_runs_a_large_batch_on_the_idle_threads(start_server, args, large_threads):
     server = start_server("--model", "copy", "--max-queue-delay-ms", "0", *args)
