@@ -136,6 +136,7 @@ def requested_rows(tensor: np.ndarray | None) -> int | None:
 
 
 # -- the server's plane ----------------------------------------------------------------------
+SWEEP_SECONDS = 30.0  # the longest pause between two sweeps for idle sequences
 class DataPlane:
     """The models, their batchers, the metrics and the settings of one server process; every
     HTTP surface answers through ``predict`` (task requests) and ``infer`` (tensors)."""
@@ -153,6 +154,7 @@ class DataPlane:
                             max_in_flight=settings.inference_threads, threads=self.threads)
             for r in runtimes}
         self.sequences = SequenceStore(settings.max_sequences, settings.sequence_idle_s)
+        self._sweeper: asyncio.Task | None = None
         self.metrics.track_sequences(self.sequences)
         self.ready = False
 
@@ -166,12 +168,24 @@ class DataPlane:
     async def start(self) -> None:
         for b in self.batchers.values():
             await b.start()
+        if self.settings.max_sequences:
+            self._sweeper = asyncio.create_task(self._drop_idle_sequences())
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         await asyncio.gather(*(b.close() for b in self.batchers.values()))
         self.executor.shutdown(wait=True)
+
+    async def _drop_idle_sequences(self) -> None:
+        """Free idle sequences' state on a clock, not only when a request or a scrape looks:
+        a server nobody asks keeps no expired memory for long (a fraction of the timeout)."""
+        every = min(max(self.settings.sequence_idle_s / 4, 0.01), SWEEP_SECONDS)
+        while True:
+            await asyncio.sleep(every)
+            self.sequences.purge()
 
     async def predict(self, name: str, requests: Sequence[Any]) -> list[dict[str, Any]]:
         """Answer the task requests of one v1 envelope (fields "instances[i]"). Requests of a

@@ -182,6 +182,36 @@ def test_idle_sequences_expire(start_server):
     assert late.status_code == 400 and "expired" in late.json()["error"]
 
 
+def test_idle_sequences_are_freed_when_nobody_asks(bundled):
+    """In process: the plane sweeps idle sequences on a clock; observed through the store's
+    counter and its dict, neither of which purges when read."""
+    import asyncio
+    import time
+
+    from ntm.serving.plane import DataPlane
+    from ntm.serving.settings import ServerSettings
+    from ntm.serving.v2codec import SequenceFlags
+
+    runtime = ModelRuntime(bundled["copy"])
+    x = copy_inputs(1)
+
+    async def main():
+        plane = DataPlane([runtime], ServerSettings(sequence_idle_s=0.2))
+        await plane.start()
+        try:
+            await plane.infer("copy", {"inputs": x[:, :10]}, SequenceFlags("quiet", start=True))
+            assert len(plane.sequences._live) == 1
+            deadline = time.monotonic() + 60
+            while plane.sequences.expired_total == 0:
+                assert time.monotonic() < deadline, "waited 60 s for the sweep"
+                await asyncio.sleep(0.02)
+            return len(plane.sequences._live)
+        finally:
+            await plane.stop()
+
+    assert asyncio.run(main()) == 0
+
+
 def test_a_restart_forgets_sequences_and_says_so(start_server):
     first = start_server("--model", "copy")
     x = copy_inputs(1)
