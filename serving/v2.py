@@ -123,4 +123,15 @@ def model_metadata(runtime: ModelRuntime) -> dict[str, Any]:
                                 shape=[-1, t, runtime.output_size]),
                  TensorMetadata(name=meta.ATTENTION, datatype="FP32",
                                 shape=[-1, t, runtime.num_heads, rows])],
+        parameters=model_parameters(runtime),
     ).model_dump()
+
+
+def model_parameters(runtime: ModelRuntime) -> dict[str, Any]:
+    """The metadata's ``parameters``: ``stateful`` (requests may carry Triton's
+    sequence_id/sequence_start/sequence_end and the server keeps the memory between them),
+    ``memory_grows`` (the rows follow the input, or a ``memory_size`` input) and
+    ``max_trained_time_steps`` (longer inputs are answered, flagged outside the training
+    range)."""
+    return {"stateful": runtime.stateful, "memory_grows": runtime.grows,
+            "max_trained_time_steps": runtime.task.max_trained_time_steps}

@@ -226,6 +226,9 @@ class ModelMetadata(BaseModel):
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
+    # The protocol's optional extension: what a client cannot see in the tensors (whether the
+    # server keeps a sequence's memory between requests, the longest trained input).
+    parameters: dict[str, Any] | None = None
 
 
 def encode_response(model_name: str, model_version: str, request_id: str | None,

@@ -71,7 +71,10 @@ def test_tritonclient_http(start_server, bundled, binary):
     client = triton.InferenceServerClient(url=f"127.0.0.1:{server.port}")
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready("recall")
-    assert client.get_model_metadata("recall")["platform"] == "onnxruntime_onnx"
+    metadata = client.get_model_metadata("recall")
+    assert metadata["platform"] == "onnxruntime_onnx"
+    assert metadata["parameters"] == {"stateful": True, "memory_grows": True,
+                                      "max_trained_time_steps": 32}  # its longest episode
     tensor = triton.InferInput("inputs", list(x.shape), "FP32")
     tensor.set_data_from_numpy(x, binary_data=binary)
     outputs = [triton.InferRequestedOutput("probabilities", binary_data=binary),
