@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ntm.contract.errors import NtmError
+from ntm.serving import jsondoc
 from ntm.serving.errors import ServingError, TooLarge
 from ntm.serving.plane import DataPlane
 
@@ -43,8 +44,15 @@ READ_ERRORS = errors(400, 401, 404, 500)  # GET endpoints that name a model
 INFER_ERRORS = errors(400, 401, 404, 413, 422, 500, 503)  # inference endpoints
 
 
+class AnswerResponse(JSONResponse):
+    """A JSON response encoded by ``jsondoc.dumps`` (orjson): every answer and error."""
+
+    def render(self, content) -> bytes:
+        return jsondoc.dumps(content)
+
+
 def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=int(status), headers=headers)
+    return AnswerResponse({"error": message}, status_code=int(status), headers=headers)
 
 
 def response_for(err: Exception, request: Request) -> JSONResponse:

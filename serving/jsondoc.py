@@ -1,4 +1,5 @@
-"""Strict JSON decoding of requests: one decoder for the v1 and V2 handlers and ``ntm predict``.
+"""Strict JSON decoding of requests: one decoder for the v1 and V2 handlers and ``ntm predict``;
+and the encoder of every answer (``dumps``).
 
 Python's ``json.loads`` accepts some documents that are not JSON, silently changes others, and
 fails on a few with errors that are not a bad request. Here each of them is a ``BadRequest``
@@ -20,6 +21,7 @@ import re
 from typing import Any
 
 import numpy as np
+import orjson
 
 from ntm.serving.errors import BadRequest
 
@@ -29,6 +31,12 @@ _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _NUMBER_SHAPES = bytes(ord("d") if b in b"0123456789" else ord("e") if b in b"eE"
                        else ord("s") if b in b"+-" else ord(".") for b in range(256))
+
+
+def dumps(value: Any) -> bytes:
+    """An answer as JSON bytes: orjson, NumPy arrays written directly (a float32 as its shortest
+    float32 text). Answers hold finite numbers only; orjson would write NaN as null."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 class InvalidJSON(BadRequest):

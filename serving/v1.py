@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from ntm.serving import jsondoc
-from ntm.serving.http import INFER_ERRORS, READ_ERRORS, counted, errors, read_body
+from ntm.serving.http import (INFER_ERRORS, READ_ERRORS, AnswerResponse, counted, errors,
+                               read_body)
 from ntm.serving.plane import VERSION, DataPlane
 from ntm.serving.requests import PredictBody, parse_instances
 from ntm.serving.schema import request_body
@@ -45,7 +45,7 @@ def router(plane: DataPlane) -> APIRouter:
             plane.get(name)
             body = await read_body(request, settings.max_body_bytes)
             instances = parse_instances(jsondoc.loads(body, "request"), settings.max_instances)
-            return JSONResponse({"predictions": await plane.predict(name, instances)})
+            return AnswerResponse({"predictions": await plane.predict(name, instances)})
         return await counted(plane, name, "v1", request, work)
 
     @api.get("/v1/models/{name}", summary="Model status (TensorFlow Serving)",

@@ -10,7 +10,6 @@ order. Outputs are returned as binary when the request asks (per output
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -251,10 +250,11 @@ def encode_response(model_name: str, model_version: str, request_id: str | None,
             raw = array.tobytes()
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
-        else:
-            entry["data"] = array.ravel().tolist()
+        else:  # written by orjson straight from the array (float16 it cannot: as a list)
+            flat = array.ravel()
+            entry["data"] = flat.tolist() if array.dtype == np.float16 else flat
         doc["outputs"].append(entry)
-    head = json.dumps(doc).encode()
+    head = jsondoc.dumps(doc)
     if not blobs:
         return head, None
     return head + b"".join(blobs), len(head)
