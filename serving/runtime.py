@@ -96,7 +96,7 @@ class ModelRuntime:
         if self.large_session is not None and wanted == self.options.large_batch_threads \
                 and (granted is None or granted >= wanted):
             return wanted
-        return self.options.threads_for(1)
+        return self.options.base_threads
 
     def _session_for(self, batch: int, granted: int | None):
         """The session that runs ``batch`` sequences with ``threads_used`` threads."""

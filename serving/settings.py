@@ -54,11 +54,16 @@ class RuntimeOptions:
         """True when large runs get more intra-op threads than the rest (a second session)."""
         return 0 < self.intra_op_threads < self.large_batch_threads
 
+    @property
+    def base_threads(self) -> int:
+        """Intra-op threads of the session every run that is not large uses."""
+        return self.intra_op_threads or os.cpu_count() or 1  # 0: onnxruntime takes every core
+
     def threads_for(self, batch: int) -> int:
         """Intra-op threads a run of ``batch`` sequences would use given every idle thread."""
         if self.plans_large_batches and batch >= self.large_batch_from:
             return self.large_batch_threads
-        return self.intra_op_threads or os.cpu_count() or 1  # 0: onnxruntime takes every core
+        return self.base_threads
 
     def session_options(self, intra_op_threads: int | None = None):
         """These settings as ``onnxruntime.SessionOptions`` [with ``intra_op_threads``

@@ -61,6 +61,9 @@ def test_large_runs_use_the_second_session_with_the_same_answers(bundled):
     two = runtime.run_checked(x, None, threads=2)
     for a, b in zip(one, two):
         np.testing.assert_allclose(a, b, atol=1e-6)
+    every = ModelRuntime(bundled["copy"], options=RuntimeOptions(
+        large_batch_threads=2, large_batch_from=1))
+    assert every.threads_used(1, granted=2) == 2 and every.threads_used(1, granted=1) == 1
     # One session when the large one would add nothing.
     for options in (RuntimeOptions(), RuntimeOptions(intra_op_threads=0, large_batch_threads=2),
                     RuntimeOptions(intra_op_threads=2, large_batch_threads=2)):
