@@ -23,9 +23,9 @@ from ntm.contract.tasks.task import Difficulty, Encoded, Task
 class CopyTask(Task):
     name = "copy"
     request_keys = ("sequence",)
-    # Stopped at the target, 2 of 5 seeds copied length 120 perfectly (two at 0%); polished
-    # 3,000 more steps with the write heads' entropy in the loss, 4 of 5 did (the fifth 88%
-    # perfect), and 1000 went from 1 to 2 perfect seeds (benchmarks/results/seeds.md).
+    # Stopped at the target, 5 of 10 seeds copied length 120 perfectly (three at 0%); polished
+    # 3,000 more steps with the write heads' entropy in the loss, 7 of 10 did (one at 0%);
+    # length 1000: 4 of 10 either way (benchmarks/results/seeds.md).
     train_defaults = {"write_entropy": 0.01, "polish_steps": 3000}
 
     def __init__(self, bits: int = 8, train_lengths: tuple[int, int] = (1, 20)):
