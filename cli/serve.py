@@ -53,7 +53,7 @@ RUNTIME = RuntimeOptions()
               help="Intra-op threads for a merged batch of at least --large-batch-from "
                    "sequences, taken only while they are idle among --inference-threads "
                    "(1: every run on one thread). Measured on 2 cores with 2: one client's "
-                   "64-sequence requests 1.12-1.18x faster, 32 clients of one sequence "
+                   "64-sequence requests 1.12-1.20x faster, 32 clients of one sequence "
                    "0.97-1.07x (the extra thread spins and takes CPU from the other runs).")
 @click.option("--large-batch-from", type=click.IntRange(min=1),
               default=RUNTIME.large_batch_from, show_default=True,

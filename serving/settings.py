@@ -27,7 +27,7 @@ class RuntimeOptions:
         on 2 cores, in process: 1.16-1.27x at batch 32, 1.31-1.32x at 64, but only with
         onnxruntime's spinning worker threads (without: 0.87-0.89x), which burn CPU the other
         runs could use; a server grants them only while they are idle (``ThreadBudget``): one
-        client's 64-sequence requests 1.12-1.18x faster, 32 clients 0.97-1.07x (two runs).
+        client's 64-sequence requests 1.12-1.20x faster, 32 clients 0.97-1.07x (three runs).
     large_batch_from: the smallest run that gets ``large_batch_threads``.
     graph_optimization: "disable", "basic", "extended" or "all".
     max_time_steps: longest input accepted by a dynamic-length model.

@@ -7,7 +7,7 @@ two, so a large batch takes the extra threads only when they are idle: every run
 the server's ``--inference-threads``, and a large one also the idle ones it can use. A run
 never waits for extra threads; the next run waits while a large one holds them all. Off by
 default (``--large-batch-threads 1``): onnxruntime's extra thread spins between operators, and
-under many clients that CPU is missed elsewhere (0.97-1.07x at 32 clients; 1.12-1.18x for one
+under many clients that CPU is missed elsewhere (0.97-1.07x at 32 clients; 1.12-1.20x for one
 client's 64-sequence requests).
 """
 
