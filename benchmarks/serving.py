@@ -126,12 +126,11 @@ def thread_plan(model: str, instances: list[dict], concurrency: int, args) -> di
     loaded in turn (A B B A ...). ``ratio`` = the 1-thread figure over the 2-thread one for
     latency, the 2-thread over the 1-thread for requests/s."""
     path = f"/v1/models/{model}:predict"
-    envelope = http_post(path, json.dumps({"instances": instances[:args.max_batch_size]})
-                         .encode())
+    sent = instances[:args.max_batch_size]
+    envelope = http_post(path, json.dumps({"instances": sent}).encode())
     singles = [http_post(path, json.dumps({"instances": [inst]}).encode()) for inst in instances]
     flags = ["--model", model, "--max-batch-size", str(args.max_batch_size),
              "--max-queue-delay-ms", str(args.delay_ms), "--large-batch-threads"]
-    sent = instances[:args.max_batch_size]
     check_single = answer_checker(instances)
 
     def check_envelope(i: int, body: bytes) -> bool:

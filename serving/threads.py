@@ -28,7 +28,6 @@ class ThreadBudget:
     def __init__(self, total: int):
         if total < 1:
             raise ValueError(f"a thread budget needs at least 1 thread, got {total}")
-        self.total = total
         self._free = total
         self._idle = threading.Condition()
 
