@@ -115,7 +115,7 @@ def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
 
 POSITIVE = dict(low=1)  # an integer >= 1
 # TrainConfig fields whose None means "the task's own default" (Task.train_defaults).
-TASK_DEFAULTS = ("restart_at", "write_entropy", "polish_steps")
+TASK_DEFAULTS = ("restart_at", "write_entropy", "memory_noise", "polish_steps")
 
 
 @dataclass(frozen=True)
@@ -213,11 +213,18 @@ class TrainConfig:
               "to the loss: writes spread over many rows cost (0 = off) [default: the task's: "
               "copy 0.01, measured by benchmarks/seeds.py; the others 0].", low=0,
         resumable=True)
+    memory_noise: float | None = setting(
+        None, "Start every training sequence's memory with Gaussian noise added, its standard "
+              "deviation drawn per sequence from [0, this]: reading rows the sequence never "
+              "wrote is then no longer free, and a read head that wanders over them during "
+              "the input (to meet a longer input's writes later) costs (0 = off) [default: the "
+              "task's: copy 0.5, measured by benchmarks/seeds.py; the others 0].", low=0,
+        resumable=True)
     polish_steps: int | None = setting(
-        None, "With --write-entropy: leave the entropy term off until held-out bits/seq first "
-              "reaches --target-error, then train this many more steps with it on before "
-              "stopping at the target (0: the term is on from the start) [default: the task's: "
-              "copy 3000; the others 0].", low=0, resumable=True)
+        None, "With --write-entropy or --memory-noise: leave them off until held-out bits/seq "
+              "first reaches --target-error, then train this many more steps with them on "
+              "before stopping at the target (0: they are on from the start) [default: the "
+              "task's: copy 3000; the others 0].", low=0, resumable=True)
     steps: int = setting(20000, "Total training steps (a resumed run may raise it).",
                          resumable=True, **POSITIVE)
     curriculum_stages: int = setting(
@@ -264,8 +271,8 @@ class TrainConfig:
 
     @property
     def polishes(self) -> bool:
-        """True when the entropy term waits for the target (``polish_steps``)."""
-        return bool(self.write_entropy) and self.polish_steps > 0
+        """True when the entropy term and memory noise wait for the target (``polish_steps``)."""
+        return bool(self.write_entropy or self.memory_noise) and self.polish_steps > 0
 
     def learning_rate_at(self, step: int) -> float:
         """The step schedule: learning_rate * lr_decay ** (step // lr_decay_every)."""

@@ -38,8 +38,22 @@ def write_entropy(weights: tf.Tensor, write_heads: int) -> tf.Tensor:
     return tf.reduce_mean(tf.reduce_sum(entropy, axis=[1, 2]))
 
 
+def noisy_initial_state(model: NTM, memory_noise: tf.Tensor):
+    """The learned initial state with ``memory_noise`` [batch, N, M] added to its memory.
+
+    Training with noise (``TrainConfig.memory_noise``) puts arbitrary content in the rows a
+    sequence never writes, so reading them is no longer free: the controller must learn to
+    ignore, or not to make, reads of rows it did not write. Without it a read head may drift
+    over the blank rows during the input, harmless in training and fatal once a longer input's
+    writes reach it.
+    """
+    state = model.cell.initial_state(tf.shape(memory_noise)[0])
+    return state._replace(memory=state.memory + memory_noise)
+
+
 def loss_and_gradients(model: NTM, variables, inputs: tf.Tensor, targets: tf.Tensor,
-                       mask: tf.Tensor, entropy_weight: float | tf.Variable = 0.0) -> tuple:
+                       mask: tf.Tensor, entropy_weight: float | tf.Variable = 0.0,
+                       memory_noise: tf.Tensor | None = None) -> tuple:
     """Forward pass, loss and backward pass on one batch.
 
     inputs [batch, time, in], targets [batch, time, out], mask [batch, time]
@@ -47,9 +61,14 @@ def loss_and_gradients(model: NTM, variables, inputs: tf.Tensor, targets: tf.Ten
     times the write heads' entropy (``write_entropy``) to the loss: a write spread over many
     rows costs, a focused one does not. A ``tf.Variable`` weight is read at every step (the
     polish phase switches it on); a Python 0 leaves the term out of the graph.
+    ``memory_noise`` [batch, N, M] (N, M: the configured memory) is added to the initial memory
+    (``noisy_initial_state``); None starts from the plain initial state.
     """
     with tf.GradientTape() as tape:
-        out = model(inputs)
+        if memory_noise is None:
+            out = model(inputs)
+        else:
+            out = model.run_dynamic(inputs, initial=noisy_initial_state(model, memory_noise))
         loss = masked_loss(out.logits, targets, mask)
         if isinstance(entropy_weight, tf.Variable) or entropy_weight:
             loss += entropy_weight * write_entropy(out.weights, model.config.num_write_heads)
@@ -81,11 +100,13 @@ def apply_if(finite: tf.Tensor, apply: Callable[[], None]) -> None:
 
 
 def _batch_spec(model: NTM) -> list[tf.TensorSpec]:
-    """inputs [batch, time, in], targets [batch, time, out], mask [batch, time]."""
+    """inputs [batch, time, in], targets [batch, time, out], mask [batch, time], memory noise
+    [batch, N, M] (zeros: the plain initial memory)."""
     c = model.config
     return [tf.TensorSpec([None, None, c.input_size], tf.float32),
             tf.TensorSpec([None, None, c.output_size], tf.float32),
-            tf.TensorSpec([None, None], tf.float32)]
+            tf.TensorSpec([None, None], tf.float32),
+            tf.TensorSpec([None, c.memory_size, c.memory_width], tf.float32)]
 
 
 def make_train_step(model: NTM, optimizer, clip_value: float, clip_norm: float,
@@ -96,9 +117,9 @@ def make_train_step(model: NTM, optimizer, clip_value: float, clip_norm: float,
     variables = model.trainable_variables
 
     @tf.function(input_signature=_batch_spec(model))
-    def train_step(inputs, targets, mask):
+    def train_step(inputs, targets, mask, memory_noise):
         loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask,
-                                               entropy_weight)
+                                               entropy_weight, memory_noise)
         grads, finite = clip_gradients(grads, loss, clip_value, clip_norm)
         apply_if(finite, lambda: optimizer.apply(grads, variables))
         return loss, bits, finite
@@ -135,12 +156,13 @@ def make_replicated_train_step(strategy: tf.distribute.Strategy, model: NTM, opt
     variables = model.trainable_variables
     replicas = strategy.num_replicas_in_sync
 
-    def replica_step(inputs, targets, mask):
+    def replica_step(inputs, targets, mask, memory_noise):
         context = tf.distribute.get_replica_context()
-        inputs, targets, mask = (replica_slice(x, context.replica_id_in_sync_group, replicas)
-                                 for x in (inputs, targets, mask))
+        inputs, targets, mask, memory_noise = (
+            replica_slice(x, context.replica_id_in_sync_group, replicas)
+            for x in (inputs, targets, mask, memory_noise))
         loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask,
-                                               entropy_weight)
+                                               entropy_weight, memory_noise)
         loss, bits, *grads = context.all_reduce(tf.distribute.ReduceOp.MEAN, [loss, bits, *grads])
         grads, finite = clip_gradients(grads, loss, clip_value, clip_norm)
         return loss, bits, finite, grads
@@ -149,8 +171,9 @@ def make_replicated_train_step(strategy: tf.distribute.Strategy, model: NTM, opt
         return strategy.experimental_local_results(value)[0]
 
     @tf.function(input_signature=_batch_spec(model))
-    def train_step(inputs, targets, mask):
-        loss, bits, finite, grads = strategy.run(replica_step, args=(inputs, targets, mask))
+    def train_step(inputs, targets, mask, memory_noise):
+        loss, bits, finite, grads = strategy.run(replica_step,
+                                                 args=(inputs, targets, mask, memory_noise))
         finite = first_replica(finite)
         # The optimiser's step counter only names the devices to update on.
         apply_if(finite, lambda: strategy.extended.update(

@@ -120,6 +120,23 @@ class Trainer:
         rng = np.random.default_rng([self.config.seed, 0, step])
         return self.task.batch(rng, self.config.batch_size, lengths, repeats)
 
+    def memory_noise_for(self, step: int, batch_size: int) -> np.ndarray:
+        """What ``step``'s sequences add to their initial memory, [batch, N, M] float32: zeros
+        unless the run trains with ``memory_noise`` now (from the start, or once polishing has
+        begun); then Gaussian, its standard deviation drawn per sequence from [0, memory_noise].
+        A pure function of (seed, step), like the batch."""
+        shape = (batch_size, self.model_config.memory_size, self.model_config.memory_width)
+        if not self.noise_on():
+            return np.zeros(shape, np.float32)
+        rng = np.random.default_rng([self.config.seed, 3, step])
+        scale = self.config.memory_noise * rng.uniform(size=(batch_size, 1, 1))
+        return (scale * rng.standard_normal(shape)).astype(np.float32)
+
+    def noise_on(self) -> bool:
+        """True when this step's memory starts noisy (``memory_noise``, polishing begun)."""
+        return bool(self.config.memory_noise) and (
+            self.polish is None or int(self.polish.since.numpy()) >= 0)
+
     def error_on(self, batch: Batch) -> float:
         probs, _ = self.predict(batch.inputs)
         return float(bit_errors(probs.numpy(), batch.targets, batch.mask).mean())
@@ -211,7 +228,8 @@ class Trainer:
         if lr != self._lr:  # the config is the source of truth, also after resume
             self.optimizer.learning_rate.assign(lr)
             self._lr = lr
-        loss, bits, finite = self.train_step(batch.inputs, batch.targets, batch.mask)
+        loss, bits, finite = self.train_step(batch.inputs, batch.targets, batch.mask,
+                                             self.memory_noise_for(step, batch.batch_size))
         now = time.monotonic()
         self.state.elapsed.assign_add(now - self._clock)
         self._clock = now
@@ -298,7 +316,8 @@ class Trainer:
         if reached and self.polish_begins(step):
             progress.message(f"step {step}: target reached; polishing for "
                              f"{self.config.polish_steps} steps with write entropy "
-                             f"{self.config.write_entropy:g}")
+                             f"{self.config.write_entropy:g} and memory noise "
+                             f"{self.config.memory_noise:g}")
         return (int(self.state.good_evals.numpy()) >= self.config.patience_evals
                 and self.polish_done(step))
 
