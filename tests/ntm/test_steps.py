@@ -7,7 +7,8 @@ tf = pytest.importorskip("tensorflow")
 
 from ntm.config import ModelConfig  # noqa: E402
 from ntm.model import NTM  # noqa: E402
-from ntm.steps import loss_and_gradients, masked_loss, write_entropy  # noqa: E402
+from ntm.steps import (loss_and_gradients, masked_loss, noisy_initial_state,  # noqa: E402
+                       write_entropy)
 
 
 def test_write_entropy_matches_numpy():
@@ -41,6 +42,66 @@ def test_the_entropy_term_adds_to_the_loss_and_its_gradient():
     assert not np.allclose(g_plain[kernel].numpy(), g_weighted[kernel].numpy())
 
 
+def test_memory_noise_is_added_to_the_initial_memory_and_zero_noise_changes_nothing():
+    config = ModelConfig(input_size=5, output_size=4, memory_size=8, memory_width=4,
+                         controller_size=8, memory_init=1e-6)
+    model = NTM(config, seed=1)
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.integers(0, 2, (2, 6, 5)).astype(np.float32))
+    y = tf.constant(rng.integers(0, 2, (2, 6, 4)).astype(np.float32))
+    mask = tf.ones([2, 6])
+    noise = rng.normal(0, 0.5, (2, 8, 4)).astype(np.float32)
+    state = noisy_initial_state(model, tf.constant(noise))
+    np.testing.assert_allclose(state.memory.numpy(), 1e-6 + noise, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(state.weights.numpy(),
+                                  model.cell.initial_state(2).weights.numpy())
+    variables = model.trainable_variables
+    plain, _, g_plain = loss_and_gradients(model, variables, x, y, mask)
+    zero, _, g_zero = loss_and_gradients(model, variables, x, y, mask, 0.0, tf.zeros([2, 8, 4]))
+    assert float(zero) == float(plain)
+    for a, b in zip(g_plain, g_zero, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    noisy, _, _ = loss_and_gradients(model, variables, x, y, mask, 0.0, tf.constant(noise))
+    expected = masked_loss(model.run_dynamic(x, initial=state).logits, y, mask)
+    assert abs(float(noisy) - float(expected)) < 1e-5 and abs(float(noisy) - float(plain)) > 1e-4
+
+
+def _noise_trainer(tmp_path, **changes):
+    from ntm.config import TrainConfig
+    from ntm.runs import Run
+    from ntm.trainer import Trainer
+
+    settings = dict(task="copy", max_length=3, batch_size=3, steps=200, eval_every=10,
+                    eval_size=4, checkpoint_every=10, log_every=10, target_error=1000,
+                    patience_evals=1, write_entropy=0.0, memory_noise=0.5, polish_steps=25)
+    tc = TrainConfig(**{**settings, **changes})
+    return Trainer(Run.create(tmp_path / "run", tc, memory_size=16, memory_width=8,
+                              controller_size=8))
+
+
+def test_memory_noise_waits_for_polishing_and_is_drawn_from_seed_and_step(tmp_path):
+    trainer = _noise_trainer(tmp_path)
+    assert trainer.config.polishes and not trainer.noise_on()
+    assert not trainer.memory_noise_for(5, 3).any()  # before the target: the plain memory
+    trainer.polish.since.assign(10)
+    noise = trainer.memory_noise_for(12, 3)
+    assert noise.shape == (3, 16, 8) and noise.dtype == np.float32
+    np.testing.assert_array_equal(noise, trainer.memory_noise_for(12, 3))  # resumable
+    assert not np.array_equal(noise, trainer.memory_noise_for(13, 3))
+    spread = noise.reshape(3, -1).std(axis=1)  # one scale per sequence, within [0, 0.5]
+    assert len(set(np.round(spread, 3))) == 3 and spread.max() < 0.5 * 1.3
+    result = trainer.run()  # polishing already begun: it trains its 25 steps, then stops
+    assert result.step == 40 and result.reason == "target"
+
+
+def test_memory_noise_without_polish_steps_is_on_from_the_first_step(tmp_path):
+    trainer = _noise_trainer(tmp_path, polish_steps=0)
+    assert trainer.polish is None and trainer.noise_on()
+    assert trainer.memory_noise_for(1, 3).any()
+    off = _noise_trainer(tmp_path / "off", polish_steps=0, memory_noise=0.0)
+    assert not off.noise_on() and not off.memory_noise_for(1, 3).any()
+
+
 def test_a_polishing_run_switches_the_term_on_at_the_target_and_trains_on(tmp_path):
     from ntm.config import TrainConfig
     from ntm.runs import Run
@@ -66,6 +127,7 @@ def test_configs_without_the_new_fields_run_as_before():
 
     old = TrainConfig.from_dict({"task": "copy"})
     assert old.write_entropy == 0 and old.polish_steps == 0 and not old.polishes
+    assert old.memory_noise == 0
     assert TrainConfig(task="copy", write_entropy=0.01, polish_steps=10).polishes
 
 
