@@ -220,6 +220,10 @@ class TrainConfig:
               "the input (to meet a longer input's writes later) costs (0 = off) [default: the "
               "task's: copy 0.5, measured by benchmarks/seeds.py; the others 0].", low=0,
         resumable=True)
+    noise_after: int | None = setting(
+        None, "With --memory-noise and --polish-steps: polish this many steps with the plain "
+              "memory before the noise joins in [default: half the polish steps].", low=0,
+        resumable=True)
     polish_steps: int | None = setting(
         None, "With --write-entropy or --memory-noise: leave them off until held-out bits/seq "
               "first reaches --target-error, then train this many more steps with them on "
@@ -268,6 +272,17 @@ class TrainConfig:
                 except ValueError:  # an unknown task: build_task names it
                     default = 0
                 object.__setattr__(self, name, default)
+        if self.noise_after is None:
+            object.__setattr__(self, "noise_after", self.polish_steps // 2)
+        self.check_noise_after()
+
+    def check_noise_after(self) -> None:
+        """ConfigError unless polishing leaves memory noise some steps (``noise_after`` below
+        ``polish_steps``)."""
+        if self.memory_noise and self.polishes and self.noise_after >= self.polish_steps:
+            raise ConfigError(f"noise_after ({self.noise_after}) must be below polish_steps "
+                              f"({self.polish_steps}): the memory noise would never be on",
+                              "noise_after")
 
     @property
     def polishes(self) -> bool:

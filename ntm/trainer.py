@@ -122,20 +122,25 @@ class Trainer:
 
     def memory_noise_for(self, step: int, batch_size: int) -> np.ndarray:
         """What ``step``'s sequences add to their initial memory, [batch, N, M] float32: zeros
-        unless the run trains with ``memory_noise`` now (from the start, or once polishing has
-        begun); then Gaussian, its standard deviation drawn per sequence from [0, memory_noise].
+        unless the run trains with ``memory_noise`` now (``noise_on``); then Gaussian, its
+        standard deviation drawn per sequence from [0, memory_noise].
         A pure function of (seed, step), like the batch."""
         shape = (batch_size, self.model_config.memory_size, self.model_config.memory_width)
-        if not self.noise_on():
+        if not self.noise_on(step):
             return np.zeros(shape, np.float32)
         rng = np.random.default_rng([self.config.seed, 3, step])
         scale = self.config.memory_noise * rng.uniform(size=(batch_size, 1, 1))
         return (scale * rng.standard_normal(shape)).astype(np.float32)
 
-    def noise_on(self) -> bool:
-        """True when this step's memory starts noisy (``memory_noise``, polishing begun)."""
-        return bool(self.config.memory_noise) and (
-            self.polish is None or int(self.polish.since.numpy()) >= 0)
+    def noise_on(self, step: int) -> bool:
+        """True when ``step``'s memory starts noisy: the run trains with ``memory_noise``, from
+        the first step, or (a run that polishes) once ``noise_after`` polish steps are done."""
+        if not self.config.memory_noise:
+            return False
+        if self.polish is None:
+            return True
+        since = int(self.polish.since.numpy())
+        return since >= 0 and step - since > self.config.noise_after
 
     def error_on(self, batch: Batch) -> float:
         probs, _ = self.predict(batch.inputs)
@@ -316,8 +321,7 @@ class Trainer:
         if reached and self.polish_begins(step):
             progress.message(f"step {step}: target reached; polishing for "
                              f"{self.config.polish_steps} steps with write entropy "
-                             f"{self.config.write_entropy:g} and memory noise "
-                             f"{self.config.memory_noise:g}")
+                             f"{self.config.write_entropy:g}" + self._noise_plan())
         return (int(self.state.good_evals.numpy()) >= self.config.patience_evals
                 and self.polish_done(step))
 
@@ -330,6 +334,12 @@ class Trainer:
         self.polish.entropy_weight.assign(self.config.write_entropy)
         self.state.good_evals.assign(0)
         return True
+
+    def _noise_plan(self) -> str:
+        if not self.config.memory_noise:
+            return ""
+        return (f", memory noise {self.config.memory_noise:g} from polish step "
+                f"{self.config.noise_after + 1}")
 
     def polish_done(self, step: int) -> bool:
         """True unless the run polishes and has not yet trained its polish steps."""

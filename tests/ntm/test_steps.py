@@ -79,15 +79,17 @@ def _noise_trainer(tmp_path, **changes):
                               controller_size=8))
 
 
-def test_memory_noise_waits_for_polishing_and_is_drawn_from_seed_and_step(tmp_path):
-    trainer = _noise_trainer(tmp_path)
-    assert trainer.config.polishes and not trainer.noise_on()
-    assert not trainer.memory_noise_for(5, 3).any()  # before the target: the plain memory
-    trainer.polish.since.assign(10)
-    noise = trainer.memory_noise_for(12, 3)
+def test_memory_noise_waits_for_its_polish_steps_and_is_drawn_from_seed_and_step(tmp_path):
+    trainer = _noise_trainer(tmp_path)  # 25 polish steps: noise after 12 of them (half)
+    assert trainer.config.polishes and trainer.config.noise_after == 12
+    assert not trainer.noise_on(5) and not trainer.memory_noise_for(5, 3).any()  # no target yet
+    trainer.polish.since.assign(10)  # the target reached at step 10
+    assert not trainer.noise_on(22) and trainer.noise_on(23)  # polish steps 11-22 plain
+    assert not trainer.memory_noise_for(22, 3).any()
+    noise = trainer.memory_noise_for(30, 3)
     assert noise.shape == (3, 16, 8) and noise.dtype == np.float32
-    np.testing.assert_array_equal(noise, trainer.memory_noise_for(12, 3))  # resumable
-    assert not np.array_equal(noise, trainer.memory_noise_for(13, 3))
+    np.testing.assert_array_equal(noise, trainer.memory_noise_for(30, 3))  # resumable
+    assert not np.array_equal(noise, trainer.memory_noise_for(31, 3))
     spread = noise.reshape(3, -1).std(axis=1)  # one scale per sequence, within [0, 0.5]
     assert len(set(np.round(spread, 3))) == 3 and spread.max() < 0.5 * 1.3
     result = trainer.run()  # polishing already begun: it trains its 25 steps, then stops
@@ -96,10 +98,21 @@ def test_memory_noise_waits_for_polishing_and_is_drawn_from_seed_and_step(tmp_pa
 
 def test_memory_noise_without_polish_steps_is_on_from_the_first_step(tmp_path):
     trainer = _noise_trainer(tmp_path, polish_steps=0)
-    assert trainer.polish is None and trainer.noise_on()
+    assert trainer.polish is None and trainer.noise_on(1)
     assert trainer.memory_noise_for(1, 3).any()
     off = _noise_trainer(tmp_path / "off", polish_steps=0, memory_noise=0.0)
-    assert not off.noise_on() and not off.memory_noise_for(1, 3).any()
+    assert not off.noise_on(1) and not off.memory_noise_for(1, 3).any()
+
+
+def test_noise_after_must_leave_the_noise_some_polish_steps():
+    from ntm.config import ConfigError, TrainConfig
+
+    assert TrainConfig(task="copy", memory_noise=0.5, polish_steps=6000).noise_after == 3000
+    assert TrainConfig(task="copy", memory_noise=0.5, polish_steps=100,
+                       noise_after=0).noise_after == 0
+    with pytest.raises(ConfigError, match=r"noise_after \(100\) must be below polish_steps"):
+        TrainConfig(task="copy", memory_noise=0.5, polish_steps=100, noise_after=100)
+    assert TrainConfig(task="copy", memory_noise=0.0, polish_steps=100, noise_after=100)
 
 
 def test_a_polishing_run_switches_the_term_on_at_the_target_and_trains_on(tmp_path):
