@@ -356,12 +356,14 @@ def _cell_stopped(row: dict) -> str:
 
 
 def _defaults_note(section: dict) -> str:
-    """' (the defaults: ...)' for a sweep of the defaults, naming the task's own settings."""
-    if not section["defaults"]:
-        return ""
+    """' (the defaults: ...)' for a sweep of the defaults, naming the task's own settings; for
+    a variant, what the task's own defaults were when it ran (the command alone does not say
+    what it meant then: a later default applies to it now unless it sets that option)."""
     own = section.get("task_defaults") or {}
     named = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in own.items())
-    return f" (the defaults{': ' + named if named else ''})"
+    if section["defaults"]:
+        return f" (the defaults{': ' + named if named else ''})"
+    return f" (run when the task's own defaults were {named or 'none'})"
 
 
 def markdown_section(key: str, section: dict) -> list[str]:

@@ -155,6 +155,11 @@ def test_seeds_state_refuses_rows_trained_under_other_task_defaults(tmp_path):
                "task_defaults": sweep.task_defaults()}
     assert seeds._defaults_note(section) == \
         " (the defaults: --write-entropy 0.01, --polish-steps 3000)"
+    # A variant says what the defaults were when it ran: its command means something else later.
+    assert seeds._defaults_note({"defaults": False, "task_defaults": {"restart_at": 8000}}) == \
+        " (run when the task's own defaults were --restart-at 8000)"
+    assert seeds._defaults_note({"defaults": False, "task_defaults": None}) == \
+        " (run when the task's own defaults were none)"
 
 
 def test_seeds_summary_counts_a_failed_seed_as_slowest():
