@@ -1,5 +1,5 @@
 """What every HTTP surface shares: the one map from errors to responses, the error documents,
-the body reader and the request metrics around a handler.
+the body reader (and where a body is decoded) and the request metrics around a handler.
 
 Every error is ``{"error": message}``: a ``ServingError`` with its own status, any other
 ``NtmError`` 400, FastAPI's own 404/405/validation errors reworded, anything else 500.
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ntm.contract.errors import NtmError
@@ -95,6 +96,23 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise TooLarge(f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+T = TypeVar("T")
+
+# Bodies of at least this many bytes are decoded on a worker thread. The strict decoder takes
+# ~0.1 s per MiB: on the event loop a multi-megabyte body would hold every other request,
+# health checks included, until it was done. Smaller bodies decode faster than a thread hop.
+OFF_LOOP_BYTES = 256 * 1024
+
+
+async def decode_body(body: bytes, decode: Callable[[bytes], T]) -> T:
+    """``decode(body)``: on the event loop for a small body, on a worker thread from
+    ``OFF_LOOP_BYTES`` on, so that a large one does not stall the other requests while it
+    parses (its errors are raised here either way)."""
+    if len(body) < OFF_LOOP_BYTES:
+        return decode(body)
+    return await run_in_threadpool(decode, body)
 
 
 async def counted(plane: DataPlane, name: str, protocol: str, request: Request,

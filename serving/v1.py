@@ -13,8 +13,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from ntm.serving import jsondoc
-from ntm.serving.http import (INFER_ERRORS, READ_ERRORS, AnswerResponse, counted, errors,
-                               read_body)
+from ntm.serving.http import (INFER_ERRORS, READ_ERRORS, AnswerResponse, counted,
+                               decode_body, errors, read_body)
 from ntm.serving.plane import VERSION, DataPlane
 from ntm.serving.requests import PredictBody, parse_instances
 from ntm.serving.schema import request_body
@@ -44,7 +44,8 @@ def router(plane: DataPlane) -> APIRouter:
         async def work():
             plane.get(name)
             body = await read_body(request, settings.max_body_bytes)
-            instances = parse_instances(jsondoc.loads(body, "request"), settings.max_instances)
+            instances = await decode_body(body, lambda data: parse_instances(
+                jsondoc.loads(data, "request"), settings.max_instances))
             return AnswerResponse({"predictions": await plane.predict(name, instances)})
         return await counted(plane, name, "v1", request, work)
 

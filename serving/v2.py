@@ -16,8 +16,8 @@ from fastapi.responses import Response
 import ntm
 from ntm.contract import metadata as meta
 from ntm.serving.errors import BadRequest, NotFound
-from ntm.serving.http import INFER_ERRORS, READ_ERRORS, counted, error_response, errors, \
-    read_body
+from ntm.serving.http import INFER_ERRORS, READ_ERRORS, counted, decode_body, \
+    error_response, errors, read_body
 from ntm.serving.plane import VERSION, DataPlane
 from ntm.serving.runtime import ModelRuntime
 from ntm.serving.schema import json_schema, request_body
@@ -89,7 +89,8 @@ async def infer(plane: DataPlane, name: str, request: Request) -> Response:
     body = await read_body(request, plane.settings.max_body_bytes)
     if request.headers.get("content-encoding"):
         raise BadRequest("Content-Encoding is not supported; send the body uncompressed")
-    parsed = parse_request(body, request.headers.get(HEADER_LENGTH.lower()))
+    header_length = request.headers.get(HEADER_LENGTH.lower())
+    parsed = await decode_body(body, lambda data: parse_request(data, header_length))
     names = (meta.PROBABILITIES, meta.ATTENTION)
     wanted = parsed.outputs or [(n, parsed.binary_default) for n in names]
     unknown = [n for n, _ in wanted if n not in names]
