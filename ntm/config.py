@@ -228,7 +228,7 @@ class TrainConfig:
         None, "With --write-entropy or --memory-noise: leave them off until held-out bits/seq "
               "first reaches --target-error, then train this many more steps with them on "
               "before stopping at the target (0: they are on from the start) [default: the "
-              "task's: copy 3000; the others 0].", low=0, resumable=True)
+              "task's: copy 6000; the others 0].", low=0, resumable=True)
     steps: int = setting(20000, "Total training steps (a resumed run may raise it).",
                          resumable=True, **POSITIVE)
     curriculum_stages: int = setting(

@@ -153,7 +153,8 @@ def test_resume_switches_polishing_on_and_says_what_starts_afresh(tmp_path):
 
     tc = TrainConfig(task="copy", max_length=3, batch_size=2, steps=20, eval_every=10,
                      eval_size=4, checkpoint_every=10, log_every=10, target_error=-1,
-                     write_entropy=0.0)  # unpolished, as copy runs were before it polished
+                     write_entropy=0.0, memory_noise=0.0)  # unpolished, as copy runs were
+                                                           # before it polished
     Trainer(Run.create(tmp_path / "run", tc, memory_size=8, memory_width=4,
                        controller_size=8)).run()
     run = Run.load(tmp_path / "run").resumed({"steps": 30, "write_entropy": 0.1,
