@@ -11,6 +11,7 @@ import threading
 import httpx
 import numpy as np
 
+from ntm.contract.tasks import Difficulty, get_task
 from ntm.serving import jsondoc
 from ntm.serving.http import OFF_LOOP_BYTES
 
@@ -82,9 +83,8 @@ def test_a_large_body_gets_the_same_answers_and_errors_as_a_small_one(start_serv
     assert response.status_code == 400
     assert "NaN is not JSON" in response.json()["error"]
     # V2: a large raw-tensor body decodes off the loop as well.
-    x = np.zeros((64, 201, 9), np.float32)
-    x[:, :100, :8] = np.random.default_rng(3).integers(0, 2, (64, 100, 8))
-    x[:, 100, 8] = 1.0
+    batch = get_task("copy").fixed_batch(np.random.default_rng(3), 64, Difficulty(100))
+    x = batch.inputs
     body = json.dumps({"inputs": [{"name": "inputs", "shape": list(x.shape), "datatype": "FP32",
                                    "data": x.ravel().tolist()}],
                        "outputs": [{"name": "probabilities"}]}).encode()
@@ -93,4 +93,5 @@ def test_a_large_body_gets_the_same_answers_and_errors_as_a_small_one(start_serv
     assert v2.status_code == 200, v2.text
     out = v2.json()["outputs"][0]
     probabilities = np.asarray(out["data"], np.float32).reshape(out["shape"])
-    assert ((probabilities[:, 101:] > 0.5) == (x[:, :100, :8] > 0.5)).all()
+    scored = batch.mask > 0
+    assert ((probabilities > 0.5) == (batch.targets > 0.5))[scored].all()

@@ -24,9 +24,9 @@ class CopyTask(Task):
     name = "copy"
     request_keys = ("sequence",)
     # Polished (benchmarks/results/seeds.md, 10 seeds each): stopped at the target, 5 of 10
-    # seeds copied length 120 perfectly and 4 of 10 length 1000; with 3,000 more steps with the
-    # write heads' entropy in the loss, 7 and 4; with 3,000 more after those with memory noise
-    # as well, 9 and 6 (8 within 1 bit/seq at 1000).
+    # seeds copied length 120 perfectly and 4 of 10 length 1000 (5 within 1 bit/seq); with
+    # 3,000 more steps with the write heads' entropy in the loss, 7 and 4 (5); with 3,000 more
+    # after those with memory noise as well, 9 and 5 (7).
     train_defaults = {"write_entropy": 0.01, "memory_noise": 0.5, "polish_steps": 6000}
 
     def __init__(self, bits: int = 8, train_lengths: tuple[int, int] = (1, 20)):
