@@ -1,5 +1,10 @@
 """Compiled training and inference steps (``tf.function`` with a ``None`` batch and time axis,
-so one trace serves every batch size and sequence length)."""
+so one trace serves every batch size and sequence length).
+
+The steps are traced without AutoGraph: the loops and conditions are ``tf.while_loop`` and
+``tf.cond`` already, and converting every function on the way cost ~2 s of each run's first
+step (a part of the training time a user waits for).
+"""
 
 from __future__ import annotations
 
@@ -116,7 +121,7 @@ def make_train_step(model: NTM, optimizer, clip_value: float, clip_norm: float,
     is skipped and ``finite`` is False, so bad values never reach the weights."""
     variables = model.trainable_variables
 
-    @tf.function(input_signature=_batch_spec(model))
+    @tf.function(input_signature=_batch_spec(model), autograph=False)
     def train_step(inputs, targets, mask, memory_noise):
         loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask,
                                                entropy_weight, memory_noise)
@@ -170,7 +175,7 @@ def make_replicated_train_step(strategy: tf.distribute.Strategy, model: NTM, opt
     def first_replica(value):  # every replica holds the same reduced value
         return strategy.experimental_local_results(value)[0]
 
-    @tf.function(input_signature=_batch_spec(model))
+    @tf.function(input_signature=_batch_spec(model), autograph=False)
     def train_step(inputs, targets, mask, memory_noise):
         loss, bits, finite, grads = strategy.run(replica_step,
                                                  args=(inputs, targets, mask, memory_noise))
@@ -189,7 +194,7 @@ def make_predict(model: NTM) -> Callable:
     configured memory rows."""
     spec = [tf.TensorSpec([None, None, model.config.input_size], tf.float32)]
 
-    @tf.function(input_signature=spec)
+    @tf.function(input_signature=spec, autograph=False)
     def predict(inputs):
         out = model(inputs)
         return tf.sigmoid(out.logits), out.weights
@@ -203,7 +208,7 @@ def make_predict_with_rows(model: NTM) -> Callable[[np.ndarray, int], np.ndarray
     spec = [tf.TensorSpec([None, None, model.config.input_size], tf.float32),
             tf.TensorSpec([], tf.int32)]
 
-    @tf.function(input_signature=spec)
+    @tf.function(input_signature=spec, autograph=False)
     def predict(inputs, memory_size):
         return tf.sigmoid(model(inputs, memory_size=memory_size).logits)
 

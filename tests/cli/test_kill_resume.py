@@ -78,6 +78,15 @@ def test_sigkill_then_resume_follows_the_uninterrupted_trajectory(tmp_path):
             f"(killed at {killed_at}, restored {restored})")
 
 
+def test_threads_change_the_speed_not_the_numbers(tmp_path):
+    """``--threads`` sets how many independent operations run at once (the default: every CPU);
+    each operation's arithmetic is the same, so the losses are equal bit for bit."""
+    one = train(tmp_path / "one", "--steps", "40", "--threads", "1")
+    two = train(tmp_path / "two", "--steps", "40", "--threads", "2")
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    assert losses(tmp_path / "one") == losses(tmp_path / "two")
+
+
 def test_sigkill_while_checkpointing_every_step_leaves_a_restorable_run(tmp_path):
     """With a checkpoint every step a kill almost surely lands inside a save: TensorFlow writes
     each checkpoint under a temporary name and renames it, then updates the state file, so the

@@ -75,6 +75,8 @@ def test_evaluate_gives_each_point_the_rows_it_needs_or_the_rows_asked_for(train
     (["train", "--min-length", "5", "--max-length", "3"], 2, "impossible"),
     (["train", "--memory-size", "8"], 2, "too small for copy at length 1-20: its longest training sequence needs 22"),
     (["train", "--batch-size", "0"], 2, "--batch-size"),
+    (["train", "--threads", "0"], 2, "0 threads: at least one must run"),
+    (["train", "--threads", "many"], 2, "'many' is neither 'auto' nor an integer"),
     (["train", "--shift-range", "9", "--memory-size", "8", "--max-length", "4"], 2, "shift_range"),
     (["train", "--resume", "--out", "/nonexistent/run"], 2, "no checkpoint"),
     (["evaluate", "/nonexistent/run"], 1, "does not exist"),
