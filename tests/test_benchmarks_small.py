@@ -30,6 +30,14 @@ def test_train_convergence_small(tmp_path):
     assert table.startswith("# Training")
 
 
+def test_train_threads_small(tmp_path):
+    pytest.importorskip("tensorflow")
+    result, table = run_small("train_threads", tmp_path)
+    (only,) = result["rounds"]
+    assert only["one"] > 0 and only["auto"] > 0 and result["same_loss"]
+    assert "| **median** |" in table
+
+
 def test_inference_small(tmp_path):
     pytest.importorskip("tensorflow")
     result, table = run_small("inference", tmp_path)
