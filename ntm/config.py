@@ -220,12 +220,18 @@ class TrainConfig:
               "the input (to meet a longer input's writes later) costs (0 = off) [default: the "
               "task's: copy 0.5, measured by benchmarks/seeds.py; the others 0].", low=0,
         resumable=True)
+    controller_noise: float = setting(
+        0.0, "Add Gaussian noise to the LSTM controller's cell state after every step, its "
+             "standard deviation drawn per sequence from [0, this]: what the controller holds "
+             "in its own state alone blurs as the input goes on, as it would over a longer "
+             "input, so relying on it (rather than on memory) costs; on and off with "
+             "--memory-noise's schedule (0 = off).", low=0, resumable=True)
     noise_after: int | None = setting(
-        None, "With --memory-noise and --polish-steps: polish this many steps with the plain "
-              "memory before the noise joins in [default: half the polish steps].", low=0,
-        resumable=True)
+        None, "With --memory-noise or --controller-noise and --polish-steps: polish this many "
+              "steps without the noise before it joins in [default: half the polish steps].",
+        low=0, resumable=True)
     polish_steps: int | None = setting(
-        None, "With --write-entropy or --memory-noise: leave them off until held-out bits/seq "
+        None, "With --write-entropy or a noise: leave them off until held-out bits/seq "
               "first reaches --target-error, then train this many more steps with them on "
               "before stopping at the target (0: they are on from the start) [default: the "
               "task's: copy 6000; the others 0].", low=0, resumable=True)
@@ -277,17 +283,22 @@ class TrainConfig:
         self.check_noise_after()
 
     def check_noise_after(self) -> None:
-        """ConfigError unless polishing leaves memory noise some steps (``noise_after`` below
+        """ConfigError unless polishing leaves the noise some steps (``noise_after`` below
         ``polish_steps``)."""
-        if self.memory_noise and self.polishes and self.noise_after >= self.polish_steps:
+        if self.noisy and self.polishes and self.noise_after >= self.polish_steps:
             raise ConfigError(f"noise_after ({self.noise_after}) must be below polish_steps "
-                              f"({self.polish_steps}): the memory noise would never be on",
+                              f"({self.polish_steps}): the noise would never be on",
                               "noise_after")
 
     @property
+    def noisy(self) -> bool:
+        """True when the run trains with memory or controller noise (at some point)."""
+        return bool(self.memory_noise or self.controller_noise)
+
+    @property
     def polishes(self) -> bool:
-        """True when the entropy term and memory noise wait for the target (``polish_steps``)."""
-        return bool(self.write_entropy or self.memory_noise) and self.polish_steps > 0
+        """True when the entropy term and the noise wait for the target (``polish_steps``)."""
+        return bool(self.write_entropy or self.noisy) and self.polish_steps > 0
 
     def learning_rate_at(self, step: int) -> float:
         """The step schedule: learning_rate * lr_decay ** (step // lr_decay_every)."""

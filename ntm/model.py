@@ -63,12 +63,15 @@ class NTM(tf.Module):
 
     def run_dynamic(self, inputs: tf.Tensor, return_memory: bool = False,
                     memory_size: MemorySize | None = None,
-                    initial: NTMState | None = None) -> ModelOutput:
+                    initial: NTMState | None = None,
+                    controller_noise: tf.Tensor | None = None) -> ModelOutput:
         """A ``tf.while_loop`` over the time axis, whatever its length.
 
         ``initial``: the state to start from [default: the learned initial state]; a state
         returned by an earlier call (``ModelOutput.state``) continues that sequence, and then
         ``memory_size`` must be its memory's N. The output's ``state`` is the final state.
+        ``controller_noise`` [batch, time, units] (training only, LSTM controllers): added to
+        the LSTM's cell state after each step (``add_to_cell_state``).
         """
         batch_size = tf.shape(inputs)[0]
         time_steps = tf.shape(inputs)[1]
@@ -80,9 +83,15 @@ class NTM(tf.Module):
         arrays = tuple(tf.TensorArray(tf.float32, size=time_steps) for _ in names)
 
         rows = self.cell.memory_rows(memory_size)  # loop-invariant
+        noise_ta = None
+        if controller_noise is not None:
+            noise_ta = tf.TensorArray(tf.float32, size=time_steps).unstack(
+                tf.transpose(controller_noise, [1, 0, 2]))
 
         def body(t, state, arrays):
             controller_out, state = self.cell.step(inputs_ta.read(t), state, rows)
+            if noise_ta is not None:
+                state = add_to_cell_state(state, noise_ta.read(t))
             values = (controller_out, state.reads, state.weights, state.memory)
             return t + 1, state, tuple(a.write(t, v) for a, v in zip(arrays, values))
 
@@ -120,6 +129,14 @@ class NTM(tf.Module):
         """Per-step values, batch-major ([batch, time, ...]) -> ModelOutput (output layer
         applied to all steps at once)."""
         return ModelOutput(self.cell.output_logits(controller_out, reads), weights, memory)
+
+
+def add_to_cell_state(state: NTMState, noise: tf.Tensor) -> NTMState:
+    """The state with ``noise`` [batch, units] added to the LSTM's cell state c (training with
+    ``TrainConfig.controller_noise``): what the controller holds in c alone then blurs step by
+    step, and a decision that needs c exact costs, as it would after a long input."""
+    h, c = state.controller
+    return state._replace(controller=(h, c + noise))
 
 
 def _batch_major(time_major: tf.Tensor) -> tf.Tensor:

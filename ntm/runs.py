@@ -45,6 +45,14 @@ class RunError(ValueError, NtmError):
     """A run directory is missing, empty or corrupt; the message says which and why."""
 
 
+def check_controller_noise(model_config: ModelConfig, train_config: TrainConfig) -> None:
+    """ConfigError when controller noise is asked of a controller without a state to add it to
+    (the feedforward one)."""
+    if train_config.controller_noise and model_config.controller != "lstm":
+        raise ConfigError(f"controller_noise needs the lstm controller (the {model_config.controller}"
+                          f" controller keeps no state to add it to)", "controller_noise")
+
+
 def default_run_dir(task: str) -> Path:
     return RUNS_ROOT / task
 
@@ -115,6 +123,7 @@ class Run:
                 f"memory_size {model_config.memory_size} is too small for {task.name} at "
                 f"{task.training_range()}: its longest training sequence needs {needed} memory "
                 f"rows", "memory_size")
+        check_controller_noise(model_config, train_config)
         return cls(Path(directory), model_config, train_config, task)
 
     @classmethod
@@ -143,6 +152,7 @@ class Run:
                     f"{', '.join(sorted(allowed))})", name)
         train_config = dataclasses.replace(
             self.train_config, **{k: v for k, v in changes.items() if k in allowed})
+        check_controller_noise(self.model_config, train_config)
         return dataclasses.replace(self, train_config=train_config)
 
     # -- the trained model (TensorFlow) ----------------------------------------------------

@@ -58,7 +58,8 @@ def noisy_initial_state(model: NTM, memory_noise: tf.Tensor):
 
 def loss_and_gradients(model: NTM, variables, inputs: tf.Tensor, targets: tf.Tensor,
                        mask: tf.Tensor, entropy_weight: float | tf.Variable = 0.0,
-                       memory_noise: tf.Tensor | None = None) -> tuple:
+                       memory_noise: tf.Tensor | None = None,
+                       controller_noise: tf.Tensor | None = None) -> tuple:
     """Forward pass, loss and backward pass on one batch.
 
     inputs [batch, time, in], targets [batch, time, out], mask [batch, time]
@@ -68,12 +69,18 @@ def loss_and_gradients(model: NTM, variables, inputs: tf.Tensor, targets: tf.Ten
     polish phase switches it on); a Python 0 leaves the term out of the graph.
     ``memory_noise`` [batch, N, M] (N, M: the configured memory) is added to the initial memory
     (``noisy_initial_state``); None starts from the plain initial state.
+    ``controller_noise`` [batch, time, units] is added to an LSTM controller's cell state after
+    every step (``ntm.model.add_to_cell_state``); a feedforward controller has no state, and
+    the noise is ignored.
     """
+    if model.config.controller != "lstm":
+        controller_noise = None
     with tf.GradientTape() as tape:
-        if memory_noise is None:
+        if memory_noise is None and controller_noise is None:
             out = model(inputs)
         else:
-            out = model.run_dynamic(inputs, initial=noisy_initial_state(model, memory_noise))
+            initial = None if memory_noise is None else noisy_initial_state(model, memory_noise)
+            out = model.run_dynamic(inputs, initial=initial, controller_noise=controller_noise)
         loss = masked_loss(out.logits, targets, mask)
         if isinstance(entropy_weight, tf.Variable) or entropy_weight:
             loss += entropy_weight * write_entropy(out.weights, model.config.num_write_heads)
@@ -104,27 +111,34 @@ def apply_if(finite: tf.Tensor, apply: Callable[[], None]) -> None:
     tf.cond(finite, update, lambda: tf.constant(False))
 
 
-def _batch_spec(model: NTM) -> list[tf.TensorSpec]:
+def _batch_spec(model: NTM, with_controller_noise: bool = False) -> list[tf.TensorSpec]:
     """inputs [batch, time, in], targets [batch, time, out], mask [batch, time], memory noise
-    [batch, N, M] (zeros: the plain initial memory)."""
+    [batch, N, M] (zeros: the plain initial memory), and ``with_controller_noise`` the noise
+    for the controller's cell state [batch, time, units]."""
     c = model.config
-    return [tf.TensorSpec([None, None, c.input_size], tf.float32),
+    spec = [tf.TensorSpec([None, None, c.input_size], tf.float32),
             tf.TensorSpec([None, None, c.output_size], tf.float32),
             tf.TensorSpec([None, None], tf.float32),
             tf.TensorSpec([None, c.memory_size, c.memory_width], tf.float32)]
+    if with_controller_noise:
+        spec.append(tf.TensorSpec([None, None, c.controller_size], tf.float32))
+    return spec
 
 
 def make_train_step(model: NTM, optimizer, clip_value: float, clip_norm: float,
-                    entropy_weight: float | tf.Variable = 0.0) -> Callable:
+                    entropy_weight: float | tf.Variable = 0.0,
+                    with_controller_noise: bool = False) -> Callable:
     """A compiled step: forward, loss, gradients clipped (per component, then global norm),
     update. Returns (loss, bits/seq, finite); when the loss or any gradient is NaN/Inf the update
-    is skipped and ``finite`` is False, so bad values never reach the weights."""
+    is skipped and ``finite`` is False, so bad values never reach the weights.
+    It takes (inputs, targets, mask, memory noise) and, ``with_controller_noise``, the noise
+    for the controller's cell state as a fifth tensor (``_batch_spec``)."""
     variables = model.trainable_variables
 
-    @tf.function(input_signature=_batch_spec(model), autograph=False)
-    def train_step(inputs, targets, mask, memory_noise):
+    @tf.function(input_signature=_batch_spec(model, with_controller_noise), autograph=False)
+    def train_step(inputs, targets, mask, memory_noise, controller_noise=None):
         loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask,
-                                               entropy_weight, memory_noise)
+                                               entropy_weight, memory_noise, controller_noise)
         grads, finite = clip_gradients(grads, loss, clip_value, clip_norm)
         apply_if(finite, lambda: optimizer.apply(grads, variables))
         return loss, bits, finite
@@ -141,7 +155,8 @@ def replica_slice(x: tf.Tensor, replica_id: tf.Tensor, replicas: int) -> tf.Tens
 
 def make_replicated_train_step(strategy: tf.distribute.Strategy, model: NTM, optimizer,
                                clip_value: float, clip_norm: float,
-                               entropy_weight: float | tf.Variable = 0.0) -> Callable:
+                               entropy_weight: float | tf.Variable = 0.0,
+                               with_controller_noise: bool = False) -> Callable:
     """The step of ``make_train_step`` over the replicas of a Mirrored or MultiWorkerMirrored
     strategy, equal to it on the same global batch (up to float rounding).
 
@@ -161,13 +176,13 @@ def make_replicated_train_step(strategy: tf.distribute.Strategy, model: NTM, opt
     variables = model.trainable_variables
     replicas = strategy.num_replicas_in_sync
 
-    def replica_step(inputs, targets, mask, memory_noise):
+    def replica_step(*batch):
         context = tf.distribute.get_replica_context()
-        inputs, targets, mask, memory_noise = (
-            replica_slice(x, context.replica_id_in_sync_group, replicas)
-            for x in (inputs, targets, mask, memory_noise))
+        inputs, targets, mask, memory_noise, *controller_noise = (
+            replica_slice(x, context.replica_id_in_sync_group, replicas) for x in batch)
+        controller_noise = controller_noise[0] if controller_noise else None
         loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask,
-                                               entropy_weight, memory_noise)
+                                               entropy_weight, memory_noise, controller_noise)
         loss, bits, *grads = context.all_reduce(tf.distribute.ReduceOp.MEAN, [loss, bits, *grads])
         grads, finite = clip_gradients(grads, loss, clip_value, clip_norm)
         return loss, bits, finite, grads
@@ -175,10 +190,9 @@ def make_replicated_train_step(strategy: tf.distribute.Strategy, model: NTM, opt
     def first_replica(value):  # every replica holds the same reduced value
         return strategy.experimental_local_results(value)[0]
 
-    @tf.function(input_signature=_batch_spec(model), autograph=False)
-    def train_step(inputs, targets, mask, memory_noise):
-        loss, bits, finite, grads = strategy.run(replica_step,
-                                                 args=(inputs, targets, mask, memory_noise))
+    @tf.function(input_signature=_batch_spec(model, with_controller_noise), autograph=False)
+    def train_step(*batch):
+        loss, bits, finite, grads = strategy.run(replica_step, args=batch)
         finite = first_replica(finite)
         # The optimiser's step counter only names the devices to update on.
         apply_if(finite, lambda: strategy.extended.update(

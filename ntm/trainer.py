@@ -110,9 +110,10 @@ class Trainer:
         weight = self.polish.entropy_weight if self.polish is not None else cfg.write_entropy
         if is_replicated(self.strategy):
             return make_replicated_train_step(self.strategy, self.model, self.optimizer,
-                                              cfg.grad_clip_value, cfg.grad_clip_norm, weight)
+                                              cfg.grad_clip_value, cfg.grad_clip_norm, weight,
+                                              bool(cfg.controller_noise))
         return make_train_step(self.model, self.optimizer, cfg.grad_clip_value, cfg.grad_clip_norm,
-                               weight)
+                               weight, bool(cfg.controller_noise))
 
     def batch_for(self, step: int) -> Batch:
         """The training batch of ``step``: a pure function of (seed, step, stage)."""
@@ -132,10 +133,22 @@ class Trainer:
         scale = self.config.memory_noise * rng.uniform(size=(batch_size, 1, 1))
         return (scale * rng.standard_normal(shape)).astype(np.float32)
 
+    def controller_noise_for(self, step: int, batch: Batch) -> np.ndarray:
+        """What ``step``'s sequences add to the controller's cell state after each time step,
+        [batch, time, units] float32: zeros unless the run trains with ``controller_noise`` now
+        (``noise_on``); then Gaussian, its standard deviation drawn per sequence from
+        [0, controller_noise]. A pure function of (seed, step), like the batch."""
+        shape = (batch.batch_size, batch.inputs.shape[1], self.model_config.controller_size)
+        if not self.noise_on(step):
+            return np.zeros(shape, np.float32)
+        rng = np.random.default_rng([self.config.seed, 4, step])
+        scale = self.config.controller_noise * rng.uniform(size=(batch.batch_size, 1, 1))
+        return (scale * rng.standard_normal(shape)).astype(np.float32)
+
     def noise_on(self, step: int) -> bool:
-        """True when ``step``'s memory starts noisy: the run trains with ``memory_noise``, from
+        """True when ``step`` trains with noise (memory, controller): the run has some, from
         the first step, or (a run that polishes) once ``noise_after`` polish steps are done."""
-        if not self.config.memory_noise:
+        if not self.config.noisy:
             return False
         if self.polish is None:
             return True
@@ -233,8 +246,10 @@ class Trainer:
         if lr != self._lr:  # the config is the source of truth, also after resume
             self.optimizer.learning_rate.assign(lr)
             self._lr = lr
-        loss, bits, finite = self.train_step(batch.inputs, batch.targets, batch.mask,
-                                             self.memory_noise_for(step, batch.batch_size))
+        noise = [self.memory_noise_for(step, batch.batch_size)]
+        if self.config.controller_noise:
+            noise.append(self.controller_noise_for(step, batch))
+        loss, bits, finite = self.train_step(batch.inputs, batch.targets, batch.mask, *noise)
         now = time.monotonic()
         self.state.elapsed.assign_add(now - self._clock)
         self._clock = now
@@ -336,10 +351,12 @@ class Trainer:
         return True
 
     def _noise_plan(self) -> str:
-        if not self.config.memory_noise:
+        cfg = self.config
+        if not cfg.noisy:
             return ""
-        return (f", memory noise {self.config.memory_noise:g} from polish step "
-                f"{self.config.noise_after + 1}")
+        kinds = [f"{kind} noise {value:g}" for kind, value in
+                 (("memory", cfg.memory_noise), ("controller", cfg.controller_noise)) if value]
+        return f", {' and '.join(kinds)} from polish step {cfg.noise_after + 1}"
 
     def polish_done(self, step: int) -> bool:
         """True unless the run polishes and has not yet trained its polish steps."""
