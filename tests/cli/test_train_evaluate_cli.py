@@ -78,6 +78,9 @@ def test_evaluate_gives_each_point_the_rows_it_needs_or_the_rows_asked_for(train
     (["train", "--threads", "0"], 2, "0 threads: at least one must run"),
     (["train", "--threads", "many"], 2, "'many' is neither 'auto' nor an integer"),
     (["train", "--shift-range", "9", "--memory-size", "8", "--max-length", "4"], 2, "shift_range"),
+    (["train", "--controller", "feedforward", "--controller-noise", "0.1"], 2,
+     "controller_noise needs the lstm controller"),
+    (["train", "--controller-noise", "-1"], 2, "--controller-noise"),
     (["train", "--resume", "--out", "/nonexistent/run"], 2, "no checkpoint"),
     (["evaluate", "/nonexistent/run"], 1, "does not exist"),
 ])

@@ -122,11 +122,12 @@ def test_two_workers_on_loopback_match_one_device(single_device_run, tmp_path):
     assert not list(scratch.iterdir()), "a non-chief worker left its scratch directory behind"
 
 
-def tiny_trainer(run_dir: Path, steps: int, **kwargs) -> Trainer:
-    """An in-process trainer of the tiny model (global batch 4, every step logged)."""
-    tc = TrainConfig(task="copy", max_length=3, batch_size=4, optimizer="adam",
-                     learning_rate=1e-2, steps=steps, eval_every=100, eval_size=4, log_every=1,
-                     target_error=-1)
+def tiny_trainer(run_dir: Path, steps: int, changes: dict | None = None, **kwargs) -> Trainer:
+    """An in-process trainer of the tiny model (global batch 4, every step logged);
+    ``changes``: TrainConfig fields to change."""
+    tc = TrainConfig(**{**dict(task="copy", max_length=3, batch_size=4, optimizer="adam",
+                               learning_rate=1e-2, steps=steps, eval_every=100, eval_size=4,
+                               log_every=1, target_error=-1), **(changes or {})})
     run = Run.create(run_dir, tc, memory_size=12, memory_width=6, controller_size=16)
     return Trainer(run, **kwargs)
 
@@ -148,6 +149,23 @@ def test_the_replicated_step_skips_a_nan_step_like_the_plain_one(tmp_path, nan_a
     mirrored.run()
     assert int(mirrored.optimizer.iterations.numpy()) == 5  # 6 steps, one skipped
     assert_same_weights(mirrored, plain)
+
+
+def test_the_replicated_step_takes_the_noise_like_the_plain_one(tmp_path):
+    """Memory and controller noise from the first step: the replicated step slices both noises
+    with the batch and trains to the plain step's weights."""
+    noisy = dict(polish_steps=0, memory_noise=0.5, controller_noise=0.3)
+    plain = tiny_trainer(tmp_path / "plain", 4, noisy)
+    plain.run()
+    mirrored = tiny_trainer(tmp_path / "mirrored", 4, noisy,
+                            strategy=tf.distribute.MirroredStrategy(["/cpu:0"]))
+    mirrored.run()
+    assert_same_weights(mirrored, plain)
+    quiet = tiny_trainer(tmp_path / "quiet", 4, {**noisy, "controller_noise": 0.0})
+    quiet.run()
+    moved = [np.abs(a.numpy() - b.numpy()).max() for a, b in
+             zip(plain.model.trainable_variables, quiet.model.trainable_variables)]
+    assert max(moved) > 1e-4  # the controller noise reached the weights
 
 
 def test_a_mirrored_checkpoint_resumes_on_one_device(tmp_path):

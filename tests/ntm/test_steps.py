@@ -66,6 +66,49 @@ def test_memory_noise_is_added_to_the_initial_memory_and_zero_noise_changes_noth
     assert abs(float(noisy) - float(expected)) < 1e-5 and abs(float(noisy) - float(plain)) > 1e-4
 
 
+def test_controller_noise_is_added_to_the_cell_state_after_every_step():
+    config = ModelConfig(input_size=5, output_size=4, memory_size=8, memory_width=4,
+                         controller_size=8)
+    model = NTM(config, seed=1)
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 2, (2, 6, 5)).astype(np.float32)
+    noise = rng.normal(0, 0.3, (2, 6, 8)).astype(np.float32)
+    # reference: the cell stepped by hand, the noise added to c between the steps
+    state, rows, logits = model.cell.initial_state(2), model.cell.memory_rows(), []
+    for t in range(6):
+        out, state = model.cell.step(tf.constant(x[:, t]), state, rows)
+        h, c = state.controller
+        state = state._replace(controller=(h, c + noise[:, t]))
+        logits.append(model.cell.output_logits(out[:, None], state.reads[:, None])[:, 0])
+    got = model.run_dynamic(tf.constant(x), controller_noise=tf.constant(noise))
+    np.testing.assert_allclose(got.logits.numpy(), tf.stack(logits, 1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(got.state.controller[1].numpy(), state.controller[1].numpy(),
+                               atol=1e-5)
+    plain = model.run_dynamic(tf.constant(x)).logits.numpy()
+    zero = model.run_dynamic(tf.constant(x), controller_noise=tf.zeros([2, 6, 8])).logits.numpy()
+    np.testing.assert_array_equal(zero, plain)  # zeros change nothing
+    assert np.abs(got.logits.numpy() - plain).max() > 1e-3
+    assert np.abs(got.logits.numpy()[:, 0] - plain[:, 0]).max() == 0  # step 0's out precedes it
+
+
+def test_the_training_loss_sees_the_controller_noise_and_a_feedforward_one_ignores_it():
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.integers(0, 2, (2, 6, 5)).astype(np.float32))
+    y = tf.constant(rng.integers(0, 2, (2, 6, 4)).astype(np.float32))
+    mask = tf.ones([2, 6])
+    noise = tf.constant(rng.normal(0, 0.5, (2, 6, 8)).astype(np.float32))
+    for controller, changes in (("lstm", True), ("feedforward", False)):
+        model = NTM(ModelConfig(input_size=5, output_size=4, memory_size=8, memory_width=4,
+                                controller_size=8, controller=controller), seed=1)
+        variables = model.trainable_variables
+        plain, _, _ = loss_and_gradients(model, variables, x, y, mask)
+        noisy, _, _ = loss_and_gradients(model, variables, x, y, mask, 0.0, None, noise)
+        expected = (masked_loss(model.run_dynamic(x, controller_noise=noise).logits, y, mask)
+                    if changes else plain)
+        assert abs(float(noisy) - float(expected)) < 1e-5
+        assert (abs(float(noisy) - float(plain)) > 1e-4) == changes
+
+
 def _noise_trainer(tmp_path, **changes):
     from ntm.config import TrainConfig
     from ntm.runs import Run
@@ -104,6 +147,35 @@ def test_memory_noise_without_polish_steps_is_on_from_the_first_step(tmp_path):
     assert not off.noise_on(1) and not off.memory_noise_for(1, 3).any()
 
 
+def test_controller_noise_follows_the_noise_schedule_per_time_step(tmp_path):
+    trainer = _noise_trainer(tmp_path, memory_noise=0.0, controller_noise=0.2)
+    assert trainer.config.noisy and trainer.config.noise_after == 12
+    batch = trainer.batch_for(30)
+    assert not trainer.noise_on(30) and not trainer.controller_noise_for(30, batch).any()
+    trainer.polish.since.assign(10)
+    assert not trainer.controller_noise_for(22, trainer.batch_for(22)).any()
+    noise = trainer.controller_noise_for(30, batch)
+    assert noise.shape == (3, batch.inputs.shape[1], 8) and noise.dtype == np.float32
+    np.testing.assert_array_equal(noise, trainer.controller_noise_for(30, batch))  # resumable
+    spread = noise.reshape(3, -1).std(axis=1)  # one scale per sequence, within [0, 0.2]
+    assert len(set(np.round(spread, 4))) == 3 and spread.max() < 0.2 * 1.3
+    assert not trainer.memory_noise_for(30, 3).any()  # the memory noise stays off
+    result = trainer.run()  # the five-tensor step trains
+    assert result.step == 40 and result.reason == "target"
+
+
+def test_controller_noise_needs_an_lstm_controller(tmp_path):
+    from ntm.config import ConfigError, TrainConfig
+    from ntm.runs import Run
+
+    tc = TrainConfig(task="copy", controller_noise=0.1)
+    with pytest.raises(ConfigError, match="controller_noise needs the lstm controller"):
+        Run.create(tmp_path / "run", tc, controller="feedforward")
+    run = Run.create(tmp_path / "run", TrainConfig(task="copy"), controller="feedforward")
+    with pytest.raises(ConfigError, match="controller_noise needs the lstm controller"):
+        run.resumed({"controller_noise": 0.1})
+
+
 def test_noise_after_must_leave_the_noise_some_polish_steps():
     from ntm.config import ConfigError, TrainConfig
 
@@ -112,6 +184,9 @@ def test_noise_after_must_leave_the_noise_some_polish_steps():
                        noise_after=0).noise_after == 0
     with pytest.raises(ConfigError, match=r"noise_after \(100\) must be below polish_steps"):
         TrainConfig(task="copy", memory_noise=0.5, polish_steps=100, noise_after=100)
+    with pytest.raises(ConfigError, match=r"noise_after \(100\) must be below polish_steps"):
+        TrainConfig(task="copy", memory_noise=0.0, controller_noise=0.1, polish_steps=100,
+                    noise_after=100)
     assert TrainConfig(task="copy", memory_noise=0.0, polish_steps=100, noise_after=100)
 
 
