@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from ntm.config import STRATEGIES, ConfigError
+from ntm.contract.errors import NtmError
 
 
 def configure_logical_cpus(count: int) -> None:
@@ -79,6 +80,11 @@ def parse_tf_config(text: str | None) -> ClusterTask:
     return ClusterTask(cluster, task_type, task_index)
 
 
+class ClusterError(RuntimeError, NtmError):
+    """A multi-worker cluster cannot be joined (its address cannot be bound...): the machine's
+    state, not the command, is at fault (exit code 1)."""
+
+
 def make_strategy(name: str, tf_config: str | None = None) -> tf.distribute.Strategy:
     """The strategy ``name`` (one of ``STRATEGIES``) names.
 
@@ -99,8 +105,14 @@ def make_strategy(name: str, tf_config: str | None = None) -> tf.distribute.Stra
             task_id=task.task_index, rpc_layer="grpc")
         ring = tf.distribute.experimental.CommunicationOptions(
             implementation=tf.distribute.experimental.CommunicationImplementation.RING)
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver,
-                                                         communication_options=ring)
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver,
+                                                             communication_options=ring)
+        except tf.errors.OpError as err:  # e.g. this worker's address cannot be bound
+            address = task.cluster[task.task_type][task.task_index]
+            raise ClusterError(f"this worker ({task.task_type} {task.task_index} of TF_CONFIG, "
+                               f"{address}) could not join the cluster: {err.message}; is "
+                               f"{address} in use by another process?") from None
     raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}; got {name!r}",
                       "strategy")
 

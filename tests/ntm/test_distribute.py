@@ -7,9 +7,11 @@ those runs are ``ntm train`` subprocesses; the in-process tests use the one CPU 
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,17 +37,22 @@ TIMEOUT = 180  # seconds per subprocess; a hung collective fails the test instea
 
 
 def start_training(out: Path, *args: str, tf_config: str | None = None,
-                   scratch: Path | None = None) -> subprocess.Popen:
-    """``ntm train TINY --out out ARGS`` in a fresh Python (TensorFlow not yet started)."""
+                   scratch: Path | None = None, log: Path | None = None) -> subprocess.Popen:
+    """``ntm train TINY --out out ARGS`` in a fresh Python (TensorFlow not yet started); its
+    output goes to a pipe, or to the file ``log``."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     if tf_config is not None:
         env["TF_CONFIG"] = tf_config
     if scratch is not None:
         env["TMPDIR"] = str(scratch)  # where a non-chief worker keeps its checkpoints
-    return subprocess.Popen([sys.executable, "-m", "ntm.cli.main", "train", *TINY, "--out", str(out),
-                             *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    stdout = subprocess.PIPE if log is None else log.open("w")
+    process = subprocess.Popen([sys.executable, "-m", "ntm.cli.main", "train", *TINY, "--out",
+                                str(out), *args], cwd=REPO, env=env, stdout=stdout,
+                               stderr=subprocess.STDOUT, text=True)
+    if log is not None:
+        stdout.close()  # the child writes to its own copy
+    return process
 
 
 def finish(process: subprocess.Popen) -> str:
@@ -105,15 +112,47 @@ def test_mirrored_over_two_cpus_matches_one_device(single_device_run, tmp_path):
     assert json.loads((out / "config.json").read_text())["train"]["strategy"] == "mirrored"
 
 
+BIND_FAILURES = ("Could not start gRPC server", "already in use")  # a port taken meanwhile
+
+
+def train_two_workers(chief_out: Path, other_out: Path, scratch: Path,
+                      attempts: int = 3) -> list[str]:
+    """Both workers' outputs, after both exited 0. The ports are free when chosen but another
+    process may take one before a worker binds it: a worker that cannot bind fails at once,
+    and then both are stopped and started again on fresh ports."""
+    for attempt in range(attempts):
+        for leftover in (chief_out, other_out):  # a failed attempt's partial runs
+            shutil.rmtree(leftover, ignore_errors=True)
+        ports = free_ports(2)
+        logs = [scratch.parent / f"worker{i}-attempt{attempt}.log" for i in range(2)]
+        workers = [start_training(chief_out, "--strategy", "multi-worker",
+                                  tf_config=tf_config(ports, 0), log=logs[0]),
+                   start_training(other_out, "--strategy", "multi-worker",
+                                  tf_config=tf_config(ports, 1), scratch=scratch, log=logs[1])]
+        deadline = time.monotonic() + TIMEOUT
+        while any(w.poll() is None for w in workers) and time.monotonic() < deadline:
+            if any(w.poll() not in (None, 0) for w in workers):
+                break  # one failed: its peer would wait for it until the timeout
+            try:
+                next(w for w in workers if w.poll() is None).wait(timeout=0.5)
+            except (subprocess.TimeoutExpired, StopIteration):
+                pass
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+            w.wait()
+        outputs = [log.read_text() for log in logs]
+        if all(w.returncode == 0 for w in workers):
+            return outputs
+        if not any(failure in output for output in outputs for failure in BIND_FAILURES):
+            break
+    pytest.fail("multi-worker training failed:\n" + "\n----\n".join(o[-3000:] for o in outputs))
+
+
 def test_two_workers_on_loopback_match_one_device(single_device_run, tmp_path):
-    ports = free_ports(2)
     chief_out, other_out, scratch = tmp_path / "run", tmp_path / "worker1-run", tmp_path / "tmp"
     scratch.mkdir()
-    workers = [start_training(chief_out, "--strategy", "multi-worker",
-                              tf_config=tf_config(ports, 0)),
-               start_training(other_out, "--strategy", "multi-worker",
-                              tf_config=tf_config(ports, 1), scratch=scratch)]
-    outputs = [finish(w) for w in workers]
+    outputs = train_two_workers(chief_out, other_out, scratch)
     assert all("2 replica(s)" in output for output in outputs)
     assert f"checkpoint in {chief_out}/checkpoints" in outputs[0]
     assert "the chief worker wrote the run" in outputs[1]
@@ -218,4 +257,19 @@ def test_a_batch_that_does_not_split_over_the_replicas_is_refused(tmp_path):
     output, _ = process.communicate(timeout=TIMEOUT)
     assert process.returncode == 2, output
     assert "--batch-size" in output and "2 replicas" in output and "Traceback" not in output
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_worker_whose_address_is_taken_says_so(tmp_path):
+    """Another process holds this worker's port: one line naming the address, exit code 1,
+    no traceback and no run directory."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = [taken.getsockname()[1], *free_ports(1)]
+        process = start_training(tmp_path / "run", "--strategy", "multi-worker",
+                                 tf_config=tf_config(ports, 0))
+        output, _ = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 1, output
+    assert f"127.0.0.1:{ports[0]} in use" in output and "Traceback" not in output
     assert not (tmp_path / "run").exists()
