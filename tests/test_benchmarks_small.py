@@ -252,3 +252,16 @@ def test_checkpoint_sweep_small(tmp_path):
     best = min(row["select_mean_bits"] for row in result["rows"])
     chosen = next(r for r in result["rows"] if r["step"] == result["chosen_step"])
     assert chosen["select_mean_bits"] == best and "**chosen**" in table
+    # a requirement no checkpoint of a 30-step run meets (0.1 bits/seq at length 4): none chosen
+    run = subprocess.run([sys.executable, "benchmarks/checkpoint_sweep.py", "--small", "--out",
+                          str(tmp_path), str(run_dir), "--points", "4", "--select", "6",
+                          "-n", "8", "--max-heldout", "1000", "--require", "3,4",
+                          "--name", "tiny-required"],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads((tmp_path / "checkpoints-tiny-required_small.json").read_text())
+    table = (tmp_path / "checkpoints-tiny-required_small.md").read_text()
+    assert result["require"] == ["3", "4"] and "chosen_step" not in result
+    assert all(set(row["required_mean_bits"]) == {"3", "4"} and row["required_mean_bits"]["4"]
+               > 0.1 for row in result["rows"])
+    assert "none qualified" in table and "| required: 4 |" in table and "**chosen**" not in table
