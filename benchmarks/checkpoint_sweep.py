@@ -29,22 +29,13 @@ sys.path.insert(0, str(HERE.parent))
 from benchmarks.results_io import write_results  # noqa: E402
 
 
-def checkpoint_paths(run_dir: Path) -> list[tuple[int, str]]:
-    """(step, checkpoint prefix) of every checkpoint the run kept, oldest first."""
-    import tensorflow as tf
-
-    state = tf.train.get_checkpoint_state(str(run_dir / "checkpoints"))
-    paths = list(state.all_model_checkpoint_paths) if state else []
-    return sorted((int(p.rsplit("-", 1)[1]), p) for p in paths)
-
-
 def sweep(run_dir: Path, points, select, sequences: int, seed: int, select_seed: int,
           require=()) -> list:
     """One row per checkpoint: its step, the table at ``points``, the mean at ``select`` and
     the means at ``require`` (both on the selection's sequences)."""
     import tensorflow as tf
 
-    from ntm.checkpoints import TrainingState
+    from ntm.checkpoints import TrainingState, kept_checkpoints
     from ntm.evaluation import evaluate, rows_for_points
     from ntm.model import NTM
     from ntm.runs import Run
@@ -55,7 +46,7 @@ def sweep(run_dir: Path, points, select, sequences: int, seed: int, select_seed:
     predict = make_predict_with_rows(model)  # one graph; each restore changes its variables
     rows_for = rows_for_points(run.task, run.model_config.memory_size, None)
     out = []
-    for step, path in checkpoint_paths(run_dir):
+    for step, path in kept_checkpoints(run_dir).items():
         tf.train.Checkpoint(model=model, state=state).restore(path).expect_partial()
         row = {"step": step, "heldout_bits_per_seq": round(float(state.last_eval.numpy()), 3),
                "points": [r.as_dict() for r in evaluate(predict, run.task, points, sequences,

@@ -84,6 +84,12 @@ class WordOrCount(click.ParamType):
         return n
 
 
+checkpoint_option = click.option(
+    "--checkpoint", type=click.IntRange(min=0), default=None, metavar="STEP",
+    help="Use the run's checkpoint of this training step (one it keeps: see --keep-checkpoints"
+         ", benchmarks/checkpoint_sweep.py) [default: the latest].")
+
+
 class TaskChoice(click.Choice):
     """A task name, checked against the task registry when the command runs, so a task plugged
     in through the ``ntm.tasks`` entry-point group is a valid choice (and listed in --help)."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ntm.cli.common import WordOrCount, quiet_tensorflow
+from ntm.cli.common import WordOrCount, checkpoint_option, quiet_tensorflow
 
 
 @click.command(short_help="Bits/seq at lengths inside and beyond training.")
@@ -27,8 +27,10 @@ from ntm.cli.common import WordOrCount, quiet_tensorflow
               default="auto", show_default=True,
               help="Memory rows: 'auto' gives each point the smallest of the trained rows x 1, "
                    "2, 4, ... that holds it (what ntm serve does); N runs every point with N.")
+@checkpoint_option
 def evaluate(run_dir: Path | None, points: str | None, sequences: int, batch_size: int,
-             seed: int, json_out: Path | None, threads: int, memory_size: int | None) -> None:
+             seed: int, json_out: Path | None, threads: int, memory_size: int | None,
+             checkpoint: int | None) -> None:
     """Measure generalisation of the run in RUN_DIR [default: the latest run under runs/].
 
     Prints bits per sequence (mean and worst over fresh sequences) at each point, and the
@@ -40,7 +42,8 @@ def evaluate(run_dir: Path | None, points: str | None, sequences: int, batch_siz
 
     run_dir = run_dir or latest_run()
     quiet_tensorflow(threads)
-    task, state, rows = evaluate_run(run_dir, points, sequences, batch_size, seed, memory_size)
+    task, state, rows = evaluate_run(run_dir, points, sequences, batch_size, seed, memory_size,
+                                     checkpoint)
     click.echo(f"{task.name} run {run_dir} at step {int(state.step.numpy())} "
                f"(trained on {task.length_name} {task.train_lengths[0]}-{task.train_lengths[1]}"
                + (f", repeats {task.train_repeats[0]}-{task.train_repeats[1]}"
@@ -67,13 +70,14 @@ def eval_points(points: str | None, task) -> list:
 
 
 def evaluate_run(run_dir: Path, points: str | None, sequences: int, batch_size: int = 50,
-                 seed: int = 1234, memory_size: int | None = None) -> tuple:
-    """Load a run's latest checkpoint and measure it at ``points`` with TensorFlow (import it
-    through ``quiet_tensorflow`` first) -> (task, training state, EvalRows); RunError or
-    ConfigFileError for a missing or corrupt run. Memory rows as
-    ``ntm.evaluation.rows_for_points``."""
+                 seed: int = 1234, memory_size: int | None = None,
+                 checkpoint: int | None = None) -> tuple:
+    """Load a run's latest checkpoint (or the one of step ``checkpoint``) and measure it at
+    ``points`` with TensorFlow (import it through ``quiet_tensorflow`` first) -> (task,
+    training state, EvalRows); RunError or ConfigFileError for a missing or corrupt run, or a
+    step it does not keep. Memory rows as ``ntm.evaluation.rows_for_points``."""
     from ntm.runs import Run
 
-    run = Run.load(run_dir)
+    run = Run.load(run_dir, checkpoint)
     rows = run.evaluate(eval_points(points, run.task), sequences, batch_size, seed, memory_size)
     return run.task, run.state, rows

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ntm.cli.common import WordOrCount, quiet_tensorflow
+from ntm.cli.common import WordOrCount, checkpoint_option, quiet_tensorflow
 
 
 def human_size(n: int) -> str:
@@ -41,8 +41,10 @@ def human_size(n: int) -> str:
                    "'sequence_start' and 'state', output 'state_out'), so one sequence can run "
                    "in several requests: ntm serve's sequence_id, Triton's sequence batcher "
                    "with implicit state. Dynamic length only; proven run in 3 pieces.")
+@checkpoint_option
 def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: Path | None,
-           name: str | None, memory_size: int | None, stateful: bool) -> None:
+           name: str | None, memory_size: int | None, stateful: bool,
+           checkpoint: int | None) -> None:
     """Export the run in RUN_DIR [default: the latest run under runs/].
 
     After writing, the export is loaded back and compared with the TensorFlow model on fresh
@@ -50,13 +52,14 @@ def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: 
     the trained memory rows); a difference above 1e-4 fails the export and leaves any earlier
     export in place.
     """
-    from ntm.runs import latest_run
+    from ntm.runs import Run, latest_run
 
     run_dir = run_dir or latest_run()
     quiet_tensorflow(1)
     from ntm.export.exporter import export_run
 
-    result = export_run(run_dir, fmt, length, opset, out, name, memory_size, stateful)
+    result = export_run(Run.load(run_dir, checkpoint), fmt, length, opset, out, name,
+                        memory_size, stateful)
     click.echo(f"exported {run_dir} as {result.format} ({result.mode}"
                + (", stateful" if stateful else "")
                + (f", {length} time steps" if length else "") + f") to {result.path}")

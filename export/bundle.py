@@ -21,12 +21,13 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 PRETRAINED = Path(__file__).resolve().parent.parent / "ntm" / "pretrained"
 
 def bundle(run_dir: Path, train_command: str, sequences: int = 100,
-           out_dir: Path = PRETRAINED, note: str = "") -> dict:
+           out_dir: Path = PRETRAINED, note: str = "", checkpoint: int | None = None) -> dict:
+    """Export the run's latest checkpoint (or the one of step ``checkpoint``) with its card."""
     from ntm.export.exporter import export_run
     from ntm.files import write_json_atomic, write_text_atomic
     from ntm.runs import Run
 
-    run = Run.load(run_dir)
+    run = Run.load(run_dir, checkpoint)
     task, model_config, train_config, state = run.task, run.model_config, run.train_config, \
         run.state
     name = task.name
@@ -48,7 +49,7 @@ def bundle(run_dir: Path, train_command: str, sequences: int = 100,
         "file": target.name,
         "size_bytes": target.stat().st_size,
         "train_command": train_command,
-        "export_command": export_command(run_dir, name),
+        "export_command": export_command(run_dir, name, checkpoint),
         "seed": train_config.seed,
         "steps": int(state.step.numpy()),
         "batch_size": train_config.batch_size,
@@ -62,7 +63,7 @@ def bundle(run_dir: Path, train_command: str, sequences: int = 100,
         "export_max_abs_diff": result.max_diff,
         "export_proof": [c.as_dict() for c in result.comparisons],
         "note": note,
-        "evaluate_command": f"ntm evaluate {run_dir} -n {sequences}",
+        "evaluate_command": f"ntm evaluate {run_dir}{checkpoint_flag(checkpoint)} -n {sequences}",
         "evaluation": table,
         "quality_bars": bars,
         "all_bars_met": all(b["met"] for b in bars),
@@ -72,11 +73,17 @@ def bundle(run_dir: Path, train_command: str, sequences: int = 100,
     return card
 
 
-def export_command(run_dir: Path, name: str) -> str:
-    return f"ntm export {run_dir} --format onnx --stateful -o ntm/pretrained/{name}.onnx"
+def checkpoint_flag(checkpoint: int | None) -> str:
+    return "" if checkpoint is None else f" --checkpoint {checkpoint}"
 
 
-def reexport(run_dir: Path, note: str, out_dir: Path = PRETRAINED) -> dict:
+def export_command(run_dir: Path, name: str, checkpoint: int | None = None) -> str:
+    return (f"ntm export {run_dir}{checkpoint_flag(checkpoint)} --format onnx --stateful "
+            f"-o ntm/pretrained/{name}.onnx")
+
+
+def reexport(run_dir: Path, note: str, out_dir: Path = PRETRAINED,
+             checkpoint: int | None = None) -> dict:
     """Export the run of a bundled model again (same weights: its evaluation, made with
     TensorFlow, stands) and update its card's export fields, appending ``note``."""
     import json
@@ -86,12 +93,13 @@ def reexport(run_dir: Path, note: str, out_dir: Path = PRETRAINED) -> dict:
     from ntm.files import write_json_atomic, write_text_atomic
     from ntm.runs import Run
 
-    run = Run.load(run_dir)
+    run = Run.load(run_dir, checkpoint)
     name = run.task.name
     card = json.loads((out_dir / f"{name}.json").read_text())
     target = out_dir / f"{name}.onnx"
     result = export_run(run, "onnx", out=target, stateful=True)
-    card.update(size_bytes=target.stat().st_size, export_command=export_command(run_dir, name),
+    card.update(size_bytes=target.stat().st_size,
+                export_command=export_command(run_dir, name, checkpoint),
                 export_max_abs_diff=result.max_diff,
                 export_proof=[c.as_dict() for c in result.comparisons],
                 note=f"{card.get('note', '')} {note}".strip())
@@ -160,14 +168,17 @@ def main() -> None:
                         help="The exact ntm train command that made the run.")
     parser.add_argument("--sequences", type=int, default=100)
     parser.add_argument("--note", default="", help="A disclosure for the card (e.g. seed choice).")
+    parser.add_argument("--checkpoint", type=int, default=None,
+                        help="The step whose checkpoint to bundle [default: the latest].")
     parser.add_argument("--reexport", action="store_true",
                         help="Only export the run again and update the card's export fields "
                              "(same weights), appending --note; --train-command is ignored.")
     args = parser.parse_args()
     if args.reexport:
-        card = reexport(args.run_dir, args.note)
+        card = reexport(args.run_dir, args.note, checkpoint=args.checkpoint)
     else:
-        card = bundle(args.run_dir, args.train_command, args.sequences, note=args.note)
+        card = bundle(args.run_dir, args.train_command, args.sequences, note=args.note,
+                      checkpoint=args.checkpoint)
     from ntm.contract.tasks import get_task
 
     print(render_card(card, get_task(card["task"]).length_name))

@@ -60,17 +60,20 @@ def all_finite(variables) -> bool:
     return all(bool(np.isfinite(v.numpy()).all()) for v in variables)
 
 
-def restore_latest(run_dir: Path, model_config: ModelConfig,
-                   seed: int) -> tuple[NTM, TrainingState]:
+def restore_latest(run_dir: Path, model_config: ModelConfig, seed: int,
+                   step: int | None = None) -> tuple[NTM, TrainingState]:
     """The model of ``model_config`` and the training counters, restored from the latest
-    checkpoint in ``run_dir`` (``ntm.runs.Run.model`` calls this; open runs through ``Run``).
+    checkpoint in ``run_dir``, or from the one of ``step`` (``ntm.runs.Run.model`` calls this;
+    open runs through ``Run``).
 
-    Raises RunError with a one-line message when no checkpoint is readable.
+    Raises RunError with a one-line message when no checkpoint is readable, or when the run
+    keeps none of ``step`` (the message lists the steps it keeps).
     """
     model = NTM(model_config, seed=seed)
     state = TrainingState()
     ckpt = tf.train.Checkpoint(model=model, state=state)
-    path = tf.train.latest_checkpoint(str(Path(run_dir) / CHECKPOINT_DIR))
+    path = (tf.train.latest_checkpoint(str(Path(run_dir) / CHECKPOINT_DIR)) if step is None
+            else checkpoint_of_step(run_dir, step))
     if path is None:
         raise RunError(f"{run_dir} has no readable checkpoint")
     try:
@@ -79,3 +82,19 @@ def restore_latest(run_dir: Path, model_config: ModelConfig,
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RunError(f"checkpoint {path} could not be restored: {first}") from None
     return model, state
+
+
+def kept_checkpoints(run_dir: Path) -> dict[int, str]:
+    """{step: checkpoint prefix} of every checkpoint the run keeps, oldest first."""
+    state = tf.train.get_checkpoint_state(str(Path(run_dir) / CHECKPOINT_DIR))
+    paths = list(state.all_model_checkpoint_paths) if state else []
+    return dict(sorted((int(p.rsplit("-", 1)[1]), p) for p in paths))
+
+
+def checkpoint_of_step(run_dir: Path, step: int) -> str:
+    """The prefix of the checkpoint of ``step``; RunError naming the steps kept otherwise."""
+    kept = kept_checkpoints(run_dir)
+    if step not in kept:
+        listed = ", ".join(map(str, kept)) or "none"
+        raise RunError(f"{run_dir} keeps no checkpoint of step {step} (kept: {listed})")
+    return kept[step]

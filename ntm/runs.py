@@ -105,6 +105,7 @@ class Run:
     model_config: ModelConfig
     train_config: TrainConfig
     task: Task
+    checkpoint: int | None = None  # the step whose checkpoint the model is; None: the latest
 
     @classmethod
     def create(cls, directory: Path, train_config: TrainConfig, **model_options: Any) -> "Run":
@@ -127,16 +128,17 @@ class Run:
         return cls(Path(directory), model_config, train_config, task)
 
     @classmethod
-    def load(cls, directory: Path | None = None) -> "Run":
-        """The trained run in ``directory`` [default: the latest under runs/]; RunError or
-        ConfigFileError for a missing or corrupt one."""
+    def load(cls, directory: Path | None = None, checkpoint: int | None = None) -> "Run":
+        """The trained run in ``directory`` [default: the latest under runs/], its model the
+        checkpoint of step ``checkpoint`` [default: the latest]; RunError or ConfigFileError
+        for a missing or corrupt one (a step it does not keep: when the model is first used)."""
         directory = check_run_dir(latest_run() if directory is None else directory)
         model_config, train_config = load_configs(directory)
         try:
             task = train_config.build_task()
         except ConfigError as err:
             raise ConfigFileError(f"{directory / CONFIG_FILE}: {err}") from None
-        return cls(directory, model_config, train_config, task)
+        return cls(directory, model_config, train_config, task, checkpoint)
 
     def resumed(self, changes: dict[str, Any]) -> "Run":
         """This run with ``changes`` ({field: value} of either config) applied; a ConfigError
@@ -160,16 +162,18 @@ class Run:
     def _restored(self) -> tuple:
         from ntm.checkpoints import restore_latest
 
-        return restore_latest(self.directory, self.model_config, self.train_config.seed)
+        return restore_latest(self.directory, self.model_config, self.train_config.seed,
+                              self.checkpoint)
 
     @property
     def model(self):
-        """The NTM with the latest checkpoint's weights (``ntm.model.NTM``)."""
+        """The NTM with the weights of the latest checkpoint (or of ``checkpoint``'s step)
+        (``ntm.model.NTM``)."""
         return self._restored[0]
 
     @property
     def state(self):
-        """The latest checkpoint's counters (``ntm.checkpoints.TrainingState``)."""
+        """That checkpoint's counters (``ntm.checkpoints.TrainingState``)."""
         return self._restored[1]
 
     @cached_property

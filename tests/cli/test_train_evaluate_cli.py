@@ -124,3 +124,37 @@ def test_evaluate_rejects_missing_checkpoint_files(trained_run, tmp_path):
 def test_evaluate_rejects_bad_points(trained_run):
     result = CliRunner().invoke(cli, ["evaluate", str(trained_run), "--points", "ten"])
     assert result.exit_code == 2 and "--points" in result.output
+
+
+def test_evaluate_and_export_use_the_checkpoint_asked_for(tmp_path):
+    """A run keeping the checkpoints of steps 5 and 10: --checkpoint 5 evaluates and exports
+    step 5's weights; a step it does not keep is a one-line error listing those it keeps."""
+    import onnx
+
+    from ntm.contract import metadata
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--task", "copy", "--out", str(run), "--steps",
+                                      "10", "--max-length", "4", *TINY])
+    assert result.exit_code == 0, result.output
+    tables = {}
+    for step in (5, 10):
+        out = tmp_path / f"eval{step}.json"
+        result = CliRunner().invoke(cli, ["evaluate", str(run), "--checkpoint", str(step),
+                                          "--points", "4", "-n", "8", "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        assert f"at step {step} " in result.output
+        tables[step] = json.loads(out.read_text())
+        assert tables[step]["step"] == step
+    latest = CliRunner().invoke(cli, ["evaluate", str(run), "--points", "4", "-n", "8"])
+    assert "at step 10 " in latest.output
+    assert (tables[5]["sequences_seen"], tables[10]["sequences_seen"]) == (20, 40)  # batch 4
+    result = CliRunner().invoke(cli, ["evaluate", str(run), "--checkpoint", "7"])
+    assert result.exit_code == 1 and "keeps no checkpoint of step 7 (kept: 5, 10)" in result.output
+    assert "Traceback" not in result.output
+    onnx_file = tmp_path / "five.onnx"
+    result = CliRunner().invoke(cli, ["export", str(run), "--checkpoint", "5", "-o",
+                                      str(onnx_file)])
+    assert result.exit_code == 0, result.output
+    props = {p.key: p.value for p in onnx.load(str(onnx_file)).metadata_props}
+    assert metadata.decode(props)["ntm.training"]["step"] == 5

@@ -38,3 +38,14 @@ def test_cards_made_before_the_proof_table_still_render():
     old = card()
     del old["export_proof"]
     assert "Export proof" in render_card(old, "length")
+
+
+def test_a_card_of_a_chosen_checkpoint_names_it_in_its_commands():
+    from pathlib import Path
+
+    from ntm.export.bundle import export_command
+
+    assert export_command(Path("runs/rc"), "repeat-copy", 58000) == (
+        "ntm export runs/rc --checkpoint 58000 --format onnx --stateful "
+        "-o ntm/pretrained/repeat-copy.onnx")
+    assert "--checkpoint" not in export_command(Path("runs/rc"), "repeat-copy")
