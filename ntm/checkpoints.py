@@ -60,8 +60,8 @@ def all_finite(variables) -> bool:
     return all(bool(np.isfinite(v.numpy()).all()) for v in variables)
 
 
-def restore_latest(run_dir: Path, model_config: ModelConfig, seed: int,
-                   step: int | None = None) -> tuple[NTM, TrainingState]:
+def restore_checkpoint(run_dir: Path, model_config: ModelConfig, seed: int,
+                       step: int | None = None) -> tuple[NTM, TrainingState]:
     """The model of ``model_config`` and the training counters, restored from the latest
     checkpoint in ``run_dir``, or from the one of ``step`` (``ntm.runs.Run.model`` calls this;
     open runs through ``Run``).

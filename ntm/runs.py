@@ -160,10 +160,10 @@ class Run:
     # -- the trained model (TensorFlow) ----------------------------------------------------
     @cached_property
     def _restored(self) -> tuple:
-        from ntm.checkpoints import restore_latest
+        from ntm.checkpoints import restore_checkpoint
 
-        return restore_latest(self.directory, self.model_config, self.train_config.seed,
-                              self.checkpoint)
+        return restore_checkpoint(self.directory, self.model_config, self.train_config.seed,
+                                  self.checkpoint)
 
     @property
     def model(self):

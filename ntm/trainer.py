@@ -122,28 +122,26 @@ class Trainer:
         return self.task.batch(rng, self.config.batch_size, lengths, repeats)
 
     def memory_noise_for(self, step: int, batch_size: int) -> np.ndarray:
-        """What ``step``'s sequences add to their initial memory, [batch, N, M] float32: zeros
-        unless the run trains with ``memory_noise`` now (``noise_on``); then Gaussian, its
-        standard deviation drawn per sequence from [0, memory_noise].
-        A pure function of (seed, step), like the batch."""
+        """What ``step``'s sequences add to their initial memory, [batch, N, M] float32
+        (``_noise``, scale ``memory_noise``)."""
         shape = (batch_size, self.model_config.memory_size, self.model_config.memory_width)
-        if not self.noise_on(step):
-            return np.zeros(shape, np.float32)
-        rng = np.random.default_rng([self.config.seed, 3, step])
-        scale = self.config.memory_noise * rng.uniform(size=(batch_size, 1, 1))
-        return (scale * rng.standard_normal(shape)).astype(np.float32)
+        return self._noise(step, 3, self.config.memory_noise, shape)
 
     def controller_noise_for(self, step: int, batch: Batch) -> np.ndarray:
         """What ``step``'s sequences add to the controller's cell state after each time step,
-        [batch, time, units] float32: zeros unless the run trains with ``controller_noise`` now
-        (``noise_on``); then Gaussian, its standard deviation drawn per sequence from
-        [0, controller_noise]. A pure function of (seed, step), like the batch."""
+        [batch, time, units] float32 (``_noise``, scale ``controller_noise``)."""
         shape = (batch.batch_size, batch.inputs.shape[1], self.model_config.controller_size)
-        if not self.noise_on(step):
+        return self._noise(step, 4, self.config.controller_noise, shape)
+
+    def _noise(self, step: int, stream: int, scale: float, shape: tuple[int, ...]) -> np.ndarray:
+        """Zeros unless ``step`` trains with noise (``noise_on``) and ``scale`` > 0; then
+        Gaussian, its standard deviation drawn per sequence (the first axis) from [0, scale].
+        A pure function of (seed, stream, step), like the batch."""
+        if not scale or not self.noise_on(step):
             return np.zeros(shape, np.float32)
-        rng = np.random.default_rng([self.config.seed, 4, step])
-        scale = self.config.controller_noise * rng.uniform(size=(batch.batch_size, 1, 1))
-        return (scale * rng.standard_normal(shape)).astype(np.float32)
+        rng = np.random.default_rng([self.config.seed, stream, step])
+        per_sequence = scale * rng.uniform(size=(shape[0],) + (1,) * (len(shape) - 1))
+        return (per_sequence * rng.standard_normal(shape)).astype(np.float32)
 
     def noise_on(self, step: int) -> bool:
         """True when ``step`` trains with noise (memory, controller): the run has some, from
