@@ -173,3 +173,16 @@ def test_with_training_ranges_keeps_parameters_and_checks_ranges():
         CopyTask().with_training_ranges(repeats=(1, 2))
     with pytest.raises(ValueError, match="impossible"):
         RecallTask().with_training_ranges((1, 4))
+
+
+def test_repeat_copy_bars_guard_the_corners_of_the_training_range():
+    """A bundled repeat-copy must be checked where in-range failures showed (few long
+    repeats, many short ones), not only at its middle; and at twice the length."""
+    task = RepeatCopyTask()
+    bars = task.quality_bars()
+    (low_length, high_length), (low_repeats, high_repeats) = task.train_lengths, task.train_repeats
+    inside = [point for point in bars if task.within_training_range(point)]
+    assert {(p.length, p.repeats) for p in inside} >= {
+        (low_length, high_repeats), (high_length, low_repeats), (high_length, high_repeats)}
+    assert all(bars[p] <= 0.1 for p in inside)
+    assert bars[Difficulty(2 * high_length, high_repeats)] == 5.0
