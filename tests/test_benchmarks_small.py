@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks import seeds
@@ -265,3 +266,49 @@ def test_checkpoint_sweep_small(tmp_path):
     assert all(set(row["required_mean_bits"]) == {"3", "4"} and row["required_mean_bits"]["4"]
                > 0.1 for row in result["rows"])
     assert "none qualified" in table and "| required: 4 |" in table and "**chosen**" not in table
+
+
+def test_copy_failures_classifies_the_two_ways_copy_fails_at_length_1000():
+    from benchmarks.copy_failures import classify, first_row_rewritten, read_moved_at
+
+    length = 10
+    parked = np.full(length + 1, 3)
+    assert classify(np.zeros(length), parked, length) is None
+    first = np.zeros(length)
+    first[0] = 2
+    assert classify(first, parked, length) == "first outputs"
+    late = np.zeros(length)
+    late[6] = 1
+    assert classify(late, parked, length) == "other"
+    moved = parked.copy()
+    moved[7:] = 4  # left its row at input step 7: every output one row off
+    assert read_moved_at(moved, length) == 7 and read_moved_at(parked, length) is None
+    assert classify(np.full(length, 4), moved, length) == "read moved"
+    # moves before the head settles do not count
+    settling = parked.copy()
+    settling[:2] = [0, 1]
+    assert read_moved_at(settling, length) is None
+    assert first_row_rewritten(np.array([1, 2, 1, 0, 127]), 5)
+    assert not first_row_rewritten(np.array([1, 2, 3, 4, 5]), 5)
+
+
+def test_copy_failures_small(tmp_path):
+    pytest.importorskip("tensorflow")
+    from ntm.config import TrainConfig
+    from ntm.runs import Run
+    from ntm.trainer import Trainer
+
+    run_dir = tmp_path / "run"
+    tc = TrainConfig(task="copy", max_length=4, batch_size=4, steps=10, eval_every=10,
+                     eval_size=8, checkpoint_every=10, log_every=10, target_error=-1)
+    Trainer(Run.create(run_dir, tc, memory_size=16, memory_width=6, controller_size=16)).run()
+    result, table = run_small("copy_failures", tmp_path, str(run_dir))
+    (row,) = result["rows"]
+    assert row["length"] == 12 and row["sequences"] == 4 and row["memory_rows"] == 16
+    imperfect = round(4 * (1 - row["perfect_fraction"]))
+    assert sum(row["kinds"].values()) == imperfect
+    assert 0 <= row["first_row_rewritten"] <= 4 and table.startswith("# Copy: how runs fail")
+    bad = subprocess.run([sys.executable, "benchmarks/copy_failures.py", "--small", "--out",
+                          str(tmp_path), str(tmp_path / "nothing")],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "not a run directory" in bad.stderr

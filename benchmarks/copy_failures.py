@@ -1,0 +1,166 @@
+"""Benchmark: how copy runs fail far past their training length, sequence by sequence.
+
+Fresh sequences of one length (1000 by default, the memory grown as ``ntm evaluate`` grows it)
+run through each run's latest checkpoint with TensorFlow; every imperfect sequence is put in
+one of the ways copy was seen to fail at length 1000 (issue 17, seeds 2 and 5 of the seed sweep):
+
+- ``first outputs``: every wrong bit is in the first few outputs. Those vectors were not read
+  back from memory: the controller carried them in its own state, which fades over a long
+  input. Counted beside it: sequences whose write head came back over the first vector's row
+  during the input (``first row rewritten``), which is how a run comes to need that.
+- ``read moved``: the read head, parked on one row while the input arrives, moved to another
+  before the delimiter, so the output phase starts one row off and every output is wrong.
+- ``other``: anything else.
+
+    python benchmarks/copy_failures.py runs/seeds/copy-seed2 runs/seeds/copy-seed5
+    python benchmarks/copy_failures.py RUN --length 500 -n 100
+    python benchmarks/copy_failures.py RUN --small        # seconds; used by the test suite
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from benchmarks.results_io import write_results  # noqa: E402
+
+FIRST_OUTPUTS = 2  # "first outputs": all errors within this many leading outputs
+SETTLE_STEPS = 4  # the read head counts as parked from this input step on
+KINDS = ("first outputs", "read moved", "other")
+
+
+def head_path(weights: np.ndarray) -> np.ndarray:
+    """The row each step's weighting puts most weight on: [time, N] -> int [time]."""
+    return np.argmax(weights, axis=-1)
+
+
+def read_moved_at(read_path: np.ndarray, length: int) -> int | None:
+    """The input step at which a read head parked since step ``SETTLE_STEPS`` first left its
+    row (None: it stayed, or it never parked). read_path: the read head's rows, input steps
+    0..length (the delimiter step included)."""
+    if length <= SETTLE_STEPS:
+        return None
+    during = read_path[SETTLE_STEPS:length + 1]
+    moved = np.nonzero(during != during[0])[0]
+    return None if len(moved) == 0 else int(moved[0]) + SETTLE_STEPS
+
+
+def first_row_rewritten(write_path: np.ndarray, length: int) -> bool:
+    """Whether the write head came back to the first vector's row during the input."""
+    return bool(np.any(write_path[1:length] == write_path[0]))
+
+
+def classify(wrong_per_output: np.ndarray, read_path: np.ndarray, length: int) -> str | None:
+    """One imperfect sequence's kind of failure (None when it is perfect).
+
+    wrong_per_output: wrong bits of each output vector [length]; read_path: the read head's
+    rows over the input steps and the delimiter [length + 1].
+    """
+    wrong = np.nonzero(wrong_per_output)[0]
+    if len(wrong) == 0:
+        return None
+    if wrong[-1] < FIRST_OUTPUTS:
+        return "first outputs"
+    if read_moved_at(read_path, length) is not None:
+        return "read moved"
+    return "other"
+
+
+def measure(run_dir: Path, length: int, sequences: int, seed: int, batch_size: int) -> dict:
+    import tensorflow as tf
+
+    from ntm.contract.tasks import Difficulty
+    from ntm.evaluation import rows_for_points
+    from ntm.runs import Run
+
+    run = Run.load(run_dir)
+    task = run.task
+    if task.name != "copy":
+        raise SystemExit(f"{run_dir} is a {task.name} run, not a copy one")
+    point = Difficulty(length)
+    rows = rows_for_points(task, run.model_config.memory_size)(point)
+    rng = np.random.default_rng([seed, length])
+    kinds, moves, rewritten, bits = Counter(), [], 0, []
+    for start in range(0, sequences, batch_size):
+        batch = task.fixed_batch(rng, min(batch_size, sequences - start), point)
+        out = run.model(tf.constant(batch.inputs), memory_size=rows)
+        probabilities = tf.sigmoid(out.logits).numpy()
+        weights = out.weights.numpy()  # [batch, time, heads (reads first), N]
+        reads = run.model_config.num_read_heads
+        for i in range(batch.batch_size):
+            wrong = (((probabilities[i] > 0.5) != (batch.targets[i] > 0.5)).sum(-1)
+                     * batch.mask[i])[length + 1:]
+            bits.append(int(wrong.sum()))
+            read_path = head_path(weights[i, :length + 1, 0])
+            write_path = head_path(weights[i, :length, reads])
+            rewritten += first_row_rewritten(write_path, length)
+            kind = classify(wrong, read_path, length)
+            if kind is not None:
+                kinds[kind] += 1
+            if kind == "read moved":
+                moves.append({"sequence": start + i, "input_step": read_moved_at(read_path, length)})
+    return {"run": str(run_dir), "seed": run.train_config.seed, "step": int(run.state.step.numpy()),
+            "length": length, "memory_rows": rows, "sequences": sequences,
+            "mean_bits": float(np.mean(bits)), "perfect_fraction": float(np.mean(np.equal(bits, 0))),
+            "kinds": {kind: kinds[kind] for kind in KINDS}, "first_row_rewritten": rewritten,
+            "read_moves": moves}
+
+
+def markdown(result: dict) -> str:
+    lines = ["# Copy: how runs fail far past their training length", "",
+             f"`{result['command']}`. Each run's latest checkpoint, {result['rows'][0]['sequences']}"
+             f" fresh sequences of length {result['rows'][0]['length']} (data seed "
+             f"{result['data_seed']}). Kinds of imperfect sequences: \"first outputs\" (all errors in "
+             f"the first {FIRST_OUTPUTS} outputs: carried by the controller, not read from memory), "
+             f"\"read moved\" (the read head, parked during the input, left its row before the "
+             f"delimiter: the output phase reads one row off), \"other\". \"First row rewritten\": "
+             f"sequences whose write head came back over the first vector's row during the input.",
+             "", "| run | seed | step | rows | bits/seq | perfect | first outputs | read moved "
+             "(input step) | other | first row rewritten |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in result["rows"]:
+        steps = ", ".join(str(m["input_step"]) for m in r["read_moves"])
+        k = r["kinds"]
+        lines.append(f"| {r['run']} | {r['seed']} | {r['step']} | {r['memory_rows']} | "
+                     f"{r['mean_bits']:.2f} | {100 * r['perfect_fraction']:.0f}% | "
+                     f"{k['first outputs']} | {k['read moved']}{f' ({steps})' if steps else ''} | "
+                     f"{k['other']} | {r['first_row_rewritten']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="copy run directories")
+    parser.add_argument("--length", type=int, default=None, help="[1000; small: 12]")
+    parser.add_argument("-n", "--sequences", type=int, default=None, help="[50; small: 4]")
+    parser.add_argument("--seed", type=int, default=1234, help="data seed")
+    parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--small", action="store_true", help="a short length (tests)")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    length = args.length or (12 if args.small else 1000)
+    sequences = args.sequences or (4 if args.small else 50)
+    rows = []
+    for run_dir in args.runs:
+        if not (run_dir / "config.json").is_file():
+            parser.error(f"{run_dir} is not a run directory (no config.json)")
+        rows.append(measure(run_dir, length, sequences, args.seed, args.batch_size))
+    command = "python benchmarks/copy_failures.py " + " ".join(
+        [str(r) for r in args.runs] + ([f"--length {args.length}"] if args.length else [])
+        + ([f"-n {args.sequences}"] if args.sequences else []))
+    result = {"benchmark": "copy_failures", "mode": "small" if args.small else "full",
+              "command": command, "data_seed": args.seed, "rows": rows}
+    write_results(args.out, "copy_failures", args.small, result, markdown(result))
+
+
+if __name__ == "__main__":
+    main()
