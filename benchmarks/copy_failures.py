@@ -7,7 +7,9 @@ one of the ways copy was seen to fail at length 1000 (issue 17, seeds 2 and 5 of
 - ``first outputs``: every wrong bit is in the first few outputs. Those vectors were not read
   back from memory: the controller carried them in its own state, which fades over a long
   input. Counted beside it: sequences whose write head came back over the first vector's row
-  during the input (``first row rewritten``), which is how a run comes to need that.
+  during the input (``first row rewritten``), leaving the controller's state the only place
+  the first vector is kept (a model can still hold it there over 1000 steps: the bundled one
+  does).
 - ``read moved``: the read head, parked on one row while the input arrives, moved to another
   before the delimiter, so the output phase starts one row off and every output is wrong.
 - ``other``: anything else.
