@@ -14,8 +14,15 @@ one of the ways copy was seen to fail at length 1000 (issue 17, seeds 2 and 5 of
   before the delimiter, so the output phase starts one row off and every output is wrong.
 - ``other``: anything else.
 
+A second table probes the trigger of the second kind: sequences whose items are all non-zero
+but for a run of K all-zero items in the middle of the input (length 200 by default). An
+all-zero item is what the output phase feeds in, and random training data almost never has
+two in a row (a chance of ~1 in 65,536 per step), so a model may read a run of them as "the
+input has ended" and move its parked read head. ``--zero-runs 1,2,3,5`` sets the Ks.
+
     python benchmarks/copy_failures.py runs/seeds/copy-seed2 runs/seeds/copy-seed5
     python benchmarks/copy_failures.py RUN --length 500 -n 100
+    python benchmarks/copy_failures.py RUN --zero-runs 2,3 --probe-length 500
     python benchmarks/copy_failures.py RUN --small        # seconds; used by the test suite
 """
 
@@ -117,6 +124,54 @@ def measure(run_dir: Path, length: int, sequences: int, seed: int, batch_size: i
             "read_moves": moves}
 
 
+def with_zero_run(task, rng: np.random.Generator, length: int, zeros: int):
+    """A copy sequence (inputs, targets, mask) of ``length`` non-zero items but for ``zeros``
+    all-zero items in the middle (rows length // 2 ...)."""
+    items = rng.integers(0, 2, (length, task.bits)).astype(np.float32)
+    blank = ~items.any(axis=1)
+    while blank.any():  # redraw the all-zero items the dice gave
+        items[blank] = rng.integers(0, 2, (int(blank.sum()), task.bits))
+        blank = ~items.any(axis=1)
+    middle = length // 2
+    items[middle:middle + zeros] = 0.0
+    targets = np.zeros((2 * length + 1, task.output_size), np.float32)
+    targets[length + 1:] = items
+    mask = np.zeros(2 * length + 1, np.float32)
+    mask[length + 1:] = 1.0
+    return task.layout(items), targets, mask
+
+
+def probe_zero_runs(run_dir: Path, length: int, runs: list[int], sequences: int,
+                    seed: int) -> list[dict]:
+    """For each K in ``runs``: how many of ``sequences`` fail, and how many see the read head
+    leave its row during the input, with K all-zero items in the middle of the input."""
+    import tensorflow as tf
+
+    from ntm.contract.tasks import Difficulty
+    from ntm.contract.tasks.base import stack_sequences
+    from ntm.evaluation import rows_for_points
+    from ntm.runs import Run
+
+    run = Run.load(run_dir)
+    task = run.task
+    rows = rows_for_points(task, run.model_config.memory_size)(Difficulty(length))
+    results = []
+    for zeros in runs:
+        rng = np.random.default_rng([seed, length, zeros])
+        batch = stack_sequences(*zip(*[with_zero_run(task, rng, length, zeros)
+                                       for _ in range(sequences)]))
+        out = run.model(tf.constant(batch.inputs), memory_size=rows)
+        probabilities = tf.sigmoid(out.logits).numpy()
+        weights = out.weights.numpy()
+        wrong = (((probabilities > 0.5) != (batch.targets > 0.5)).sum(-1) * batch.mask).sum(-1)
+        moved = sum(read_moved_at(head_path(weights[i, :length + 1, 0]), length) is not None
+                    for i in range(sequences))
+        results.append({"zeros": zeros, "length": length, "memory_rows": rows,
+                        "sequences": sequences, "failed": int((wrong > 0).sum()),
+                        "read_moved": int(moved), "mean_bits": float(wrong.mean())})
+    return results
+
+
 def markdown(result: dict) -> str:
     lines = ["# Copy: how runs fail far past their training length", "",
              f"`{result['command']}`. Each run's latest checkpoint, {result['rows'][0]['sequences']}"
@@ -136,7 +191,31 @@ def markdown(result: dict) -> str:
                      f"{r['mean_bits']:.2f} | {100 * r['perfect_fraction']:.0f}% | "
                      f"{k['first outputs']} | {k['read moved']}{f' ({steps})' if steps else ''} | "
                      f"{k['other']} | {r['first_row_rewritten']} |")
+    if result.get("zero_runs"):
+        first = result["rows"][0]["zero_runs"][0]
+        lines += ["", f"Runs of all-zero items: {first['sequences']} sequences of length "
+                  f"{first['length']} ({first['memory_rows']} rows) per K, every item non-zero "
+                  f"but K in a row in the middle of the input. Cells: sequences imperfect / "
+                  f"read head left its row during the input.", "",
+                  "| run | " + " | ".join(f"K = {k}" for k in result["zero_runs"]) + " |",
+                  "| --- |" + " --- |" * len(result["zero_runs"])]
+        for r in result["rows"]:
+            lines.append(f"| {r['run']} | " + " | ".join(
+                f"{z['failed']} / {z['read_moved']}" for z in r["zero_runs"]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def parse_zero_runs(parser: argparse.ArgumentParser, text: str) -> list[int]:
+    """"1,2,3" -> [1, 2, 3]; "none" -> [] (no probe); anything else: a usage error."""
+    if text.strip().lower() == "none":
+        return []
+    try:
+        runs = [int(part) for part in text.split(",")]
+    except ValueError:
+        parser.error(f"--zero-runs: expected comma-separated counts like 1,2,3, got {text!r}")
+    if any(k < 1 for k in runs):
+        parser.error(f"--zero-runs: counts must be at least 1, got {text!r}")
+    return runs
 
 
 def main() -> None:
@@ -146,21 +225,38 @@ def main() -> None:
     parser.add_argument("-n", "--sequences", type=int, default=None, help="[50; small: 4]")
     parser.add_argument("--seed", type=int, default=1234, help="data seed")
     parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--zero-runs", default=None,
+                        help="Ks of the all-zero-run probe, e.g. 1,2,3,5 [1,2,3,5; small: 2; "
+                             "none: skip it]")
+    parser.add_argument("--probe-length", type=int, default=None, help="[200; small: 12]")
+    parser.add_argument("--probe-sequences", type=int, default=None, help="[20; small: 4]")
     parser.add_argument("--small", action="store_true", help="a short length (tests)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     length = args.length or (12 if args.small else 1000)
     sequences = args.sequences or (4 if args.small else 50)
-    rows = []
+    zero_runs = parse_zero_runs(parser, args.zero_runs or ("2" if args.small else "1,2,3,5"))
+    probe_length = args.probe_length or (12 if args.small else 200)
+    probe_sequences = args.probe_sequences or (4 if args.small else 20)
+    if zero_runs and max(zero_runs) > probe_length // 2:
+        parser.error(f"--zero-runs: at most {probe_length // 2} zeros fit in the middle of "
+                     f"--probe-length {probe_length}")
     for run_dir in args.runs:
         if not (run_dir / "config.json").is_file():
             parser.error(f"{run_dir} is not a run directory (no config.json)")
-        rows.append(measure(run_dir, length, sequences, args.seed, args.batch_size))
+    rows = []
+    for run_dir in args.runs:
+        row = measure(run_dir, length, sequences, args.seed, args.batch_size)
+        row["zero_runs"] = probe_zero_runs(run_dir, probe_length, zero_runs, probe_sequences,
+                                           args.seed)
+        rows.append(row)
+    options = [("--length", args.length), ("-n", args.sequences), ("--zero-runs", args.zero_runs),
+               ("--probe-length", args.probe_length),
+               ("--probe-sequences", args.probe_sequences)]
     command = "python benchmarks/copy_failures.py " + " ".join(
-        [str(r) for r in args.runs] + ([f"--length {args.length}"] if args.length else [])
-        + ([f"-n {args.sequences}"] if args.sequences else []))
+        [str(r) for r in args.runs] + [f"{flag} {value}" for flag, value in options if value])
     result = {"benchmark": "copy_failures", "mode": "small" if args.small else "full",
-              "command": command, "data_seed": args.seed, "rows": rows}
+              "command": command, "data_seed": args.seed, "zero_runs": zero_runs, "rows": rows}
     write_results(args.out, "copy_failures", args.small, result, markdown(result))
 
 

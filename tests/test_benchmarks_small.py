@@ -292,6 +292,19 @@ def test_copy_failures_classifies_the_two_ways_copy_fails_at_length_1000():
     assert not first_row_rewritten(np.array([1, 2, 3, 4, 5]), 5)
 
 
+def test_copy_failures_zero_run_sequences_are_copies_with_one_blank_run():
+    from benchmarks.copy_failures import with_zero_run
+    from ntm.contract.tasks import CopyTask
+
+    task = CopyTask()
+    inputs, targets, mask = with_zero_run(task, np.random.default_rng(0), 40, 3)
+    items = inputs[:40, :8]
+    blank = ~items.any(axis=1)
+    assert list(np.nonzero(blank)[0]) == [20, 21, 22]  # only the run, in the middle
+    np.testing.assert_array_equal(targets[41:], items)  # still a copy of what came in
+    assert inputs[40, 8] == 1 and mask.sum() == 40
+
+
 def test_copy_failures_small(tmp_path):
     pytest.importorskip("tensorflow")
     from ntm.config import TrainConfig
@@ -308,6 +321,16 @@ def test_copy_failures_small(tmp_path):
     imperfect = round(4 * (1 - row["perfect_fraction"]))
     assert sum(row["kinds"].values()) == imperfect
     assert 0 <= row["first_row_rewritten"] <= 4 and table.startswith("# Copy: how runs fail")
+    (probe,) = row["zero_runs"]
+    assert (probe["zeros"], probe["length"], probe["sequences"]) == (2, 12, 4)
+    assert 0 <= probe["read_moved"] <= 4 and 0 <= probe["failed"] <= 4 and "| K = 2 |" in table
+    for options, message in ((["--zero-runs", "2,x"], "comma-separated"),
+                             (["--zero-runs", "0"], "at least 1"),
+                             (["--zero-runs", "7"], "at most 6 zeros")):
+        bad = subprocess.run([sys.executable, "benchmarks/copy_failures.py", "--small", "--out",
+                              str(tmp_path), str(run_dir), *options],
+                             cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr[-500:]
     bad = subprocess.run([sys.executable, "benchmarks/copy_failures.py", "--small", "--out",
                           str(tmp_path), str(tmp_path / "nothing")],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
