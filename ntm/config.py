@@ -226,6 +226,12 @@ class TrainConfig:
              "in its own state alone blurs as the input goes on, as it would over a longer "
              "input, so relying on it (rather than on memory) costs; on and off with "
              "--memory-noise's schedule (0 = off).", low=0, resumable=True)
+    blank_runs: float = setting(
+        0.0, "Blank a run of 2-5 consecutive items (every bit 0) in this fraction of the "
+             "training sequences, on and off with --memory-noise's schedule: random items "
+             "almost never give two blank ones in a row, which is what the output phase feeds "
+             "in, so a model may take such a run for the end of its input (copy only; "
+             "0 = off).", low=0, high=1, resumable=True)
     noise_after: int | None = setting(
         None, "With --memory-noise or --controller-noise and --polish-steps: polish this many "
               "steps without the noise before it joins in [default: half the polish steps].",
@@ -292,8 +298,9 @@ class TrainConfig:
 
     @property
     def noisy(self) -> bool:
-        """True when the run trains with memory or controller noise (at some point)."""
-        return bool(self.memory_noise or self.controller_noise)
+        """True when the run trains with memory or controller noise or blank runs (at some
+        point: they share one schedule)."""
+        return bool(self.memory_noise or self.controller_noise or self.blank_runs)
 
     @property
     def polishes(self) -> bool:

@@ -53,6 +53,13 @@ def check_controller_noise(model_config: ModelConfig, train_config: TrainConfig)
                           f" controller keeps no state to add it to)", "controller_noise")
 
 
+def check_blank_runs(task: Task, train_config: TrainConfig) -> None:
+    """ConfigError when blank runs are asked of a task that cannot blank its items."""
+    if train_config.blank_runs and not task.blanks_items:
+        raise ConfigError(f"blank_runs: the {task.name} task cannot blank runs of its items "
+                          f"(copy can)", "blank_runs")
+
+
 def default_run_dir(task: str) -> Path:
     return RUNS_ROOT / task
 
@@ -125,6 +132,7 @@ class Run:
                 f"{task.training_range()}: its longest training sequence needs {needed} memory "
                 f"rows", "memory_size")
         check_controller_noise(model_config, train_config)
+        check_blank_runs(task, train_config)
         return cls(Path(directory), model_config, train_config, task)
 
     @classmethod
@@ -155,6 +163,7 @@ class Run:
         train_config = dataclasses.replace(
             self.train_config, **{k: v for k, v in changes.items() if k in allowed})
         check_controller_noise(self.model_config, train_config)
+        check_blank_runs(self.task, train_config)
         return dataclasses.replace(self, train_config=train_config)
 
     # -- the trained model (TensorFlow) ----------------------------------------------------

@@ -119,7 +119,11 @@ class Trainer:
         """The training batch of ``step``: a pure function of (seed, step, stage)."""
         lengths, repeats = self.curriculum.ranges(int(self.state.stage.numpy()))
         rng = np.random.default_rng([self.config.seed, 0, step])
-        return self.task.batch(rng, self.config.batch_size, lengths, repeats)
+        batch = self.task.batch(rng, self.config.batch_size, lengths, repeats)
+        if self.config.blank_runs and self.noise_on(step):
+            batch = self.task.with_blank_runs(
+                batch, np.random.default_rng([self.config.seed, 5, step]), self.config.blank_runs)
+        return batch
 
     def memory_noise_for(self, step: int, batch_size: int) -> np.ndarray:
         """What ``step``'s sequences add to their initial memory, [batch, N, M] float32
@@ -352,8 +356,9 @@ class Trainer:
         cfg = self.config
         if not cfg.noisy:
             return ""
-        kinds = [f"{kind} noise {value:g}" for kind, value in
-                 (("memory", cfg.memory_noise), ("controller", cfg.controller_noise)) if value]
+        kinds = [f"{kind} {value:g}" for kind, value in
+                 (("memory noise", cfg.memory_noise), ("controller noise", cfg.controller_noise),
+                  ("blank runs", cfg.blank_runs)) if value]
         return f", {' and '.join(kinds)} from polish step {cfg.noise_after + 1}"
 
     def polish_done(self, step: int) -> bool:

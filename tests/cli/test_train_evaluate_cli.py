@@ -81,6 +81,9 @@ def test_evaluate_gives_each_point_the_rows_it_needs_or_the_rows_asked_for(train
     (["train", "--controller", "feedforward", "--controller-noise", "0.1"], 2,
      "controller_noise needs the lstm controller"),
     (["train", "--controller-noise", "-1"], 2, "--controller-noise"),
+    (["train", "--task", "recall", "--blank-runs", "0.3"], 2,
+     "blank_runs: the recall task cannot blank runs of its items (copy can)"),
+    (["train", "--blank-runs", "1.5"], 2, "--blank-runs"),
     (["train", "--resume", "--out", "/nonexistent/run"], 2, "no checkpoint"),
     (["evaluate", "/nonexistent/run"], 1, "does not exist"),
 ])

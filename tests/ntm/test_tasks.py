@@ -186,3 +186,38 @@ def test_repeat_copy_bars_guard_the_corners_of_the_training_range():
         (low_length, high_repeats), (high_length, low_repeats), (high_length, high_repeats)}
     assert all(bars[p] <= 0.1 for p in inside)
     assert bars[Difficulty(2 * high_length, high_repeats)] == 5.0
+
+
+def test_copy_blank_runs_blank_a_short_run_of_items_and_stay_copies():
+    from ntm.contract.tasks.base import Batch
+
+    task = CopyTask()
+    batch = task.batch(np.random.default_rng(3), 64)
+    before = (batch.inputs.copy(), batch.targets.copy())
+    blanked = task.with_blank_runs(batch, np.random.default_rng(4), 1.0)
+    assert isinstance(blanked, Batch) and blanked.mask is batch.mask
+    np.testing.assert_array_equal(batch.inputs, before[0])  # the batch given is left alone
+    np.testing.assert_array_equal(batch.targets, before[1])
+    changed_sequences = 0
+    for i, time_steps in enumerate(batch.lengths):
+        length = (int(time_steps) - 1) // 2
+        items, original = blanked.inputs[i, :length, :8], batch.inputs[i, :length, :8]
+        np.testing.assert_array_equal(blanked.targets[i, length + 1:2 * length + 1], items)
+        np.testing.assert_array_equal(blanked.inputs[i, length:], batch.inputs[i, length:])
+        changed = np.nonzero((items != original).any(axis=1))[0]
+        if length < 3:
+            assert len(changed) == 0
+        elif len(changed):  # a run may land on items that were blank already
+            changed_sequences += 1
+            assert changed[-1] - changed[0] + 1 <= 5 and not items[changed[0]:changed[-1] + 1].any()
+    assert changed_sequences >= 40
+    same = task.with_blank_runs(batch, np.random.default_rng(4), 1.0)
+    np.testing.assert_array_equal(same.inputs, blanked.inputs)  # seeded
+    untouched = task.with_blank_runs(batch, np.random.default_rng(4), 0.0)
+    np.testing.assert_array_equal(untouched.inputs, batch.inputs)
+
+
+def test_tasks_that_cannot_blank_items_say_so():
+    assert CopyTask.blanks_items and not RecallTask.blanks_items
+    with pytest.raises(NotImplementedError, match="recall"):
+        RecallTask().with_blank_runs(None, np.random.default_rng(0), 0.5)

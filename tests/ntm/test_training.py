@@ -138,3 +138,19 @@ def test_copy_polishes_by_default_and_older_copy_runs_do_not():
     # a config.json from before polishing
     del saved["write_entropy"], saved["polish_steps"], saved["memory_noise"], saved["noise_after"]
     assert not TrainConfig.from_dict(saved).polishes
+
+
+def test_blank_runs_follow_the_noise_schedule(tmp_path):
+    """Off before the polish's noise steps, on after them; the batch is otherwise the same."""
+    plain = make(tmp_path / "plain", max_length=8)
+    blanking = make(tmp_path / "blank", max_length=8, blank_runs=1.0, write_entropy=0.01,
+                    polish_steps=10, noise_after=4)
+    assert blanking.config.noisy and "blank runs 1" in blanking._noise_plan()
+    np.testing.assert_array_equal(blanking.batch_for(7).inputs, plain.batch_for(7).inputs)
+    blanking.polish.since.assign(5)  # polishing since step 5: noise (and blanks) from step 10
+    np.testing.assert_array_equal(blanking.batch_for(9).inputs, plain.batch_for(9).inputs)
+    on, off = blanking.batch_for(10), plain.batch_for(10)
+    assert not np.array_equal(on.inputs, off.inputs)
+    np.testing.assert_array_equal(on.mask, off.mask)
+    blank_items = lambda b: int((~b.inputs[:, :, :8].any(axis=2) * (b.mask == 0)).sum())
+    assert blank_items(on) > blank_items(off)

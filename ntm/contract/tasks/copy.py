@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ntm.contract.tasks.base import as_bit_matrix, bits_block, random_bits
+from ntm.contract.tasks.base import Batch, as_bit_matrix, bits_block, random_bits
 from ntm.contract.tasks.task import Difficulty, Encoded, Task
 
 
@@ -28,6 +28,8 @@ class CopyTask(Task):
     # 3,000 more steps with the write heads' entropy in the loss, 7 and 4 (5); with 3,000 more
     # after those with memory noise as well, 9 and 5 (7).
     train_defaults = {"write_entropy": 0.01, "memory_noise": 0.5, "polish_steps": 6000}
+    blanks_items = True
+    blank_run_lengths = (2, 5)  # shortest and longest blanked run (two in a row: ~1 in 65,536)
 
     def __init__(self, bits: int = 8, train_lengths: tuple[int, int] = (1, 20)):
         self.bits = bits
@@ -63,6 +65,22 @@ class CopyTask(Task):
         mask = np.zeros(2 * length + 1, np.float32)
         mask[length + 1:] = 1.0
         return self.layout(seq), targets, mask
+
+    def with_blank_runs(self, batch, rng, fraction):
+        """Each sequence of length L >= 3 is chosen with probability ``fraction``; a chosen
+        one gets k (uniform in 2..min(5, L - 1)) consecutive items blanked at a uniform start,
+        in its input (steps a..a+k-1) and in its target (steps L+1+a..): still a copy."""
+        inputs, targets = batch.inputs.copy(), batch.targets.copy()
+        shortest, longest = self.blank_run_lengths
+        for i, time_steps in enumerate(batch.lengths):
+            length = (int(time_steps) - 1) // 2  # T = 2L + 1
+            if rng.uniform() >= fraction or length < shortest + 1:
+                continue
+            k = int(rng.integers(shortest, min(longest, length - 1) + 1))
+            start = int(rng.integers(0, length - k + 1))
+            inputs[i, start:start + k, : self.bits] = 0.0
+            targets[i, length + 1 + start:length + 1 + start + k] = 0.0
+        return Batch(inputs, targets, batch.mask, batch.lengths)
 
     def default_eval_points(self):
         return [Difficulty(n) for n in (10, 20, 30, 50, 80, 100, 120, 200, 500, 1000)]

@@ -64,6 +64,8 @@ class Task(abc.ABC):
     # ``ntm train`` defaults this task sets for itself ({TrainConfig field: value}), each
     # measured by the seed sweep (benchmarks/seeds.py) for this task.
     train_defaults: ClassVar[dict[str, Any]] = {}
+    # Whether ``with_blank_runs`` can blank runs of this task's items (``ntm train --blank-runs``).
+    blanks_items: ClassVar[bool] = False
 
     input_size: int
     output_size: int
@@ -109,6 +111,12 @@ class Task(abc.ABC):
         parts = [self.sequence(rng, self.sample_difficulty(rng, lengths, repeats))
                  for _ in range(batch_size)]
         return stack_sequences(*zip(*parts))
+
+    def with_blank_runs(self, batch: Batch, rng: np.random.Generator, fraction: float) -> Batch:
+        """``batch`` with a run of 2-5 consecutive items blanked (every bit 0) in about
+        ``fraction`` of its sequences, inputs and targets alike (a new Batch). Only tasks with
+        ``blanks_items`` implement it."""
+        raise NotImplementedError(f"the {self.name} task cannot blank runs of its items")
 
     def fixed_batch(self, rng: np.random.Generator, batch_size: int, difficulty: Difficulty) -> Batch:
         """A batch whose sequences all have the same difficulty (for generalisation tables)."""
