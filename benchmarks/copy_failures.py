@@ -84,30 +84,47 @@ def classify(wrong_per_output: np.ndarray, read_path: np.ndarray, length: int) -
     return "other"
 
 
-def measure(run_dir: Path, length: int, sequences: int, seed: int, batch_size: int) -> dict:
-    import tensorflow as tf
-
-    from ntm.contract.tasks import Difficulty
-    from ntm.evaluation import rows_for_points
+def load_copy_run(run_dir: Path):
+    """The run (``ntm.runs.Run``, its latest checkpoint); SystemExit unless it is a copy run."""
     from ntm.runs import Run
 
     run = Run.load(run_dir)
-    task = run.task
-    if task.name != "copy":
-        raise SystemExit(f"{run_dir} is a {task.name} run, not a copy one")
-    point = Difficulty(length)
-    rows = rows_for_points(task, run.model_config.memory_size)(point)
+    if run.task.name != "copy":
+        raise SystemExit(f"{run_dir} is a {run.task.name} run, not a copy one")
+    return run
+
+
+def memory_rows(run, length: int) -> int:
+    """The rows ``ntm evaluate`` gives length ``length``."""
+    from ntm.contract.tasks import Difficulty
+    from ntm.evaluation import rows_for_points
+
+    return rows_for_points(run.task, run.model_config.memory_size)(Difficulty(length))
+
+
+def run_batch(run, batch, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The model on ``batch`` with ``rows`` memory rows -> (wrong bits of each scored step
+    [batch, time], each head's weighting [batch, time, heads (reads first), N])."""
+    import tensorflow as tf
+
+    out = run.model(tf.constant(batch.inputs), memory_size=rows)
+    probabilities = tf.sigmoid(out.logits).numpy()
+    wrong = ((probabilities > 0.5) != (batch.targets > 0.5)).sum(-1) * batch.mask
+    return wrong, out.weights.numpy()
+
+
+def measure(run, length: int, sequences: int, seed: int, batch_size: int) -> dict:
+    from ntm.contract.tasks import Difficulty
+
+    task, point, rows = run.task, Difficulty(length), memory_rows(run, length)
+    reads = run.model_config.num_read_heads
     rng = np.random.default_rng([seed, length])
     kinds, moves, rewritten, bits = Counter(), [], 0, []
     for start in range(0, sequences, batch_size):
         batch = task.fixed_batch(rng, min(batch_size, sequences - start), point)
-        out = run.model(tf.constant(batch.inputs), memory_size=rows)
-        probabilities = tf.sigmoid(out.logits).numpy()
-        weights = out.weights.numpy()  # [batch, time, heads (reads first), N]
-        reads = run.model_config.num_read_heads
+        wrong_steps, weights = run_batch(run, batch, rows)
         for i in range(batch.batch_size):
-            wrong = (((probabilities[i] > 0.5) != (batch.targets[i] > 0.5)).sum(-1)
-                     * batch.mask[i])[length + 1:]
+            wrong = wrong_steps[i, length + 1:]
             bits.append(int(wrong.sum()))
             read_path = head_path(weights[i, :length + 1, 0])
             write_path = head_path(weights[i, :length, reads])
@@ -117,7 +134,8 @@ def measure(run_dir: Path, length: int, sequences: int, seed: int, batch_size: i
                 kinds[kind] += 1
             if kind == "read moved":
                 moves.append({"sequence": start + i, "input_step": read_moved_at(read_path, length)})
-    return {"run": str(run_dir), "seed": run.train_config.seed, "step": int(run.state.step.numpy()),
+    return {"run": str(run.directory), "seed": run.train_config.seed,
+            "step": int(run.state.step.numpy()),
             "length": length, "memory_rows": rows, "sequences": sequences,
             "mean_bits": float(np.mean(bits)), "perfect_fraction": float(np.mean(np.equal(bits, 0))),
             "kinds": {kind: kinds[kind] for kind in KINDS}, "first_row_rewritten": rewritten,
@@ -141,29 +159,19 @@ def with_zero_run(task, rng: np.random.Generator, length: int, zeros: int):
     return task.layout(items), targets, mask
 
 
-def probe_zero_runs(run_dir: Path, length: int, runs: list[int], sequences: int,
-                    seed: int) -> list[dict]:
+def probe_zero_runs(run, length: int, runs: list[int], sequences: int, seed: int) -> list[dict]:
     """For each K in ``runs``: how many of ``sequences`` fail, and how many see the read head
     leave its row during the input, with K all-zero items in the middle of the input."""
-    import tensorflow as tf
-
-    from ntm.contract.tasks import Difficulty
     from ntm.contract.tasks.base import stack_sequences
-    from ntm.evaluation import rows_for_points
-    from ntm.runs import Run
 
-    run = Run.load(run_dir)
-    task = run.task
-    rows = rows_for_points(task, run.model_config.memory_size)(Difficulty(length))
+    rows = memory_rows(run, length)
     results = []
     for zeros in runs:
         rng = np.random.default_rng([seed, length, zeros])
-        batch = stack_sequences(*zip(*[with_zero_run(task, rng, length, zeros)
+        batch = stack_sequences(*zip(*[with_zero_run(run.task, rng, length, zeros)
                                        for _ in range(sequences)]))
-        out = run.model(tf.constant(batch.inputs), memory_size=rows)
-        probabilities = tf.sigmoid(out.logits).numpy()
-        weights = out.weights.numpy()
-        wrong = (((probabilities > 0.5) != (batch.targets > 0.5)).sum(-1) * batch.mask).sum(-1)
+        wrong_steps, weights = run_batch(run, batch, rows)
+        wrong = wrong_steps.sum(-1)
         moved = sum(read_moved_at(head_path(weights[i, :length + 1, 0]), length) is not None
                     for i in range(sequences))
         results.append({"zeros": zeros, "length": length, "memory_rows": rows,
@@ -246,8 +254,9 @@ def main() -> None:
             parser.error(f"{run_dir} is not a run directory (no config.json)")
     rows = []
     for run_dir in args.runs:
-        row = measure(run_dir, length, sequences, args.seed, args.batch_size)
-        row["zero_runs"] = probe_zero_runs(run_dir, probe_length, zero_runs, probe_sequences,
+        run = load_copy_run(run_dir)  # one restore serves both measurements
+        row = measure(run, length, sequences, args.seed, args.batch_size)
+        row["zero_runs"] = probe_zero_runs(run, probe_length, zero_runs, probe_sequences,
                                            args.seed)
         rows.append(row)
     options = [("--length", args.length), ("-n", args.sequences), ("--zero-runs", args.zero_runs),

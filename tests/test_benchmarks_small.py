@@ -230,17 +230,21 @@ def test_repeat_count_small(tmp_path):
     assert table.startswith("# Repeat-copy")
 
 
-def test_checkpoint_sweep_small(tmp_path):
+def tiny_copy_run(run_dir: Path, steps: int, **train) -> Path:
+    """A copy run of a tiny model trained for ``steps`` (a checkpoint every 10) in ``run_dir``."""
     pytest.importorskip("tensorflow")
     from ntm.config import TrainConfig
     from ntm.runs import Run
     from ntm.trainer import Trainer
 
-    run_dir = tmp_path / "run"
-    tc = TrainConfig(task="copy", max_length=4, batch_size=4, steps=30, eval_every=10,
-                     eval_size=8, checkpoint_every=10, keep_checkpoints=5, log_every=10,
-                     target_error=-1)
+    tc = TrainConfig(task="copy", max_length=4, batch_size=4, steps=steps, eval_every=10,
+                     eval_size=8, checkpoint_every=10, log_every=10, target_error=-1, **train)
     Trainer(Run.create(run_dir, tc, memory_size=16, memory_width=6, controller_size=16)).run()
+    return run_dir
+
+
+def test_checkpoint_sweep_small(tmp_path):
+    run_dir = tiny_copy_run(tmp_path / "run", 30, keep_checkpoints=5)
     run = subprocess.run([sys.executable, "benchmarks/checkpoint_sweep.py", "--small", "--out",
                           str(tmp_path), str(run_dir), "--points", "4,8", "--select", "6",
                           "-n", "8", "--max-heldout", "1000", "--name", "tiny"],
@@ -306,15 +310,7 @@ def test_copy_failures_zero_run_sequences_are_copies_with_one_blank_run():
 
 
 def test_copy_failures_small(tmp_path):
-    pytest.importorskip("tensorflow")
-    from ntm.config import TrainConfig
-    from ntm.runs import Run
-    from ntm.trainer import Trainer
-
-    run_dir = tmp_path / "run"
-    tc = TrainConfig(task="copy", max_length=4, batch_size=4, steps=10, eval_every=10,
-                     eval_size=8, checkpoint_every=10, log_every=10, target_error=-1)
-    Trainer(Run.create(run_dir, tc, memory_size=16, memory_width=6, controller_size=16)).run()
+    run_dir = tiny_copy_run(tmp_path / "run", 10)
     result, table = run_small("copy_failures", tmp_path, str(run_dir))
     (row,) = result["rows"]
     assert row["length"] == 12 and row["sequences"] == 4 and row["memory_rows"] == 16
