@@ -115,7 +115,7 @@ def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
 
 POSITIVE = dict(low=1)  # an integer >= 1
 # TrainConfig fields whose None means "the task's own default" (Task.train_defaults).
-TASK_DEFAULTS = ("restart_at", "write_entropy", "memory_noise", "polish_steps")
+TASK_DEFAULTS = ("restart_at", "write_entropy", "memory_noise", "blank_runs", "polish_steps")
 
 
 @dataclass(frozen=True)
@@ -226,12 +226,13 @@ class TrainConfig:
              "in its own state alone blurs as the input goes on, as it would over a longer "
              "input, so relying on it (rather than on memory) costs; on and off with "
              "--memory-noise's schedule (0 = off).", low=0, resumable=True)
-    blank_runs: float = setting(
-        0.0, "Blank a run of 2-5 consecutive items (every bit 0) in this fraction of the "
-             "training sequences, on and off with --memory-noise's schedule: random items "
-             "almost never give two blank ones in a row, which is what the output phase feeds "
-             "in, so a model may take such a run for the end of its input (copy only; "
-             "0 = off).", low=0, high=1, resumable=True)
+    blank_runs: float | None = setting(
+        None, "Blank a run of 2-5 consecutive items (every bit 0) in this fraction of the "
+              "training sequences, on and off with --memory-noise's schedule: random items "
+              "almost never give two blank ones in a row, which is what the output phase feeds "
+              "in, so a model may take such a run for the end of its input (copy only; "
+              "0 = off) [default: the task's: copy 0.3, measured by benchmarks/seeds.py; the "
+              "others 0].", low=0, high=1, resumable=True)
     noise_after: int | None = setting(
         None, "With --memory-noise or --controller-noise and --polish-steps: polish this many "
               "steps without the noise before it joins in [default: half the polish steps].",

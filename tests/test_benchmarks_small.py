@@ -149,7 +149,7 @@ def test_seeds_state_refuses_rows_trained_under_other_task_defaults(tmp_path):
     sweep = seeds.Sweep(task="copy", seeds=(1,), runs_root=tmp_path, train_args=(),
                         budget_steps=20000, points=seeds.EVAL_POINTS["copy"], eval_sequences=50)
     assert sweep.task_defaults() == {"write_entropy": 0.01, "memory_noise": 0.5,
-                                     "polish_steps": 6000}
+                                     "blank_runs": 0.3, "polish_steps": 6000}
     seeds.save_state(sweep, {"1": {"seed": 1}})
     assert seeds.load_state(sweep) == {"1": {"seed": 1}}
     state = json.loads(sweep.state_path.read_text())
@@ -164,7 +164,8 @@ def test_seeds_state_refuses_rows_trained_under_other_task_defaults(tmp_path):
     section = {"command": sweep.command(), "defaults": True,
                "task_defaults": sweep.task_defaults()}
     assert seeds._defaults_note(section) == \
-        " (the defaults: --write-entropy 0.01, --memory-noise 0.5, --polish-steps 6000)"
+        " (the defaults: --write-entropy 0.01, --memory-noise 0.5, --blank-runs 0.3, " \
+        "--polish-steps 6000)"
     # A variant says what the defaults were when it ran: its command means something else later.
     assert seeds._defaults_note({"defaults": False, "task_defaults": {"restart_at": 8000}}) == \
         " (run when the task's own defaults were --restart-at 8000)"

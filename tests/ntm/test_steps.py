@@ -116,7 +116,8 @@ def _noise_trainer(tmp_path, **changes):
 
     settings = dict(task="copy", max_length=3, batch_size=3, steps=200, eval_every=10,
                     eval_size=4, checkpoint_every=10, log_every=10, target_error=1000,
-                    patience_evals=1, write_entropy=0.0, memory_noise=0.5, polish_steps=25)
+                    patience_evals=1, write_entropy=0.0, memory_noise=0.5, polish_steps=25,
+                    blank_runs=0.0)
     tc = TrainConfig(**{**settings, **changes})
     return Trainer(Run.create(tmp_path / "run", tc, memory_size=16, memory_width=8,
                               controller_size=8))
@@ -187,7 +188,10 @@ def test_noise_after_must_leave_the_noise_some_polish_steps():
     with pytest.raises(ConfigError, match=r"noise_after \(100\) must be below polish_steps"):
         TrainConfig(task="copy", memory_noise=0.0, controller_noise=0.1, polish_steps=100,
                     noise_after=100)
-    assert TrainConfig(task="copy", memory_noise=0.0, polish_steps=100, noise_after=100)
+    assert TrainConfig(task="copy", memory_noise=0.0, blank_runs=0.0, polish_steps=100,
+                       noise_after=100)
+    with pytest.raises(ConfigError, match=r"noise_after \(100\) must be below polish_steps"):
+        TrainConfig(task="copy", memory_noise=0.0, polish_steps=100, noise_after=100)  # blanks
 
 
 def test_a_polishing_run_switches_the_term_on_at_the_target_and_trains_on(tmp_path):
@@ -228,8 +232,8 @@ def test_resume_switches_polishing_on_and_says_what_starts_afresh(tmp_path):
 
     tc = TrainConfig(task="copy", max_length=3, batch_size=2, steps=20, eval_every=10,
                      eval_size=4, checkpoint_every=10, log_every=10, target_error=-1,
-                     write_entropy=0.0, memory_noise=0.0)  # unpolished, as copy runs were
-                                                           # before it polished
+                     write_entropy=0.0, memory_noise=0.0,
+                     blank_runs=0.0)  # unpolished, as copy runs were before it polished
     Trainer(Run.create(tmp_path / "run", tc, memory_size=8, memory_width=4,
                        controller_size=8)).run()
     run = Run.load(tmp_path / "run").resumed({"steps": 30, "write_entropy": 0.1,

@@ -73,7 +73,7 @@ def test_persistent_nans_restore_then_stop_clearly(tmp_path, nan_at):
 def test_stops_early_at_the_target(tmp_path):
     # No entropy, no noise: copy's default polish would train 6,000 steps past the target first.
     result = make(tmp_path, steps=10_000, target_error=100.0, patience_evals=2,
-                  write_entropy=0.0, memory_noise=0.0).run()
+                  write_entropy=0.0, memory_noise=0.0, blank_runs=0.0).run()
     assert result.reason == "target" and result.step == 40
 
 
@@ -129,14 +129,17 @@ def test_restart_at_defaults_to_the_tasks_own_and_old_runs_never_restart():
 def test_copy_polishes_by_default_and_older_copy_runs_do_not():
     config = TrainConfig(task="copy")  # CopyTask.train_defaults, chosen by benchmarks/seeds.py
     assert (config.write_entropy, config.polish_steps, config.polishes) == (0.01, 6000, True)
-    assert (config.memory_noise, config.noise_after) == (0.5, 3000)
+    assert (config.memory_noise, config.blank_runs, config.noise_after) == (0.5, 0.3, 3000)
+    assert TrainConfig(task="recall").blank_runs == 0 == TrainConfig(task="repeat-copy").blank_runs
     assert TrainConfig(task="copy", write_entropy=0.0).polishes  # memory noise still polishes
-    assert not TrainConfig(task="copy", write_entropy=0.0,
-                           memory_noise=0.0).polishes  # the user's word wins
+    assert TrainConfig(task="copy", write_entropy=0.0, memory_noise=0.0).polishes  # blanks
+    assert not TrainConfig(task="copy", write_entropy=0.0, memory_noise=0.0,
+                           blank_runs=0.0).polishes  # the user's word wins
     assert not TrainConfig(task="recall").polishes and not TrainConfig(task="repeat-copy").polishes
     saved = TrainConfig(task="copy").to_dict()
     # a config.json from before polishing
     del saved["write_entropy"], saved["polish_steps"], saved["memory_noise"], saved["noise_after"]
+    del saved["blank_runs"]
     assert not TrainConfig.from_dict(saved).polishes
 
 

@@ -27,7 +27,8 @@ class CopyTask(Task):
     # seeds copied length 120 perfectly and 4 of 10 length 1000 (5 within 1 bit/seq); with
     # 3,000 more steps with the write heads' entropy in the loss, 7 and 4 (5); with 3,000 more
     # after those with memory noise as well, 9 and 5 (7).
-    train_defaults = {"write_entropy": 0.01, "memory_noise": 0.5, "polish_steps": 6000}
+    train_defaults = {"write_entropy": 0.01, "memory_noise": 0.5, "blank_runs": 0.3,
+                      "polish_steps": 6000}
     blanks_items = True
     blank_run_lengths = (2, 5)  # shortest and longest blanked run (two in a row: ~1 in 65,536)
 
