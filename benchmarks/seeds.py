@@ -12,6 +12,9 @@ RUNS_ROOT/TASK-sweep.json. Stop the sweep (Ctrl-C or SIGTERM: the trainer checkp
 SIGKILL: the trainer then gets SIGTERM) and run the same command again: finished seeds are not
 retrained, and an interrupted seed continues from its last checkpoint (its training seconds
 then include the few seconds the trainer spends tracing its step again after the restart).
+Two processes may sweep other seeds of one section side by side (``--seeds 1,2`` and
+``--seeds 3,4,5``, e.g. with ``--threads 1`` in a variant's options): the state and the results
+are locked while either writes, and each writes every finished seed of the section.
 
     python benchmarks/seeds.py --task copy                   # seeds 1-5, minutes each
     python benchmarks/seeds.py --task recall --seeds 3,7     # chosen seeds
@@ -23,7 +26,9 @@ then include the few seconds the trainer spends tracing its step again after the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
+import fcntl
 import json
 import math
 import os
@@ -146,6 +151,37 @@ def save_state(sweep: Sweep, rows: dict[str, dict]) -> None:
     sweep.runs_root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(sweep.state_path, {"task": sweep.task, "train_args": list(sweep.train_args),
                                          "task_defaults": sweep.task_defaults(), "seeds": rows})
+
+
+@contextlib.contextmanager
+def state_lock(sweep: Sweep):
+    """The sweep's state and its section of the results, held by one process at a time: two
+    processes may sweep other seeds of one section side by side (a CPU core each), and neither
+    loses the other's rows."""
+    sweep.runs_root.mkdir(parents=True, exist_ok=True)
+    with open(sweep.runs_root / f"{sweep.task}-sweep.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def record_row(sweep: Sweep, row: dict) -> dict[str, dict]:
+    """Seed's row added to the state as it is on disk now (another process may have added its
+    own since this one read it); call under ``state_lock``. Returns every kept row."""
+    rows = load_state(sweep)
+    rows[str(row["seed"])] = row
+    save_state(sweep, rows)
+    return rows
+
+
+def section_seeds(sweep: Sweep, kept: dict[str, dict]) -> list[int]:
+    """The seeds of this sweep's section: its own, then those other processes finished in the
+    same state with the same evaluation (ascending)."""
+    others = sorted(int(seed) for seed, row in kept.items()
+                    if int(seed) not in sweep.seeds and row.get("evaluation") == sweep.evaluation())
+    return [*sweep.seeds, *others]
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -324,13 +360,16 @@ def summarise(rows: list[dict], points: tuple[EvalPoint, ...]) -> dict:
 
 
 # -- the report -------------------------------------------------------------------------------
-def task_section(sweep: Sweep, rows: list[dict]) -> dict:
+def task_section(sweep: Sweep, kept: dict[str, dict]) -> dict:
+    """The section of this sweep's seeds (``section_seeds``) from the kept rows, in that order."""
+    planned = section_seeds(sweep, kept)
+    rows = [kept[str(seed)] for seed in planned if str(seed) in kept]
     within = sum(r["first_below_threshold"] is not None for r in rows)
     return {"task": sweep.task, "variant": sweep.variant,
             "command": sweep.command(), "defaults": not sweep.train_args,
             "task_defaults": sweep.task_defaults(),
-            "seeds_planned": list(sweep.seeds),
-            "seeds_done": len(rows), "complete": len(rows) == len(sweep.seeds),
+            "seeds_planned": planned,
+            "seeds_done": len(rows), "complete": len(rows) == len(planned),
             "within_budget": within, "budget_steps": sweep.budget_steps,
             "points": [asdict(p) for p in sweep.points], "eval_sequences": sweep.eval_sequences,
             "seeds": rows, **summarise(rows, sweep.points)}
@@ -405,11 +444,12 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(sweep: Sweep, rows: list[dict], out: Path, small: bool) -> None:
-    """Replace this task's section of results/seeds.{json,md}, keeping the other tasks'."""
+def write_report(sweep: Sweep, kept: dict[str, dict], out: Path, small: bool) -> None:
+    """Replace this sweep's section of results/seeds.{json,md}, keeping the others; call under
+    ``state_lock``."""
     result = read_results(out, "seeds", small) or {}
     tasks = result.get("tasks", {})
-    tasks[sweep.key] = task_section(sweep, rows)
+    tasks[sweep.key] = task_section(sweep, kept)
     result = {"benchmark": "seeds", "mode": "small" if small else "full",
               "threshold_bits_per_seq": THRESHOLD, "cpu_count": os.cpu_count(), "tasks": tasks}
     write_results(out, "seeds", small, result, markdown(result))
@@ -463,15 +503,14 @@ def main() -> None:
     args = parser.parse_args()
     sweep = make_sweep(args)
 
-    kept = load_state(sweep)
-    rows = []
+    with state_lock(sweep):
+        kept = load_state(sweep)
     try:
         for seed in sweep.seeds:
             row = sweep_seed(sweep, seed, kept.get(str(seed)))
-            kept[str(seed)] = row
-            save_state(sweep, kept)
-            rows.append(row)
-            write_report(sweep, rows, args.out, args.small)
+            with state_lock(sweep):
+                kept = record_row(sweep, row)
+                write_report(sweep, kept, args.out, args.small)
     except Interrupted as err:
         print(f"{err}; run the same command again to resume the sweep", flush=True)
         sys.exit(130)

@@ -173,6 +173,43 @@ def test_seeds_state_refuses_rows_trained_under_other_task_defaults(tmp_path):
         " (run when the task's own defaults were none)"
 
 
+def test_two_sweeps_of_one_section_keep_each_others_rows(tmp_path):
+    """Two processes sweeping other seeds of one section (each read the state before the other
+    wrote): every finished row stays in the state and in the section, whoever writes last."""
+    def sweep(*numbers):
+        return seeds.Sweep(task="copy", seeds=numbers, runs_root=tmp_path / "runs", train_args=(),
+                           budget_steps=20000, points=seeds.EVAL_POINTS["copy"],
+                           eval_sequences=50)
+
+    def row(a_sweep, seed, evaluation=None):
+        gen = [{"length": p.length, "memory_size": None, "mean_bits": float(seed),
+                "perfect_fraction": 1.0} for p in a_sweep.points]
+        return {"seed": seed, "failure": None, "generalisation": gen,
+                "first_below_threshold": {"step": 100, "sequences": 400 * seed,
+                                          "train_seconds": 10.0 * seed},
+                "stopped": {"reason": "target", "step": 200, "heldout_bits_per_seq": 0.0},
+                "evaluation": evaluation or a_sweep.evaluation()}
+
+    first, second = sweep(1, 2), sweep(3)
+    with seeds.state_lock(first):
+        assert seeds.load_state(first) == {}  # the first process starts ...
+    with seeds.state_lock(second):  # ... the second finishes seed 3 meanwhile
+        seeds.write_report(second, seeds.record_row(second, row(second, 3)), tmp_path, False)
+    with seeds.state_lock(first):  # the first finishes seed 1 on what it read at the start
+        kept = seeds.record_row(first, row(first, 1))
+        seeds.write_report(first, kept, tmp_path, False)
+    assert sorted(seeds.load_state(first)) == ["1", "3"]
+    section = json.loads((tmp_path / "seeds.json").read_text())["tasks"]["copy"]
+    assert section["seeds_planned"] == [1, 2, 3] and section["seeds_done"] == 2
+    assert [r["seed"] for r in section["seeds"]] == [1, 3] and not section["complete"]
+    assert section["median"]["sequences"] == 800 and section["worst"]["sequences"] == 1200
+    # A row measured otherwise (another --eval-sequences) is not mixed into the section.
+    with seeds.state_lock(first):
+        seeds.record_row(second, row(second, 4, evaluation={"sequences": 16}))
+        section = seeds.task_section(first, seeds.load_state(first))
+    assert section["seeds_planned"] == [1, 2, 3]
+
+
 def test_seeds_summary_counts_a_failed_seed_as_slowest():
     """Not within budget is a result: it makes the worst (and here the median) "not reached"."""
     points = (seeds.EvalPoint(50), seeds.EvalPoint(120))
