@@ -234,8 +234,9 @@ class TrainConfig:
               "0 = off) [default: the task's: copy 0.3, measured by benchmarks/seeds.py; the "
               "others 0].", low=0, high=1, resumable=True)
     noise_after: int | None = setting(
-        None, "With --memory-noise or --controller-noise and --polish-steps: polish this many "
-              "steps without the noise before it joins in [default: half the polish steps].",
+        None, "With --memory-noise, --controller-noise or --blank-runs and --polish-steps: "
+              "polish this many steps without them before they join in [default: half the "
+              "polish steps the run was created with; a resumed run keeps it unless given].",
         low=0, resumable=True)
     polish_steps: int | None = setting(
         None, "With --write-entropy or a noise: leave them off until held-out bits/seq "
@@ -294,8 +295,9 @@ class TrainConfig:
         ``polish_steps``)."""
         if self.noisy and self.polishes and self.noise_after >= self.polish_steps:
             raise ConfigError(f"noise_after ({self.noise_after}) must be below polish_steps "
-                              f"({self.polish_steps}): the noise would never be on",
-                              "noise_after")
+                              f"({self.polish_steps}): the noise would never be on (a resumed "
+                              f"run keeps the noise_after it was created with unless "
+                              f"--noise-after is given)", "noise_after")
 
     @property
     def noisy(self) -> bool:

@@ -194,6 +194,20 @@ def test_noise_after_must_leave_the_noise_some_polish_steps():
         TrainConfig(task="copy", memory_noise=0.0, polish_steps=100, noise_after=100)  # blanks
 
 
+def test_a_resumed_run_keeps_its_noise_after_and_says_so_when_it_no_longer_fits(tmp_path):
+    from ntm.config import ConfigError, TrainConfig
+    from ntm.runs import Run
+
+    run = Run.create(tmp_path / "run", TrainConfig(task="copy", max_length=3), memory_size=8,
+                     memory_width=4, controller_size=8)  # copy's polish: noise after 3,000 of 6,000
+    assert run.resumed({"polish_steps": 9000}).train_config.noise_after == 3000
+    with pytest.raises(ConfigError, match=r"noise_after \(3000\) must be below polish_steps "
+                                          r"\(2000\).*--noise-after is given"):
+        run.resumed({"polish_steps": 2000})
+    assert run.resumed({"polish_steps": 2000, "noise_after": 1000}).train_config.noise_after \
+        == 1000
+
+
 def test_a_polishing_run_switches_the_term_on_at_the_target_and_trains_on(tmp_path):
     from ntm.config import TrainConfig
     from ntm.runs import Run
