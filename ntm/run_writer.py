@@ -20,8 +20,8 @@ import tensorflow as tf
 from ntm.checkpoints import all_finite
 from ntm.config import save_configs
 from ntm.files import write_json_atomic, write_text_atomic
-from ntm.runs import (CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE, TENSORBOARD_DIR, Run,
-                      RunError)
+from ntm.runs import (AT_TARGET_DIR, CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE, TENSORBOARD_DIR,
+                      Run, RunError)
 
 
 class RunWriter:
@@ -35,6 +35,10 @@ class RunWriter:
         self.manager = tf.train.CheckpointManager(
             checkpoint, str(self.out_dir / CHECKPOINT_DIR),
             max_to_keep=run.train_config.keep_checkpoints)
+        # The weights alone, at a polishing run's last evaluation that met the target.
+        self.at_target = tf.train.CheckpointManager(
+            tf.train.Checkpoint(model=checkpoint.model), str(self.out_dir / AT_TARGET_DIR),
+            max_to_keep=1)
         self.metrics_path = self.out_dir / METRICS_FILE
         self.events = None
 
@@ -103,6 +107,22 @@ class RunWriter:
         if not all_finite(variables):
             return None
         return self.manager.save(checkpoint_number=step)
+
+    def save_at_target(self, step: int, variables) -> str | None:
+        """Keep the weights of ``step``, whose evaluation met the target (the previous ones
+        kept so are replaced); nothing when a weight is non-finite."""
+        if not all_finite(variables):
+            return None
+        return self.at_target.save(checkpoint_number=step)
+
+    def restore_at_target(self) -> int | None:
+        """Put the weights kept by ``save_at_target`` back into the model; their step (None
+        when none were kept)."""
+        path = self.at_target.latest_checkpoint
+        if path is None:
+            return None
+        self.at_target.checkpoint.restore(path).assert_existing_objects_matched()
+        return int(path.rsplit("-", 1)[1])
 
     def restore_last_good(self) -> str:
         """Go back to the last checkpoint this session can see; its path."""

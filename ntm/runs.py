@@ -4,6 +4,7 @@ until a model is asked for).
 A run directory holds:
     config.json      model + training configuration (ntm.config)
     checkpoints/     tf.train.CheckpointManager files
+    at-target/       a polishing run's weights at its last evaluation that met the target
     metrics.jsonl    one JSON object per logged step / evaluation
     tensorboard/     TensorBoard event files
     summary.json     how the last training session ended
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 RUNS_ROOT = Path("runs")
 CHECKPOINT_DIR = "checkpoints"
+AT_TARGET_DIR = "at-target"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 TENSORBOARD_DIR = "tensorboard"

@@ -92,6 +92,7 @@ class Trainer:
         self.out_dir = self.writer.out_dir  # where this process writes
         self.resume_note = self.writer.restore_run() if resume else None
         self.writer.start(run, int(self.state.step.numpy()))
+        self.reverted: dict = {}  # set when a failed polish went back (revert_failed_polish)
         self.train_step = self._make_train_step()
         self.predict = make_predict(self.model)
         self.curriculum = Curriculum(self.task.train_lengths, self.task.train_repeats,
@@ -233,6 +234,8 @@ class Trainer:
                     break
                 if step % cfg.checkpoint_every == 0:
                     self.save()
+            if reason == "steps":
+                self.revert_failed_polish(progress)
         except KeyboardInterrupt:
             reason = "interrupted"
         finally:
@@ -303,6 +306,7 @@ class Trainer:
             "elapsed_seconds": round(result.elapsed, 1), "heldout_bits_per_seq": result.eval_bits,
             "stopped": reason, "checkpoint": path or self.writer.latest_checkpoint,
             "stage": int(self.state.stage.numpy()), "stages": self.curriculum.stages,
+            **self.reverted,
         })
         return result
 
@@ -339,8 +343,33 @@ class Trainer:
             progress.message(f"step {step}: target reached; polishing for "
                              f"{self.config.polish_steps} steps with write entropy "
                              f"{self.config.write_entropy:g}" + self._noise_plan())
+        if reached and self.polish is not None:
+            self.writer.save_at_target(step, self.model.trainable_variables)
         return (int(self.state.good_evals.numpy()) >= self.config.patience_evals
                 and self.polish_done(step))
+
+    def revert_failed_polish(self, progress: Progress) -> None:
+        """At the step budget, a polishing run whose last held-out evaluation is above the
+        target goes back to the weights of its last evaluation that met it (the polish knocked
+        it over and it did not recover in time): training never ends on a model worse than one
+        it had. The step, data and optimiser stay where they are (``--resume`` trains on)."""
+        cfg = self.config
+        if self.polish is None or cfg.target_error < 0:
+            return
+        last = float(self.state.last_eval.numpy())
+        if last <= cfg.target_error:
+            return
+        kept = self.writer.restore_at_target()
+        if kept is None:
+            return
+        heldout = self.error_on(self.heldout)
+        self.state.last_eval.assign(heldout)
+        self.reverted = {"weights_from_step": kept, "polish_heldout_bits_per_seq": last}
+        self.writer.log({"step": int(self.state.step.numpy()), "eval_bits_per_seq": heldout,
+                         "stage": int(self.state.stage.numpy()), **self.reverted})
+        progress.message(f"polishing ended above the target ({last:.3f} bits/seq held out): "
+                         f"back to the weights of step {kept} ({heldout:.3f} bits/seq), the last "
+                         f"that met it")
 
     def polish_begins(self, step: int) -> bool:
         """Switch the write-entropy term on at the first time the target is reached (a run that

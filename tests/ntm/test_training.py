@@ -77,6 +77,47 @@ def test_stops_early_at_the_target(tmp_path):
     assert result.reason == "target" and result.step == 40
 
 
+def test_a_polish_that_never_regains_the_target_ends_on_the_weights_that_met_it(tmp_path):
+    """Seed 9 of copy's sweep: polishing knocked a converged run over and the step budget ran
+    out first. The run ends on the weights of its last evaluation at the target instead."""
+    trainer = make(tmp_path, steps=80, target_error=0.5, write_entropy=0.01, polish_steps=30,
+                   memory_noise=0.0, blank_runs=0.0)
+    # Held out: the target at steps 20 (polish begins) and 40, lost at 60 and 80; then the
+    # re-evaluation of the weights put back.
+    errors = iter([0.1, 0.2, 3.0, 4.0, 0.2])
+    trainer.error_on = lambda batch: next(errors)
+    kept = {}
+    save = trainer.writer.save_at_target
+
+    def spy(step, variables):
+        kept[step] = [v.numpy().copy() for v in variables]
+        return save(step, variables)
+
+    trainer.writer.save_at_target = spy
+    result = trainer.run()
+    assert result.reason == "steps" and result.step == 80 and sorted(kept) == [20, 40]
+    assert result.eval_bits == pytest.approx(0.2)
+    reopened = Run.load(tmp_path).model  # the run's latest checkpoint holds them
+    for got, want in zip(reopened.trainable_variables, kept[40]):
+        np.testing.assert_array_equal(got.numpy(), want)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["weights_from_step"], summary["polish_heldout_bits_per_seq"]) == (40, 4.0)
+    assert metrics(tmp_path)[-1]["weights_from_step"] == 40
+
+
+def test_a_polish_that_ends_at_the_target_or_no_polish_keeps_its_weights(tmp_path):
+    polished = make(tmp_path / "polished", steps=60, target_error=0.5, write_entropy=0.01,
+                    polish_steps=30, memory_noise=0.0, blank_runs=0.0)
+    errors = iter([0.1, 3.0, 0.3])  # the last evaluation meets the target: nothing to undo
+    polished.error_on = lambda batch: next(errors)
+    assert polished.run().reason == "steps" and not polished.reverted
+    plain = make(tmp_path / "plain", steps=20, write_entropy=0.0, memory_noise=0.0,
+                 blank_runs=0.0, target_error=0.5)
+    plain.error_on = lambda batch: 3.0
+    assert plain.run().reason == "steps" and not plain.reverted
+    assert not (tmp_path / "plain" / "at-target").exists()
+
+
 def test_restart_reinitialises_weights_and_optimiser_and_goes_on(tmp_path):
     from ntm.model import NTM
     from ntm.trainer import RESTART_SEED_STRIDE
