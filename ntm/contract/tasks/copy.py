@@ -27,8 +27,8 @@ class CopyTask(Task):
     # seeds copied length 120 perfectly and 4 of 10 length 1000 (5 within 1 bit/seq); with
     # 3,000 more steps with the write heads' entropy in the loss, 7 and 4 (5); with 3,000 more
     # after those with memory noise as well, 9 and 5 (7). Blank runs joining the noise took
-    # seeds 1-5 from 3 to 4 within 1 bit/seq at length 1000 (seed 5's read head had moved on
-    # runs of blank items; seed 2's first item fading is untouched).
+    # seeds 1-5 from 3 to 4 within 1 bit/seq at length 1000, seeds 1-10 to 9 (seed 5's read
+    # head had moved on runs of blank items; seed 2's first item fading is untouched).
     train_defaults = {"write_entropy": 0.01, "memory_noise": 0.5, "blank_runs": 0.3,
                       "polish_steps": 6000}
     blanks_items = True
