@@ -503,8 +503,7 @@ def main() -> None:
     args = parser.parse_args()
     sweep = make_sweep(args)
 
-    with state_lock(sweep):
-        kept = load_state(sweep)
+    kept = load_state(sweep)  # written atomically: readable without the lock
     try:
         for seed in sweep.seeds:
             row = sweep_seed(sweep, seed, kept.get(str(seed)))

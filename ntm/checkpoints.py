@@ -84,11 +84,16 @@ def restore_checkpoint(run_dir: Path, model_config: ModelConfig, seed: int,
     return model, state
 
 
+def checkpoint_step(path: str) -> int:
+    """The step a checkpoint prefix (``.../ckpt-STEP``, saved with ``checkpoint_number``) holds."""
+    return int(path.rsplit("-", 1)[1])
+
+
 def kept_checkpoints(run_dir: Path) -> dict[int, str]:
     """{step: checkpoint prefix} of every checkpoint the run keeps, oldest first."""
     state = tf.train.get_checkpoint_state(str(Path(run_dir) / CHECKPOINT_DIR))
     paths = list(state.all_model_checkpoint_paths) if state else []
-    return dict(sorted((int(p.rsplit("-", 1)[1]), p) for p in paths))
+    return dict(sorted((checkpoint_step(p), p) for p in paths))
 
 
 def checkpoint_of_step(run_dir: Path, step: int) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from ntm.checkpoints import all_finite
+from ntm.checkpoints import all_finite, checkpoint_step
 from ntm.config import save_configs
 from ntm.files import write_json_atomic, write_text_atomic
 from ntm.runs import (AT_TARGET_DIR, CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE, TENSORBOARD_DIR,
@@ -104,16 +104,12 @@ class RunWriter:
 
     def save(self, step: int, variables) -> str | None:
         """Checkpoint now, unless a weight is non-finite (then keep the last good one)."""
-        if not all_finite(variables):
-            return None
-        return self.manager.save(checkpoint_number=step)
+        return _save_finite(self.manager, step, variables)
 
     def save_at_target(self, step: int, variables) -> str | None:
         """Keep the weights of ``step``, whose evaluation met the target (the previous ones
         kept so are replaced); nothing when a weight is non-finite."""
-        if not all_finite(variables):
-            return None
-        return self.at_target.save(checkpoint_number=step)
+        return _save_finite(self.at_target, step, variables)
 
     def restore_at_target(self) -> int | None:
         """Put the weights kept by ``save_at_target`` back into the model; their step (None
@@ -122,7 +118,7 @@ class RunWriter:
         if path is None:
             return None
         self.at_target.checkpoint.restore(path).assert_existing_objects_matched()
-        return int(path.rsplit("-", 1)[1])
+        return checkpoint_step(path)
 
     def restore_last_good(self) -> str:
         """Go back to the last checkpoint this session can see; its path."""
@@ -138,3 +134,10 @@ class RunWriter:
             self.events.close()
         if self.out_dir != self.run_dir:
             shutil.rmtree(self.out_dir, ignore_errors=True)
+
+
+def _save_finite(manager: tf.train.CheckpointManager, step: int, variables) -> str | None:
+    """``manager`` saves ``step``'s checkpoint unless a weight is non-finite (None then)."""
+    if not all_finite(variables):
+        return None
+    return manager.save(checkpoint_number=step)
