@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 import ntm
 from ntm.serving import operations, page, v1, v2
+from ntm.serving.hotpaths import HotPaths
 from ntm.serving.http import add_error_handlers, error_response
 from ntm.serving.plane import DataPlane
 
@@ -69,6 +70,8 @@ def create_app(plane: DataPlane) -> FastAPI:
     app = FastAPI(title="ntm", version=ntm.__version__, lifespan=lifespan,
                   description="Neural Turing Machine inference on onnxruntime: TensorFlow "
                               "Serving REST and Open Inference Protocol (V2) surfaces.")
+    # Starlette puts the middleware added last outermost: the key is checked first.
+    app.add_middleware(HotPaths, plane=plane)
     if plane.settings.api_key:
         app.add_middleware(ApiKeyGuard, api_key=plane.settings.api_key)
     add_error_handlers(app)

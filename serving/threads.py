@@ -46,6 +46,18 @@ class ThreadBudget:
         try:
             yield held
         finally:
-            with self._idle:
-                self._free += held
-                self._idle.notify_all()
+            self.give_back(held)
+
+    def take_idle(self, wanted: int) -> int:
+        """Take up to ``wanted`` threads that are idle now, without waiting; returns how many
+        (give them back with ``give_back``). For a run that already holds one (``run(1)``) and
+        learns its size only later: the batcher collects a batch while holding its thread."""
+        with self._idle:
+            taken = min(max(wanted, 0), self._free)
+            self._free -= taken
+            return taken
+
+    def give_back(self, count: int) -> None:
+        with self._idle:
+            self._free += count
+            self._idle.notify_all()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from ntm.serving import jsondoc
@@ -31,7 +32,6 @@ class Predictions(BaseModel):
 def router(plane: DataPlane) -> APIRouter:
     """The v1 routes over ``plane``."""
     api = APIRouter()
-    settings = plane.settings
 
     @api.get("/v1/models", summary="List served models", responses=errors(401))
     async def v1_list():
@@ -41,13 +41,7 @@ def router(plane: DataPlane) -> APIRouter:
               responses={200: {"model": Predictions}, **INFER_ERRORS},
               openapi_extra=request_body(PredictBody))
     async def v1_predict(name: str, request: Request):
-        async def work():
-            plane.get(name)
-            body = await read_body(request, settings.max_body_bytes)
-            instances = await decode_body(body, lambda data: parse_instances(
-                jsondoc.loads(data, "request"), settings.max_instances))
-            return AnswerResponse({"predictions": await plane.predict(name, instances)})
-        return await counted(plane, name, "v1", request, work)
+        return await predict(plane, name, request)
 
     @api.get("/v1/models/{name}", summary="Model status (TensorFlow Serving)",
              responses=READ_ERRORS)
@@ -66,3 +60,15 @@ def router(plane: DataPlane) -> APIRouter:
                              "signature_def": model_metadata(runtime)}}
 
     return api
+
+
+async def predict(plane: DataPlane, name: str, request: Request) -> Response:
+    """``POST /v1/models/{name}:predict``, counted in the metrics (also answered by
+    ``ntm.serving.hotpaths`` without FastAPI's routing)."""
+    async def work():
+        plane.get(name)
+        body = await read_body(request, plane.settings.max_body_bytes)
+        instances = await decode_body(body, lambda data: parse_instances(
+            jsondoc.loads(data, "request"), plane.settings.max_instances))
+        return AnswerResponse({"predictions": await plane.predict(name, instances)})
+    return await counted(plane, name, "v1", request, work)

@@ -64,13 +64,74 @@ async def submit_all(batcher: Batcher, count: int) -> list:
 def test_batches_run_side_by_side_up_to_max_in_flight(in_flight):
     runtime = SlowRuntime(together=in_flight)
     with ThreadPoolExecutor(2) as executor:
-        batcher = Batcher(runtime, executor, Metrics(), max_batch_size=2, max_queue_delay=0.0,
+        # Batches close when full (the delay is far longer than submitting four jobs takes).
+        batcher = Batcher(runtime, executor, Metrics(), max_batch_size=2, max_queue_delay=30.0,
                           max_in_flight=in_flight)
         results = asyncio.run(submit_all(batcher, 4))
     assert runtime.batch_sizes == [2, 2]  # four requests merged in pairs
     for i, (probabilities, _) in enumerate(results):
         np.testing.assert_array_equal(probabilities, np.full((1, 3, 2), 2 * i))
     assert runtime.most_at_once == in_flight  # two batches: after one another, or at once
+
+
+class GatedRuntime(OneThread):
+    """Stands in for ModelRuntime: its first run waits until ``release`` is set; records the
+    size of every run and the most runs under way at once."""
+
+    name = "gated"
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.batch_sizes: list[int] = []
+        self.most_at_once = 0
+        self._running = 0
+        self._lock = threading.Lock()
+
+    def run_checked(self, x: np.ndarray, memory_size=None, threads=None):
+        with self._lock:
+            first = not self.batch_sizes
+            self.batch_sizes.append(len(x))
+            self._running += 1
+            self.most_at_once = max(self.most_at_once, self._running)
+        if first:
+            assert self.release.wait(60)
+        with self._lock:
+            self._running -= 1
+        return x, np.zeros(x.shape[:2] + (1, 1), np.float32)
+
+
+def test_a_second_batch_runs_alongside_only_when_the_waiting_jobs_fill_it():
+    """Two threads, batches of 4: while a run is under way, three waiting jobs wait for it and
+    then run as one batch (not split into two smaller ones); four waiting jobs run alongside."""
+    runtime = GatedRuntime()
+
+    async def until(condition):
+        while not condition():  # observable state, polled; no fixed sleep
+            await asyncio.sleep(0.001)
+
+    async def scenario(waiting: int):
+        batcher = Batcher(runtime, executor, Metrics(), max_batch_size=4, max_queue_delay=0.0,
+                          max_in_flight=2)
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.submit(np.zeros((1, 2, 3), np.float32)))
+        await until(lambda: runtime.batch_sizes)  # the first run is under way, held
+        rest = [asyncio.ensure_future(batcher.submit(np.zeros((1, 2, 3), np.float32)))
+                for _ in range(waiting)]
+        if waiting < 4:
+            await until(lambda: batcher._lanes[None].queued == waiting)
+            assert runtime.batch_sizes == [1]  # queued, not started
+        else:
+            await until(lambda: len(runtime.batch_sizes) == 2)  # started while held
+        runtime.release.set()
+        await asyncio.gather(first, *rest)
+        await batcher.close()
+
+    with ThreadPoolExecutor(1) as executor:
+        asyncio.run(asyncio.wait_for(scenario(3), 60))
+        assert runtime.batch_sizes == [1, 3] and runtime.most_at_once == 1
+        runtime.__init__()
+        asyncio.run(asyncio.wait_for(scenario(4), 60))
+        assert runtime.batch_sizes == [1, 4] and runtime.most_at_once == 2
 
 
 class RowsRuntime(OneThread):
