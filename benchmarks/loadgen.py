@@ -146,6 +146,13 @@ class Server:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def main_thread_cpu_seconds(self) -> float:
+        """User + system CPU seconds of the server's main thread alone: its event loop (the
+        other threads run the model and its batches)."""
+        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -2,16 +2,19 @@
 the server's throughput as a fraction of the in-process runtime's on the same requests.
 
 The same copy requests (one sequence each, fixed length) go, in one run:
-- to ``ntm serve`` with dynamic batching, then without, from N concurrent clients on loopback
+- to ``ntm serve`` with dynamic batching and without, from N concurrent clients on loopback
   (requests/s, p50/p99 latency, errors; every answer is checked against its input);
 - with batching, as task JSON without per-step probabilities (``"return_probabilities":
   false``), and as V2 binary tensors (the probabilities output only, in binary);
 - through ``ModelRuntime.predict`` in this process: one request at a time, and in batches of
   N requests (what the server's batcher can at best merge with N clients).
 
-Client and server share this machine's CPUs, so the server's requests/s include the client's
-cost; the server's CPU seconds per request (its process's user + system time over the load)
-do not, and are set against the CPU per request of the in-process batches.
+Each load has its own server, all started at once, and every load (and the in-process runs)
+runs once per round, the order alternating round by round, so that drift on the shared machine
+hits every row alike; figures are medians over the rounds. Client and server share this
+machine's CPUs, so the server's requests/s include the client's cost; the server's CPU seconds
+per request (its process's user + system time over the load) do not, and are set against the
+CPU per request of the in-process batches (of N, and of the server's own mean merged batch).
 
     python benchmarks/serving.py                   # 32 clients, 3000 requests, copy length 20
     python benchmarks/serving.py --small           # seconds; used by the test suite
@@ -24,6 +27,7 @@ import json
 import os
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -100,23 +104,109 @@ def in_process_rate(model: str, instances: list[dict], batch: int) -> tuple[floa
     return len(instances) / seconds, 1000 * cpu / len(instances)
 
 
-def serve_rate(model: str, bodies: list[bytes], concurrency: int, check, batching: bool,
-               args) -> dict:
+def merged_batches(port: int) -> tuple[float, float]:
+    """(sequences, runs) the server has merged so far, from its /metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+    values = {}
+    for line in text.splitlines():
+        for name in ("ntm_batch_size_sum", "ntm_batch_size_count"):
+            if line.startswith(name + "{"):
+                values[name] = values.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return values.get("ntm_batch_size_sum", 0.0), values.get("ntm_batch_size_count", 0.0)
+
+
+def server_flags(model: str, batching: bool, args) -> list[str]:
     flags = ["--model", model, "--max-batch-size", str(args.max_batch_size),
              "--max-queue-delay-ms", str(args.delay_ms)]
-    if not batching:
-        flags.append("--no-batching")
-    with Server(flags) as server:
-        run_load("127.0.0.1", server.port, bodies[:concurrency * 2], concurrency)  # warm-up
-        rss_before, cpu_before = server.rss_bytes(), server.cpu_seconds()
-        result = run_load("127.0.0.1", server.port, bodies, concurrency, check)
-        summary = result.summary()
-        summary["server_cpu_ms_per_request"] = round(
-            1000 * (server.cpu_seconds() - cpu_before) / len(bodies), 3)
-        summary["rss_mb"] = round(server.rss_bytes() / 2**20, 1)
-        summary["rss_growth_mb"] = round((server.rss_bytes() - rss_before) / 2**20, 2)
-        summary["exit_code"] = server.stop()
+    return flags if batching else flags + ["--no-batching"]
+
+
+def measure_load(server: Server, bodies: list[bytes], concurrency: int, check) -> dict:
+    """One closed-loop load on ``server``: the load's summary with the server's CPU per
+    request and the mean batch it merged; ``latencies`` kept for pooling across rounds."""
+    cpu_before, loop_before = server.cpu_seconds(), server.main_thread_cpu_seconds()
+    merged_before = merged_batches(server.port)
+    result = run_load("127.0.0.1", server.port, bodies, concurrency, check)
+    summary = result.summary()
+    merged = [b - a for a, b in zip(merged_before, merged_batches(server.port))]
+    summary["mean_merged_batch"] = round(merged[0] / merged[1], 1) if merged[1] else None
+    summary["server_cpu_ms_per_request"] = round(
+        1000 * (server.cpu_seconds() - cpu_before) / len(bodies), 3)
+    summary["event_loop_cpu_ms_per_request"] = round(
+        1000 * (server.main_thread_cpu_seconds() - loop_before) / len(bodies), 3)
+    summary["latencies"] = result.latencies
     return summary
+
+
+def pooled(runs: list[dict]) -> dict:
+    """Rounds of one load as one row: medians of requests/s, CPU per request and mean batch;
+    latency percentiles over every request of every round; errors summed."""
+    latencies = np.array([x for r in runs for x in r["latencies"]]) * 1e3
+    batches = [r["mean_merged_batch"] for r in runs if r["mean_merged_batch"] is not None]
+    return {
+        "rounds": len(runs),
+        "requests_per_s": round(float(np.median([r["requests_per_s"] for r in runs])), 1),
+        "requests_per_s_each": [r["requests_per_s"] for r in runs],
+        "p50_ms": round(float(np.percentile(latencies, 50)), 2) if len(latencies) else None,
+        "p99_ms": round(float(np.percentile(latencies, 99)), 2) if len(latencies) else None,
+        "errors": sum(r["errors"] for r in runs),
+        "server_cpu_ms_per_request": round(float(np.median(
+            [r["server_cpu_ms_per_request"] for r in runs])), 3),
+        "event_loop_cpu_ms_per_request": round(float(np.median(
+            [r["event_loop_cpu_ms_per_request"] for r in runs])), 3),
+        "mean_merged_batch": round(float(np.median(batches)), 1) if batches else None,
+    }
+
+
+def serve_rates(model: str, loads: dict, instances: list[dict], concurrency: int, args
+                ) -> tuple[dict, dict]:
+    """Every load in ``loads`` (name -> (bodies, check, batching)) on its own server, all
+    started at once, and the in-process runs, in ``args.rounds`` rounds whose order alternates
+    (A B C D, D C B A, ...), so drift on the shared machine hits every row alike. Returns
+    (server rows, in-process figures), each the medians over the rounds."""
+    servers: dict[str, Server] = {}
+    try:
+        for key, (_, _, batching) in loads.items():
+            servers[key] = Server(server_flags(model, batching, args))
+        rss_before = {}
+        for key, server in servers.items():
+            bodies = loads[key][0]
+            run_load("127.0.0.1", server.port, bodies[:concurrency * 2], concurrency)  # warm-up
+            rss_before[key] = server.rss_bytes()
+        runs: dict[str, list[dict]] = {key: [] for key in loads}
+        local: dict[str, list] = {"alone": [], "grouped": [], "served": [], "served_batch": []}
+        alone_set = instances[:max(concurrency, len(instances) // 3)]
+        for r in range(args.rounds):
+            for key in (list(loads) if r % 2 == 0 else list(loads)[::-1]):
+                bodies, check, _ = loads[key]
+                runs[key].append(measure_load(servers[key], bodies, concurrency, check))
+            # In process: one at a time, in batches of ``concurrency``, and in batches of the
+            # size the batching server merged on average in this round.
+            served = max(1, round(runs["batching"][-1]["mean_merged_batch"] or 1))
+            local["alone"].append(in_process_rate(model, alone_set, 1))
+            local["grouped"].append(in_process_rate(model, instances, concurrency))
+            local["served"].append(in_process_rate(model, instances, served))
+            local["served_batch"].append(served)
+        rows = {}
+        for key, server in servers.items():
+            rows[key] = pooled(runs[key])
+            rows[key]["rss_mb"] = round(server.rss_bytes() / 2**20, 1)
+            rows[key]["rss_growth_mb"] = round((server.rss_bytes() - rss_before[key]) / 2**20, 2)
+            rows[key]["exit_code"] = server.stop()
+    finally:
+        for server in servers.values():
+            server.stop()
+
+    def median(key: str, i: int) -> float:
+        return float(np.median([x[i] for x in local[key]]))
+
+    in_process = {"one_at_a_time_per_s": round(median("alone", 0), 1),
+                  "one_at_a_time_cpu_ms": round(median("alone", 1), 3),
+                  f"batches_of_{concurrency}_per_s": round(median("grouped", 0), 1),
+                  f"batches_of_{concurrency}_cpu_ms": round(median("grouped", 1), 3),
+                  "server_mean_batch": int(np.median(local["served_batch"])),
+                  "server_mean_batch_cpu_ms": round(median("served", 1), 3)}
+    return rows, in_process
 
 
 def thread_plan(model: str, instances: list[dict], concurrency: int, args) -> dict:
@@ -175,6 +265,8 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--delay-ms", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds of every load, alternating order [default: 3; small: 1]")
     parser.add_argument("--plan-rounds", type=int, default=None,
                         help="rounds of the --large-batch-threads comparison [default: 20; "
                              "small: 2]")
@@ -191,31 +283,30 @@ def main() -> None:
                          .encode()) for inst in instances]
     v2_path = f"/v2/models/{args.model}/infer"
 
-    batched = serve_rate(args.model, bodies, concurrency, check, True, args)
-    unbatched = serve_rate(args.model, bodies, concurrency, check, False, args)
-    batched_trimmed = serve_rate(args.model, trimmed, concurrency, check, True, args)
-    batched_v2 = serve_rate(args.model, v2_binary_bodies(v2_path, instances, args.model),
-                            concurrency, v2_binary_checker(instances), True, args)
+    loads = {"batching": (bodies, check, True), "no_batching": (bodies, check, False),
+             "batching_trimmed": (trimmed, check, True),
+             "batching_v2_binary": (v2_binary_bodies(v2_path, instances, args.model),
+                                    v2_binary_checker(instances), True)}
+    args.rounds = args.rounds or (1 if args.small else 3)
+    server, in_process = serve_rates(args.model, loads, instances, concurrency, args)
+    batched, unbatched = server["batching"], server["no_batching"]
+    grouped = in_process[f"batches_of_{concurrency}_per_s"]
+    grouped_cpu = in_process[f"batches_of_{concurrency}_cpu_ms"]
     args.plan_rounds = args.plan_rounds or (2 if args.small else 20)
     plan = thread_plan(args.model, instances[:min(count, 1000)], concurrency, args)
-    alone, alone_cpu = in_process_rate(args.model, instances, 1)
-    grouped, grouped_cpu = in_process_rate(args.model, instances, concurrency)
     result = {
         "benchmark": "serving", "mode": "small" if args.small else "full",
         "command": "python benchmarks/serving.py" + (" --small" if args.small else ""),
         "model": args.model, "length": args.length, "requests": count,
         "concurrency": concurrency, "max_batch_size": args.max_batch_size,
-        "max_queue_delay_ms": args.delay_ms,
-        "server": {"batching": batched, "no_batching": unbatched,
-                   "batching_trimmed": batched_trimmed, "batching_v2_binary": batched_v2},
-        "in_process": {"one_at_a_time_per_s": round(alone, 1),
-                       "one_at_a_time_cpu_ms": round(alone_cpu, 3),
-                       f"batches_of_{concurrency}_per_s": round(grouped, 1),
-                       f"batches_of_{concurrency}_cpu_ms": round(grouped_cpu, 3)},
+        "max_queue_delay_ms": args.delay_ms, "rounds": args.rounds,
+        "server": server, "in_process": in_process,
         "batching_speedup": round(batched["requests_per_s"] / unbatched["requests_per_s"], 2),
         "server_fraction_of_in_process": round(batched["requests_per_s"] / grouped, 3),
         "server_cpu_per_request_vs_in_process": round(
             batched["server_cpu_ms_per_request"] / grouped_cpu, 2),
+        "server_cpu_per_request_vs_in_process_same_batch": round(
+            batched["server_cpu_ms_per_request"] / in_process["server_mean_batch_cpu_ms"], 2),
         "cpu_count": os.cpu_count(),
         "thread_plan": plan,
     }
@@ -230,9 +321,12 @@ def markdown(r: dict) -> str:
     lines = [f"# Serving: {r['model']} length {r['length']}, {r['requests']} requests from "
              f"{n} closed-loop clients on loopback ({r['mode']})", "",
              f"Command: `{r['command']}`; max batch {r['max_batch_size']}, queue delay "
-             f"{r['max_queue_delay_ms']} ms; client and server share {r['cpu_count']} CPUs.", "",
-             "| | requests/s | p50 ms | p99 ms | errors | CPU ms / request | server RSS MB "
-             "(growth) |",
+             f"{r['max_queue_delay_ms']} ms; client and server share {r['cpu_count']} CPUs. "
+             f"Every load has its own server, all up at once; {r.get('rounds', 1)} round(s) in "
+             f"alternating order (A B C D, D C B A, ...): requests/s and CPU are medians over "
+             f"the rounds, latencies pooled.", "",
+             "| | requests/s | p50 ms | p99 ms | errors | CPU ms / request (event loop) | "
+             "server RSS MB (growth) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for label, key in (("ntm serve, dynamic batching", "batching"),
                        ("ntm serve, no batching", "no_batching"),
@@ -242,13 +336,18 @@ def markdown(r: dict) -> str:
         if s is None:
             continue
         lines.append(f"| {label} | {s['requests_per_s']:,.0f} | {s['p50_ms']} | {s['p99_ms']} | "
-                     f"{s['errors']} | {s.get('server_cpu_ms_per_request', '')} | "
+                     f"{s['errors']} | {s.get('server_cpu_ms_per_request', '')}"
+                     + (f" ({s['event_loop_cpu_ms_per_request']})"
+                        if "event_loop_cpu_ms_per_request" in s else "") + " | "
                      f"{s['rss_mb']} ({s['rss_growth_mb']:+}) |")
     ip = r["in_process"]
     lines.append(f"| in process, one at a time | {ip['one_at_a_time_per_s']:,.0f} | | | | "
                  f"{ip.get('one_at_a_time_cpu_ms', '')} | |")
     lines.append(f"| in process, batches of {n} | {ip[f'batches_of_{n}_per_s']:,.0f} | | | | "
                  f"{ip.get(f'batches_of_{n}_cpu_ms', '')} | |")
+    if "server_mean_batch" in ip:
+        lines.append(f"| in process, batches of {ip['server_mean_batch']} (the server's mean "
+                     f"merged batch) | | | | | {ip['server_mean_batch_cpu_ms']} | |")
     lines += ["", "| target | wanted | measured | met |", "| --- | --- | --- | --- |",
               f"| batching vs no batching at {n} clients | >= {TARGETS['batching_speedup']}x | "
               f"{r['batching_speedup']}x | {'yes' if r['targets']['batching_speedup']['met'] else 'no'} |",
@@ -260,6 +359,14 @@ def markdown(r: dict) -> str:
               f"{TARGETS['server_cpu_per_request_vs_in_process']}x | "
               f"{r['server_cpu_per_request_vs_in_process']}x | "
               f"{'yes' if r['targets']['server_cpu_per_request_vs_in_process']['met'] else 'no'} |"]
+    if "server_cpu_per_request_vs_in_process_same_batch" in r:
+        lines += ["", f"Mean merged batch with batching: "
+                      f"{r['server']['batching'].get('mean_merged_batch')} sequences; the "
+                      f"server's CPU per request is "
+                      f"{r['server_cpu_per_request_vs_in_process_same_batch']}x the in-process "
+                      f"CPU per request at batches of that size (not a target: the model's "
+                      f"cost at the batches the load lets the server form, against what the "
+                      f"server adds)."]
     plan = r.get("thread_plan")
     if plan:
         env_ms, per_s = plan["envelope_median_ms"], plan["clients_requests_per_s"]

@@ -139,7 +139,12 @@ class Batcher:
             lane = self._lane(memory_size)
             lane.jobs.append(job)
             lane.queued += len(inputs)
-            self._queued.notify()
+            # Wake the threads only when it changes what they do: a lane's first job (a batch
+            # can start) or a full batch (it can close, or run alongside). Jobs in between are
+            # picked up at the batch's deadline; waking the collecting thread for each one
+            # cost the event loop the GIL once per request.
+            if len(lane.jobs) == 1 or lane.queued >= lane.limit:
+                self._queued.notify_all()
         return await job.future
 
     async def submit_grouped(self, runs: Sequence[tuple[np.ndarray, int]]) -> list[Result]:
