@@ -150,6 +150,8 @@ def pooled(runs: list[dict]) -> dict:
         "p50_ms": round(float(np.percentile(latencies, 50)), 2) if len(latencies) else None,
         "p99_ms": round(float(np.percentile(latencies, 99)), 2) if len(latencies) else None,
         "errors": sum(r["errors"] for r in runs),
+        "error_kinds": {kind: sum(r["error_kinds"].get(kind, 0) for r in runs)
+                        for kind in sorted({k for r in runs for k in r["error_kinds"]})},
         "server_cpu_ms_per_request": round(float(np.median(
             [r["server_cpu_ms_per_request"] for r in runs])), 3),
         "event_loop_cpu_ms_per_request": round(float(np.median(
