@@ -47,7 +47,7 @@ RUNTIME = RuntimeOptions()
 @click.option("--inference-threads", type=click.IntRange(1, 64),
               default=SERVER.inference_threads, show_default=True,
               help="Threads running onnxruntime; also how many merged batches of a model run "
-                   "at once.")
+                   "at once (a second only when the waiting requests fill it).")
 @click.option("--large-batch-threads", type=click.IntRange(1, 64),
               default=RUNTIME.large_batch_threads, show_default=True,
               help="Intra-op threads for a merged batch of at least --large-batch-from "

@@ -102,4 +102,4 @@ class ServerSettings:
     sequence_idle_s: float = 300.0  # a sequence idle this long is dropped
     inference_threads: int = 2  # threads running onnxruntime, shared by every run (a large
     # batch may hold the idle ones: ThreadBudget); also how many merged batches of one model
-    # run at once (the next forms while one runs)
+    # run at once (a second only when the waiting requests fill it: ``Batcher``)

@@ -369,3 +369,14 @@ def test_copy_failures_small(tmp_path):
                           str(tmp_path), str(tmp_path / "nothing")],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "not a run directory" in bad.stderr
+
+
+def test_dispatch_floor_small(tmp_path):
+    pytest.importorskip("onnx")
+    result, table = run_small("dispatch_floor", tmp_path)
+    assert set(result["chain"]) == {"loop 1", "loop 10", "unrolled 1", "unrolled 10"}
+    assert result["us_per_node"] > 0 and result["floor_66_nodes_us_per_step"] > 0
+    assert {row["variant"] for row in result["lstm"]} == {
+        "export's cell (12 nodes)", "LSTM op, state [1, batch, units] (1 node)",
+        "LSTM op in Unsqueeze/Squeeze (6 nodes)"}  # each checked equal to the cell first
+    assert "us per Loop iteration" in table
