@@ -36,8 +36,8 @@ from ntm.serving.metrics import Metrics
 from ntm.serving.runtime import ModelRuntime
 from ntm.serving.threads import ThreadBudget
 
-# probabilities [batch, time, out], attention [batch, time, heads, N]
-Result = tuple[np.ndarray, np.ndarray]
+# probabilities [batch, time, out], attention [batch, time, heads, N] (None: not fetched)
+Result = tuple[np.ndarray, np.ndarray | None]
 
 
 @dataclass
@@ -45,6 +45,7 @@ class _Job:
     inputs: np.ndarray  # [batch, time, input_size], checked
     future: asyncio.Future  # set on the event loop only
     memory_size: int | None = None  # rows to run with (None: the runtime chooses)
+    attention: bool = True  # fetch the attention output (a batch does if any job wants it)
     queued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -119,15 +120,17 @@ class Batcher:
         while any(worker.is_alive() for worker in self._workers):
             await asyncio.sleep(0.005)
 
-    async def submit(self, inputs: np.ndarray, memory_size: int | None = None) -> Result:
+    async def submit(self, inputs: np.ndarray, memory_size: int | None = None,
+                     attention: bool = True) -> Result:
         """Run ``inputs`` (float32 [batch, time, input_size], already checked) with
         ``memory_size`` rows [default: the runtime's choice for the batch] and return their
-        outputs, [batch, time, ...] each."""
+        outputs, [batch, time, ...] each; the attention only when ``attention`` or another
+        job of the same run asked for it (else None)."""
         self._check_request_size(len(inputs))
         if self._closing:
             raise ServingError("server is shutting down", status=503)
         loop = asyncio.get_running_loop()
-        job = _Job(inputs, loop.create_future(), memory_size)
+        job = _Job(inputs, loop.create_future(), memory_size, attention)
         if not self.enabled:
             self._observe_queue([job])
             return (await loop.run_in_executor(self.executor, self._run_holding_thread,
@@ -147,13 +150,15 @@ class Batcher:
                 self._queued.notify_all()
         return await job.future
 
-    async def submit_grouped(self, runs: Sequence[tuple[np.ndarray, int]]) -> list[Result]:
+    async def submit_grouped(self, runs: Sequence[tuple[np.ndarray, int, bool]]
+                             ) -> list[Result]:
         """``submit`` for one request whose sequences need different memory rows: (inputs,
-        rows) per size, each to its own lane, side by side; results in the order of ``runs``."""
-        self._check_request_size(sum(len(x) for x, _ in runs))  # the whole request
+        rows, attention wanted) per size, each to its own lane, side by side; results in the
+        order of ``runs``."""
+        self._check_request_size(sum(len(x) for x, _, _ in runs))  # the whole request
         if len(runs) == 1:
             return [await self.submit(*runs[0])]
-        return list(await asyncio.gather(*(self.submit(x, rows) for x, rows in runs)))
+        return list(await asyncio.gather(*(self.submit(*run) for run in runs)))
 
     def _check_request_size(self, sequences: int) -> None:
         if sequences > self.max_batch_size:
@@ -275,7 +280,8 @@ class Batcher:
         extra = self.threads.take_idle(self.runtime.threads_for(len(x)) - 1)
         try:
             start = time.perf_counter()
-            probs, attention = self.runtime.run_checked(x, jobs[0].memory_size, 1 + extra)
+            probs, attention = self.runtime.run_checked(
+                x, jobs[0].memory_size, 1 + extra, any(job.attention for job in jobs))
             self.metrics.inference.labels(self.runtime.name).observe(time.perf_counter() - start)
         finally:
             self.threads.give_back(extra)
@@ -284,8 +290,9 @@ class Batcher:
         results, offset = [], 0
         for job in jobs:
             rows, steps = job.inputs.shape[:2]
-            results.append((probs[offset: offset + rows, :steps],
-                            attention[offset: offset + rows, :steps]))
+            mine = slice(offset, offset + rows)
+            results.append((probs[mine, :steps],
+                            None if attention is None else attention[mine, :steps]))
             offset += rows
         return results
 

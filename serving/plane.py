@@ -51,9 +51,11 @@ class TaskBatch:
     probabilities: list[bool]  # each request's return_probabilities
     groups: dict[int, list[int]]  # memory rows -> indices of the requests that run with them
 
-    def runs(self) -> list[tuple[np.ndarray, int]]:
-        """(inputs [requests, longest, in], memory rows) per group: what the model runs."""
-        return [(pad_batch([self.encoded[i].inputs for i in group]), rows)
+    def runs(self) -> list[tuple[np.ndarray, int, bool]]:
+        """(inputs [requests, longest, in], memory rows, whether any of them wants the
+        attention) per group: what the model runs."""
+        return [(pad_batch([self.encoded[i].inputs for i in group]), rows,
+                 any(self.attention[i] for i in group))
                 for rows, group in self.groups.items()]
 
 
@@ -75,18 +77,20 @@ def decode_tasks(runtime: ModelRuntime, batch: TaskBatch, outputs: Sequence[Resu
                  ) -> list[dict[str, Any]]:
     """The answers, in request order, from the outputs of ``batch.runs()`` (same order)."""
     answers: list[dict[str, Any]] = [{} for _ in batch.encoded]
-    for group, (probs, attention) in zip(batch.groups.values(), outputs):
+    for (rows, group), (probs, attention) in zip(batch.groups.items(), outputs):
         for row, i in enumerate(group):
             steps = batch.encoded[i].inputs.shape[0]
-            answers[i] = runtime.decode(probs[row, :steps], attention[row, :steps],
-                                        batch.encoded[i], batch.attention[i],
-                                        batch.probabilities[i])
+            answers[i] = runtime.decode(
+                probs[row, :steps], None if attention is None else attention[row, :steps],
+                batch.encoded[i], rows, batch.attention[i], batch.probabilities[i])
     return answers
 
 
-def run_local(runtime: ModelRuntime, runs: Sequence[tuple[np.ndarray, int]]) -> list[Result]:
-    """Run each (inputs, memory rows) in this thread, one onnxruntime run each."""
-    return [runtime.run_checked(x, rows) for x, rows in runs]
+def run_local(runtime: ModelRuntime, runs: Sequence[tuple[np.ndarray, int, bool]]
+              ) -> list[Result]:
+    """Run each (inputs, memory rows, attention wanted) in this thread, one onnxruntime run
+    each."""
+    return [runtime.run_checked(x, rows, attention=attention) for x, rows, attention in runs]
 
 
 def predict_tasks(runtime: ModelRuntime, requests: Sequence[Any],
@@ -208,17 +212,19 @@ class DataPlane:
         return answers
 
     async def infer(self, name: str, inputs: dict[str, np.ndarray],
-                    sequence: SequenceFlags | None = None
-                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+                    sequence: SequenceFlags | None = None, attention: bool = True
+                    ) -> tuple[dict[str, np.ndarray | None], dict[str, Any]]:
         """Run V2 input tensors: ({output name: tensor}, the response parameters). With
-        ``sequence``, on the state its earlier requests left (``ntm.serving.stateful``)."""
+        ``sequence``, on the state its earlier requests left (``ntm.serving.stateful``).
+        ``attention`` False: the attention tensor is not fetched (None)."""
         if sequence is not None:
             tensors, part = await infer_part(self, name, inputs, sequence)
             return tensors, part.parameters()
         batch = check_tensors(self.get(name), inputs)
         self.metrics.observe_sequences(name, batch.memory_size, batch.within_training_range,
                                        len(batch.inputs))
-        probs, attention = await self.batchers[name].submit(batch.inputs, batch.memory_size)
+        probs, attention = await self.batchers[name].submit(batch.inputs, batch.memory_size,
+                                                            attention)
         return ({meta.PROBABILITIES: probs, meta.ATTENTION: attention},
                 {"within_training_range": batch.within_training_range,
                  meta.MEMORY_SIZE_NAME: batch.memory_size})

@@ -235,10 +235,13 @@ class ModelRuntime:
         return self.run_checked(self.check_inputs(inputs), memory_size)
 
     def run_checked(self, x: np.ndarray, memory_size: int | None = None,
-                    threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    threads: int | None = None, attention: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
         """``run`` for inputs that ``check_inputs`` (or a task's encoder) already validated:
         float32 [batch, time, in]. The data plane checks once, on the way in, and says how
-        many ``threads`` its ``ThreadBudget`` granted [None: ``threads_for`` the batch]."""
+        many ``threads`` its ``ThreadBudget`` granted [None: ``threads_for`` the batch].
+        ``attention`` False: the attention output is not fetched (None in its place): a merged
+        batch of 16 copies runs ~4% faster without it (issue 14)."""
         time_steps = x.shape[1]
         if self.fixed_length and time_steps < self.fixed_length:
             x = np.pad(x, ((0, 0), (0, self.fixed_length - time_steps), (0, 0)))
@@ -248,11 +251,12 @@ class ModelRuntime:
             feeds[meta.MEMORY_SIZE_NAME] = np.array([n], np.int32)
         try:
             session = self._session_for(len(x), threads)
-            probs, attention = session.run([meta.PROBABILITIES, meta.ATTENTION], feeds)
+            outputs = session.run([meta.PROBABILITIES, meta.ATTENTION] if attention
+                                  else [meta.PROBABILITIES], feeds)
         except Exception as err:
             raise InferenceFailed(f"model {self.name} failed: {str(err).splitlines()[0][:200]}") \
                 from None
-        return probs[:, :time_steps], attention[:, :time_steps]
+        return outputs[0][:, :time_steps], (outputs[1][:, :time_steps] if attention else None)
 
     def run_in_sequence(self, x: np.ndarray, memory_size: int, state: np.ndarray | None
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -292,14 +296,15 @@ class ModelRuntime:
         """The memory rows one encoded request runs with."""
         return self.memory_size_for(self.task.memory_rows(encoded.difficulty), field)
 
-    def decode(self, probabilities: np.ndarray, attention: np.ndarray, encoded: Encoded,
-               return_attention: bool = False, return_probabilities: bool = True
-               ) -> dict[str, Any]:
-        """Model outputs for one request (unpadded [time, ...]) -> the answer, with
-        ``within_training_range`` and the ``memory_size`` (N) it ran with."""
+    def decode(self, probabilities: np.ndarray, attention: np.ndarray | None, encoded: Encoded,
+               memory_size: int, return_attention: bool = False,
+               return_probabilities: bool = True) -> dict[str, Any]:
+        """Model outputs for one request (unpadded [time, ...]; attention may be None unless
+        ``return_attention``) -> the answer, with ``within_training_range`` and the
+        ``memory_size`` (N) it ran with."""
         answer = self.task.decode(probabilities, encoded)
         answer["within_training_range"] = self.task.within_training_range(encoded.difficulty)
-        answer["memory_size"] = int(attention.shape[-1])
+        answer["memory_size"] = int(memory_size)
         if not return_probabilities:
             answer.pop("probabilities", None)
         if return_attention:

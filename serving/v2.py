@@ -103,7 +103,8 @@ async def infer(plane: DataPlane, name: str, request: Request) -> Response:
     if unknown:
         raise BadRequest(f"outputs: {unknown[0]!r} is not an output; outputs: "
                          f"{', '.join(names)}")
-    tensors, parameters = await plane.infer(name, parsed.inputs, parsed.sequence)
+    tensors, parameters = await plane.infer(name, parsed.inputs, parsed.sequence,
+                                            attention=any(n == meta.ATTENTION for n, _ in wanted))
     content, header = encode_response(
         name, VERSION, parsed.id, [(n, tensors[n], b) for n, b in wanted], parameters)
     if header is None:

@@ -40,7 +40,7 @@ class SlowRuntime(OneThread):
         self._lock = threading.Lock()
         self._barrier = threading.Barrier(together, timeout=60)
 
-    def run_checked(self, x: np.ndarray, memory_size=None, threads=None):
+    def run_checked(self, x: np.ndarray, memory_size=None, threads=None, attention=True):
         with self._lock:
             self.batch_sizes.append(len(x))
             self._running += 1
@@ -87,7 +87,7 @@ class GatedRuntime(OneThread):
         self._running = 0
         self._lock = threading.Lock()
 
-    def run_checked(self, x: np.ndarray, memory_size=None, threads=None):
+    def run_checked(self, x: np.ndarray, memory_size=None, threads=None, attention=True):
         with self._lock:
             first = not self.batch_sizes
             self.batch_sizes.append(len(x))
@@ -142,10 +142,13 @@ class RowsRuntime(OneThread):
 
     def __init__(self):
         self.runs: list[tuple[int, int | None]] = []
+        self.attention: list[bool] = []  # whether each run fetched the attention
 
-    def run_checked(self, x: np.ndarray, memory_size=None, threads=None):
+    def run_checked(self, x: np.ndarray, memory_size=None, threads=None, attention=True):
         self.runs.append((len(x), memory_size))
-        return x, np.zeros(x.shape[:2] + (1, memory_size or 16), np.float32)
+        self.attention.append(attention)
+        return x, (np.zeros(x.shape[:2] + (1, memory_size or 16), np.float32) if attention
+                   else None)
 
 
 def test_only_requests_with_the_same_rows_share_a_run_and_idle_lanes_hold_no_slot():
@@ -183,7 +186,7 @@ def test_grouped_submission_returns_results_in_request_order():
     async def scenario():
         batcher = Batcher(runtime, executor, Metrics(), max_queue_delay=0.0)
         await batcher.start()
-        runs = [(np.full((1, 1, 3), i, np.float32), n) for i, n in enumerate([32, 16, 64])]
+        runs = [(np.full((1, 1, 3), i, np.float32), n, True) for i, n in enumerate([32, 16, 64])]
         results = await batcher.submit_grouped(runs)
         await batcher.close()
         return results
@@ -200,7 +203,8 @@ def test_a_job_is_run_whole_and_merged_jobs_are_padded_and_trimmed():
     runtime = RowsRuntime()
     seen = []
     run = runtime.run_checked
-    runtime.run_checked = lambda x, n=None, threads=None: (seen.append(x), run(x, n))[1]
+    runtime.run_checked = lambda x, n=None, threads=None, attention=True: (seen.append(x),
+                                                                         run(x, n))[1]
 
     async def scenario():
         batcher = Batcher(runtime, executor, Metrics(), max_queue_delay=0.05)
@@ -219,3 +223,22 @@ def test_a_job_is_run_whole_and_merged_jobs_are_padded_and_trimmed():
     assert seen[1].shape == (3, 3, 2) and runtime.runs[1] == (3, 16)
     np.testing.assert_array_equal(p_short, np.full((2, 1, 2), 5))
     np.testing.assert_array_equal(p_long, np.full((1, 3, 2), 7))
+
+
+def test_the_attention_is_fetched_only_when_a_job_of_the_run_wants_it():
+    runtime = RowsRuntime()
+
+    async def scenario():
+        batcher = Batcher(runtime, executor, Metrics(), max_batch_size=2, max_queue_delay=30.0)
+        await batcher.start()
+        x = np.ones((1, 2, 3), np.float32)
+        without = await asyncio.gather(batcher.submit(x, 16, False), batcher.submit(x, 16, False))
+        mixed = await asyncio.gather(batcher.submit(x, 16, False), batcher.submit(x, 16, True))
+        await batcher.close()
+        return without, mixed
+
+    with ThreadPoolExecutor(1) as executor:
+        without, mixed = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert runtime.runs == [(2, 16), (2, 16)] and runtime.attention == [False, True]
+    assert [a for _, a in without] == [None, None]
+    assert all(a is not None and a.shape == (1, 2, 1, 16) for _, a in mixed)
