@@ -146,6 +146,71 @@ def test_valid_json_decodes_as_json_does(value):
     assert jsondoc.loads(text) == json.loads(text)
 
 
+def strict_or_error(body: bytes):
+    """What the strict decoder makes of ``body``, or None when it refuses it."""
+    try:
+        return jsondoc.strict(body.decode("utf-8"), body, "request")
+    except (BadRequest, UnicodeDecodeError):
+        return None
+
+
+def same(a, b) -> bool:
+    """Equal including the types of numbers (1 is not 1.0, -0.0 is not 0.0)."""
+    return repr(a) == repr(b)
+
+
+@given(JSONISH | st.binary(max_size=100))
+@settings(max_examples=300, deadline=None)
+def test_the_fast_decoder_gives_what_the_strict_one_gives_or_steps_aside(body):
+    fast = jsondoc.fast(body)
+    if fast is not None:
+        assert same(fast, strict_or_error(body))
+
+
+def objects_text(draw_pairs):
+    return "{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in draw_pairs) + "}"
+
+
+MEMBERS = st.recursive(
+    st.sampled_from(["1", "-0.0", "2.5e3", "18446744073709551616", '"a:b"', '"\\":"', "[]"]),
+    lambda inner: st.lists(inner, max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]")
+    | st.lists(st.tuples(st.sampled_from(["a", "b", "k:", 'q"']), inner), max_size=3)
+    .map(objects_text),
+    max_leaves=12)
+
+
+@given(MEMBERS.filter(lambda t: t.startswith(("[", "{"))))
+@settings(max_examples=300, deadline=None)
+def test_repeated_keys_and_long_integers_are_left_to_the_strict_decoder(text):
+    """Objects written with repeated keys (anywhere in the document), keys and strings holding
+    ':' and escaped quotes, integers beyond 64 bits: loads answers as the strict decoder does,
+    and the fast one never disagrees."""
+    body = text.encode()
+    expected = strict_or_error(body)
+    fast = jsondoc.fast(body)
+    assert fast is None or same(fast, expected)
+    try:
+        assert same(jsondoc.loads(body), expected)
+    except BadRequest as err:
+        assert expected is None and "duplicate key" in err.message
+
+
+@pytest.mark.parametrize("body", [
+    b'{"a": 1, "a": 2}', b'[{"x": [{"k": 1, "k": 1}]}]', b'{"a:": {"b": 1, "b": 2}}',
+    b'[{"\\"": 1, "b": {"c": 1, "c": 2}}]', b'[18446744073709551616]', b'[-12345678901234567890]',
+])
+def test_the_fast_decoder_steps_aside_for(body):
+    assert jsondoc.fast(body) is None
+
+
+@pytest.mark.parametrize("body", [
+    b'{"instances": [{"sequence": [[1, 0, 1, 0, 0, 1, 1, 0]]}]}', b'{"k:": "a:b", "z": [1.5e-300]}',
+    b'[12345678901234567890.5, 1234567890123456789012e3, 0.00123456789012345678901]',
+])
+def test_the_fast_decoder_takes(body):
+    assert same(jsondoc.fast(body), json.loads(body))
+
+
 @given(JSONISH)
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_server_never_answers_5xx_to_jsonish_bodies(server, body):
