@@ -242,3 +242,35 @@ def test_the_attention_is_fetched_only_when_a_job_of_the_run_wants_it():
     assert runtime.runs == [(2, 16), (2, 16)] and runtime.attention == [False, True]
     assert [a for _, a in without] == [None, None]
     assert all(a is not None and a.shape == (1, 2, 1, 16) for _, a in mixed)
+
+
+def test_a_job_cancelled_while_queued_never_runs_and_one_cancelled_while_running_is_skipped():
+    """A client that hangs up: its job, if still queued, is dropped when the batch forms; if
+    already running, its result is not handed to it. The other jobs are answered."""
+    runtime = GatedRuntime()
+
+    async def until(condition):
+        while not condition():  # observable state, polled; no fixed sleep
+            await asyncio.sleep(0.001)
+
+    async def scenario():
+        batcher = Batcher(runtime, executor, Metrics(), max_batch_size=4, max_queue_delay=0.0,
+                          max_in_flight=1)
+        await batcher.start()
+        running = asyncio.ensure_future(batcher.submit(np.zeros((1, 2, 3), np.float32)))
+        await until(lambda: runtime.batch_sizes)  # the first run is under way, held
+        queued = [asyncio.ensure_future(batcher.submit(np.full((1, 2, 3), i, np.float32)))
+                  for i in range(3)]
+        await until(lambda: batcher._lanes[None].queued == 3)
+        queued[1].cancel()  # hangs up while queued
+        running.cancel()  # hangs up while its run is under way
+        runtime.release.set()
+        answers = await asyncio.gather(queued[0], queued[2])
+        await batcher.close()
+        return answers, running
+
+    with ThreadPoolExecutor(1) as executor:
+        answers, running = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert runtime.batch_sizes == [1, 2]  # the cancelled queued job was not run
+    assert [int(p[0, 0, 0]) for p, _ in answers] == [0, 2]
+    assert running.cancelled()
