@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from benchmarks.inference import parse_ints, time_engines  # noqa: E402
 from benchmarks.results_io import write_results  # noqa: E402
 
 UNITS, INPUTS = 100, 29  # the copy model's controller: 100 units, 9 inputs + 20 read values
@@ -139,17 +139,11 @@ def session(model):
                                 providers=["CPUExecutionProvider"])
 
 
-def interleaved(calls: dict, repeats: int, seed: int) -> dict[str, float]:
-    """Median seconds of each call, run round by round in a shuffled order."""
-    rng = np.random.default_rng(seed)
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    for fn in calls.values():
-        fn()  # warm-up
-    for _ in range(repeats):
-        for key in rng.permutation(list(calls)):
-            start = time.perf_counter()
-            calls[key]()
-            times[key].append(time.perf_counter() - start)
+def medians(calls: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each zero-argument call, interleaved in a shuffled order per round
+    (``benchmarks.inference.time_engines``)."""
+    times = time_engines({k: (lambda _, fn=fn: fn()) for k, fn in calls.items()}, None,
+                         repeats, shuffle=True)
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
@@ -162,7 +156,7 @@ def run(args) -> dict:
         for kind, model in (("loop", looped), ("unrolled", flat)):
             s = session(model)
             chains[f"{kind} {k}"] = (lambda s=s: s.run(None, {"x0": x}))
-    chain_times = interleaved(chains, args.repeats, args.seed)
+    chain_times = medians(chains, args.repeats)
     per_step = {k: 1e6 * v / steps for k, v in chain_times.items()}
     loop_k = np.array(args.nodes, float)
     loop_us = np.array([per_step[f"loop {k}"] for k in args.nodes])
@@ -185,8 +179,8 @@ def run(args) -> dict:
         for name, out in outputs.items():
             if not np.allclose(out, reference, atol=1e-5):
                 raise SystemExit(f"{name} disagrees with the export's cell at batch {batch}")
-        timed = interleaved({n: (lambda s=s, f=feeds[n]: s.run(None, f))
-                             for n, s in sessions.items()}, args.repeats, args.seed)
+        timed = medians({n: (lambda s=s, f=feeds[n]: s.run(None, f))
+                         for n, s in sessions.items()}, args.repeats)
         base = timed["export's cell (12 nodes)"]
         for name, seconds in timed.items():
             lstm_rows.append({"batch": batch, "variant": name,
@@ -228,10 +222,6 @@ def markdown(r: dict) -> str:
         lines.append(f"| {row['batch']} | {row['variant']} | {row['us_per_step']} | "
                      f"{row['x_export_cell']} |")
     return "\n".join(lines) + "\n"
-
-
-def parse_ints(text: str) -> list[int]:
-    return [int(t) for t in text.split(",") if t.strip()]
 
 
 def main() -> None:

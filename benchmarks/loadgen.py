@@ -142,16 +142,12 @@ class Server:
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the server process has used (Linux /proc; its threads
         included)."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _stat_cpu_seconds(f"/proc/{self.proc.pid}/stat")
 
     def main_thread_cpu_seconds(self) -> float:
         """User + system CPU seconds of the server's main thread alone: its event loop (the
         other threads run the model and its batches)."""
-        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _stat_cpu_seconds(f"/proc/{self.proc.pid}/task/{self.proc.pid}/stat")
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -168,3 +164,10 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _stat_cpu_seconds(path: str) -> float:
+    """User + system CPU seconds from a Linux /proc stat file (a process's or a thread's)."""
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
