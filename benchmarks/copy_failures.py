@@ -152,11 +152,7 @@ def with_zero_run(task, rng: np.random.Generator, length: int, zeros: int):
         blank = ~items.any(axis=1)
     middle = length // 2
     items[middle:middle + zeros] = 0.0
-    targets = np.zeros((2 * length + 1, task.output_size), np.float32)
-    targets[length + 1:] = items
-    mask = np.zeros(2 * length + 1, np.float32)
-    mask[length + 1:] = 1.0
-    return task.layout(items), targets, mask
+    return task.episode(items)
 
 
 def probe_zero_runs(run, length: int, runs: list[int], sequences: int, seed: int) -> list[dict]:

@@ -28,6 +28,17 @@ def test_copy_layout():
     np.testing.assert_array_equal(m, [0, 0, 0, 0, 1, 1, 1])
 
 
+def test_copy_episode_of_a_given_sequence_is_what_sequence_draws():
+    task = CopyTask()
+    x, y, m = task.sequence(np.random.default_rng(5), Difficulty(4))
+    items = x[:4, :8]
+    for got, want in zip(task.episode(items), (x, y, m)):
+        np.testing.assert_array_equal(got, want)
+    zeros = np.zeros((2, 8), np.float32)  # all-zero items are still copied
+    x0, y0, m0 = task.episode(zeros)
+    assert x0[2, 8] == 1 and y0.sum() == 0 and m0.sum() == 2
+
+
 def test_repeat_copy_layout():
     task = RepeatCopyTask()
     x, y, m = task.sequence(np.random.default_rng(0), Difficulty(2, 3))

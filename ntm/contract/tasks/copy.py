@@ -61,13 +61,17 @@ class CopyTask(Task):
         return (time_steps - 1) // 2 + 2  # T = 2L + 1
 
     def sequence(self, rng, difficulty):
-        length = difficulty.length
-        seq = random_bits(rng, (length, self.bits))
+        return self.episode(random_bits(rng, (difficulty.length, self.bits)))
+
+    def episode(self, sequence: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(inputs [2L+1, bits+1], targets [2L+1, bits], mask [2L+1]) copying a given
+        [L, bits] sequence: the targets are the sequence after the delimiter."""
+        length = sequence.shape[0]
         targets = np.zeros((2 * length + 1, self.output_size), np.float32)
-        targets[length + 1:] = seq
+        targets[length + 1:] = sequence
         mask = np.zeros(2 * length + 1, np.float32)
         mask[length + 1:] = 1.0
-        return self.layout(seq), targets, mask
+        return self.layout(sequence), targets, mask
 
     def with_blank_runs(self, batch, rng, fraction):
         """Each sequence of length L >= 3 is chosen with probability ``fraction``; a chosen
