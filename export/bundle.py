@@ -1,6 +1,7 @@
 """Make a bundled pretrained model: export a run into ``ntm/pretrained/`` with its model card.
 
     python -m ntm.export.bundle RUN_DIR --train-command "ntm train --task copy ..."
+    python -m ntm.export.bundle RUN_DIR --reexport --note "why"   # same weights, new export
 
 The card (``NAME.json`` and ``NAME.md``) records the exact commands, seed, steps, sequences
 seen, training wall time, the export proof and the ``ntm evaluate`` table (100+ fresh sequences
@@ -164,16 +165,19 @@ Seed {card['seed']}; {card['steps']} steps at batch {card['batch_size']} =
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--train-command", required=True,
-                        help="The exact ntm train command that made the run.")
+    parser.add_argument("--train-command",
+                        help="The exact ntm train command that made the run (not with "
+                             "--reexport, which keeps the card's).")
     parser.add_argument("--sequences", type=int, default=100)
     parser.add_argument("--note", default="", help="A disclosure for the card (e.g. seed choice).")
     parser.add_argument("--checkpoint", type=int, default=None,
                         help="The step whose checkpoint to bundle [default: the latest].")
     parser.add_argument("--reexport", action="store_true",
                         help="Only export the run again and update the card's export fields "
-                             "(same weights), appending --note; --train-command is ignored.")
+                             "(same weights), appending --note.")
     args = parser.parse_args()
+    if not args.reexport and not args.train_command:
+        parser.error("--train-command is required (unless --reexport)")
     if args.reexport:
         card = reexport(args.run_dir, args.note, checkpoint=args.checkpoint)
     else:

@@ -30,7 +30,9 @@ The passes, per Loop node:
 - ``matmul_add_to_gemm``: MatMul(A, W) + b with A of rank 2, W of rank 2 and b of rank 1 is
   one Gemm. onnxruntime makes the same fusion when it loads the model, so this changes the
   file, not the time. (-1 node each)
-Dead nodes are dropped afterwards.
+Dead nodes are dropped afterwards, and then the initializers nothing reads any more (the
+bounds a Clip replaced, the loop condition's constants): onnxruntime would warn about each one
+whenever it loads the model.
 """
 
 from __future__ import annotations
@@ -114,6 +116,17 @@ def remove_dead_nodes(graph: onnx.GraphProto) -> int:
         for n in dead:
             graph.node.remove(n)
         removed += len(dead)
+
+
+def remove_dead_initializers(graph: onnx.GraphProto) -> int:
+    """Drop initializers nothing reads (no node, subgraph or graph output): constants whose
+    readers earlier passes replaced. onnxruntime drops them too, but warns about each one every
+    time it loads the model. Returns how many went."""
+    uses, inputs = _uses(graph), {i.name for i in graph.input}  # (an input's default stays)
+    dead = [t for t in graph.initializer if not uses.get(t.name, 0) and t.name not in inputs]
+    for t in dead:
+        graph.initializer.remove(t)
+    return len(dead)
 
 
 def _drop_carried(outer: onnx.GraphProto, loop: onnx.NodeProto, k: int) -> None:
@@ -355,7 +368,7 @@ def rewrite(model: onnx.ModelProto) -> dict[str, int]:
     """Apply every pass to every Loop of the main graph (in place); returns what each did."""
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     passes = ("trip_count_only", "counter_from_iteration", "fuse_clip", "reduce_sum_square",
-              "identity_outputs", "dead_nodes", "matmul_add_to_gemm")
+              "identity_outputs", "dead_nodes", "matmul_add_to_gemm", "dead_initializers")
     done = dict.fromkeys(passes, 0)
     outer = model.graph
     for loop in [n for n in outer.node if n.op_type == "Loop"]:
@@ -367,6 +380,8 @@ def rewrite(model: onnx.ModelProto) -> dict[str, int]:
         done["identity_outputs"] += identity_outputs(body)
         done["dead_nodes"] += remove_dead_nodes(body)
         done["matmul_add_to_gemm"] += matmul_add_to_gemm(body, _ranks(model, body))
+        done["dead_initializers"] += remove_dead_initializers(body)
+    done["dead_initializers"] += remove_dead_initializers(outer)  # e.g. a dropped counter's start
     return done
 
 

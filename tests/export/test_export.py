@@ -232,4 +232,27 @@ def test_bundled_models_have_the_lean_loop_body(name):
     from ntm.export.onnx_rewrite import loop_body_nodes
     from ntm.export.bundle import PRETRAINED
 
-    assert loop_body_nodes(onnx.load(str(PRETRAINED / f"{name}.onnx"))) <= MAX_LOOP_BODY_NODES
+    model = onnx.load(str(PRETRAINED / f"{name}.onnx"))
+    assert loop_body_nodes(model) <= MAX_LOOP_BODY_NODES
+    assert unread_initializers(model) == []
+
+
+def unread_initializers(model) -> list[str]:
+    """Initializers of any graph of ``model`` that no node, subgraph or output reads (what
+    onnxruntime warns about on every load)."""
+    from ntm.export.onnx_rewrite import _uses
+
+    def visit(graph, found):
+        uses = _uses(graph)
+        found += [t.name for t in graph.initializer if not uses.get(t.name, 0)]
+        for node in graph.node:
+            for a in node.attribute:
+                for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                    visit(g, found)
+        return found
+
+    return visit(model.graph, [])
+
+
+def test_an_export_leaves_no_initializer_unread(dynamic_onnx):
+    assert unread_initializers(onnx.load(str(dynamic_onnx.path))) == []

@@ -180,6 +180,35 @@ def test_dead_nodes_go_and_graph_outputs_stay():
     assert [n.op_type for n in model.graph.node] == ["Relu"]
 
 
+def test_initializers_nothing_reads_go_in_the_body_and_outside(loop_feeds):
+    model = loop_model()
+    before = run(model, loop_feeds)
+    main, body = model.graph, rw._body(model.graph.node[-1])
+    main.initializer.append(const("unread_outside", 2.0, np.float32))
+    main.initializer.append(const("x", np.zeros(3), np.float32))  # an input's default: stays
+    body.initializer.append(const("unread_inside", 3.0, np.float32))
+    done = rw.rewrite(model)
+    onnx.checker.check_model(model)
+    names = {t.name for t in main.initializer}
+    assert "unread_outside" not in names and "t0" not in names  # t0: the dropped counter's
+    assert "x" in names and "zero64" in names and "init_cond" in names
+    assert {t.name for t in body.initializer} == set()  # one, true, limit, unread_inside
+    assert done["dead_initializers"] == 6
+    for got, want in zip(run(model, loop_feeds), before):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_an_initializer_read_only_inside_a_loop_body_stays():
+    model = loop_model()
+    body = rw._body(model.graph.node[-1])
+    model.graph.initializer.append(const("scale", 2.0, np.float32))
+    body.node.append(helper.make_node("Mul", ["acc_next", "scale"], ["scaled"]))
+    body.output.append(helper.make_tensor_value_info("scaled", TensorProto.FLOAT, [3]))
+    model.graph.node[-1].output.append("scaled_scans")
+    assert rw.remove_dead_initializers(model.graph) == 0
+    assert "scale" in {t.name for t in model.graph.initializer}
+
+
 def test_matmul_and_bias_on_matrices_become_gemm():
     nodes = [helper.make_node("MatMul", ["a", "w"], ["mm"]),
              helper.make_node("Add", ["b", "mm"], ["y"])]
