@@ -46,7 +46,8 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.results_io import read_results, write_results  # noqa: E402
 from ntm.config import TrainConfig  # noqa: E402  (no TensorFlow behind these two)
-from ntm.runs import METRICS_FILE, has_checkpoint, read_summary, write_json_atomic  # noqa: E402
+from ntm.files import write_json_atomic  # noqa: E402
+from ntm.runs import METRICS_FILE, has_checkpoint, read_summary  # noqa: E402
 
 THRESHOLD = 0.1  # bits/seq: "converged", as Collier & Beel declare it
 EVAL_DATA_SEED = 1234  # ntm evaluate's default: every seed's model sees the same sequences

@@ -27,8 +27,6 @@ from ntm.config import (CONFIG_FILE, ConfigError, ConfigFileError, ModelConfig, 
                         load_configs, resumable_fields)
 from ntm.contract.errors import NtmError
 from ntm.contract.tasks import Difficulty, Task
-# One atomic-write helper for the project (ntm.files); named here too for older callers.
-from ntm.files import write_json_atomic, write_text_atomic  # noqa: F401
 
 if TYPE_CHECKING:
     import numpy as np

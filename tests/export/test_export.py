@@ -165,7 +165,6 @@ def test_triton_repository_config_parses(tiny_run, tmp_path):
 def test_a_failed_proof_leaves_the_old_export(tiny_run, tmp_path, monkeypatch):
     target = tmp_path / "model.onnx"
     target.write_bytes(b"the good export")
-    import ntm.export.exporter as exporter
     import ntm.export.verify as verify
     monkeypatch.setattr(verify, "TOLERANCE", -1.0)  # nothing can pass
     monkeypatch.setattr(verify, "NOISE_FACTOR", -1.0)
