@@ -22,7 +22,7 @@ POSITIVE = click.IntRange(min=1)
 
 
 @click.command(short_help="Train the NTM on a task.")
-@click.option("--task", type=TaskChoice(), default=TrainConfig().task, show_default=True,
+@click.option("--task", type=TaskChoice(), default=TrainConfig.task, show_default=True,
               help="Which task to learn (the built-in ones, and any installed plug-in's).")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory [default: runs/TASK].")

@@ -279,13 +279,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        for name in TASK_DEFAULTS:  # None: the task's own default (Task.train_defaults)
-            if getattr(self, name) is None:
-                try:
-                    default = get_task(self.task).train_defaults.get(name, 0)
-                except ValueError:  # an unknown task: build_task names it
-                    default = 0
-                object.__setattr__(self, name, default)
+        unset = [name for name in TASK_DEFAULTS if getattr(self, name) is None]
+        if unset:  # None: the task's own default (Task.train_defaults)
+            try:  # looked up once: each lookup reads the installed plug-ins' entry points
+                defaults = get_task(self.task).train_defaults
+            except ValueError:  # an unknown task: build_task names it
+                defaults = {}
+            for name in unset:
+                object.__setattr__(self, name, defaults.get(name, 0))
         if self.noise_after is None:
             object.__setattr__(self, "noise_after", self.polish_steps // 2)
         self.check_noise_after()

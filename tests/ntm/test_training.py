@@ -184,6 +184,19 @@ def test_copy_polishes_by_default_and_older_copy_runs_do_not():
     assert not TrainConfig.from_dict(saved).polishes
 
 
+def test_a_config_looks_its_task_defaults_up_once(monkeypatch):
+    """Each lookup reads the installed plug-ins' entry points (~20 ms), and ``ntm --help``
+    builds a config: one lookup per default was a tenth of a second of every command's start."""
+    import ntm.config as config
+    looked_up, real = [], config.get_task
+    monkeypatch.setattr(config, "get_task", lambda name: looked_up.append(name) or real(name))
+    assert TrainConfig(task="recall").restart_at == 8000
+    assert looked_up == ["recall"]
+    TrainConfig(task="copy", restart_at=0, write_entropy=0.0, memory_noise=0.0, blank_runs=0.0,
+                polish_steps=0)
+    assert looked_up == ["recall"]  # nothing left to the task: no lookup
+
+
 def test_blank_runs_follow_the_noise_schedule(tmp_path):
     """Off before the polish's noise steps, on after them; the batch is otherwise the same."""
     plain = make(tmp_path / "plain", max_length=8)
