@@ -31,7 +31,9 @@ class ErrorBody(BaseModel):
 
 
 ERROR_MEANINGS = {400: "malformed request", 401: "missing or wrong API key",
-                  404: "no such model, version or endpoint", 413: "body over the size limit",
+                  404: "no such model, version or endpoint",
+                  405: "method not allowed on this path (the Allow header names the one that is)",
+                  413: "body over the size limit",
                   422: "well-formed but over a limit (length, batch)",
                   500: "the model failed on this request", 503: "not ready or shutting down"}
 

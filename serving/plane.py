@@ -67,8 +67,8 @@ def encode_tasks(runtime: ModelRuntime, requests: Sequence[Any],
         fields = [f"instances[{i}]" if len(requests) > 1 else "request"
                   for i in range(len(requests))]
     encoded = [runtime.encode(r, f) for r, f in zip(requests, fields)]
-    attention = [wants_attention(r) for r in requests]
-    probabilities = [wants_probabilities(r) for r in requests]
+    attention = [wants_attention(r, f) for r, f in zip(requests, fields)]
+    probabilities = [wants_probabilities(r, f) for r, f in zip(requests, fields)]
     sizes = [runtime.request_memory_size(e, f) for e, f in zip(encoded, fields)]
     return TaskBatch(encoded, attention, probabilities, group_by_size(sizes))
 

@@ -338,25 +338,27 @@ def pad_batch(sequences: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def response_flag(request: Any, name: str, default: bool) -> bool:
-    """A request's boolean flag ``name`` (anything but true or false is an error)."""
+def response_flag(request: Any, name: str, default: bool, field: str | None = None) -> bool:
+    """A request's boolean flag ``name`` (anything but true or false is an error naming
+    ``field.name``, e.g. "instances[2].return_attention")."""
     if not isinstance(request, dict) or name not in request:
         return default
     flag = request[name]
     if not isinstance(flag, bool):
-        raise BadRequest(f"{name}: must be true or false, got {flag!r}")
+        raise BadRequest(f"{f'{field}.' if field else ''}{name}: must be true or false, "
+                         f"got {flag!r}")
     return flag
 
 
-def wants_attention(request: Any) -> bool:
+def wants_attention(request: Any, field: str | None = None) -> bool:
     """The request's ``return_attention`` flag [default: false]."""
-    return response_flag(request, "return_attention", False)
+    return response_flag(request, "return_attention", False, field)
 
 
-def wants_probabilities(request: Any) -> bool:
+def wants_probabilities(request: Any, field: str | None = None) -> bool:
     """The request's ``return_probabilities`` flag [default: true]: false drops the per-step
     probabilities from the answer (a smaller response to encode and decode)."""
-    return response_flag(request, "return_probabilities", True)
+    return response_flag(request, "return_probabilities", True, field)
 
 
 def attention_dict(attention: np.ndarray, heads: dict) -> dict[str, list]:

@@ -152,7 +152,7 @@ async def predict_part(plane: DataPlane, name: str, request: dict, field: str
     sequence_id, start, end, rows = part_fields(request, field)
     task_request = {k: v for k, v in request.items()
                     if k not in PART_FIELDS and k not in RESPONSE_FLAGS}
-    return_probabilities = wants_probabilities(request)
+    return_probabilities = wants_probabilities(request, field)
     if start:
         encoded, context = encode_part(runtime, task_request, {}, field)
         sequence = start_sequence(plane, runtime, sequence_id, encoded.inputs[None], rows)

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from ntm.serving import jsondoc
 from ntm.serving.http import (INFER_ERRORS, READ_ERRORS, AnswerResponse, counted,
@@ -44,8 +45,10 @@ def router(plane: DataPlane) -> APIRouter:
         return await predict(plane, name, request)
 
     @api.get("/v1/models/{name}", summary="Model status (TensorFlow Serving)",
-             responses=READ_ERRORS)
+             responses={**READ_ERRORS, **errors(405)})
     async def v1_status(name: str):
+        if name.endswith(":predict"):  # GET .../copy:predict: the route, not a model "copy:predict"
+            raise HTTPException(405, headers={"Allow": "POST"})
         plane.get(name)
         return {"model_version_status": [{"version": VERSION, "state": "AVAILABLE",
                                           "status": {"error_code": "OK", "error_message": ""}}]}

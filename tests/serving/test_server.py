@@ -139,6 +139,7 @@ BAD_INPUTS = [
     ("GET", "/v2/models/nosuch/ready", None, {}, 404, "not served"),
     ("GET", "/nowhere", None, {}, 404, "no such endpoint"),
     ("DELETE", "/v2/models/recall", None, {}, 405, "not allowed"),
+    ("GET", "/v1/models/recall:predict", None, {}, 405, "method GET not allowed"),
     ("POST", "/v2/models/recall/infer", b"{}", {}, 400, "inputs: must be a non-empty list"),
     ("POST", "/v2/models/recall/infer",
      b'{"inputs": [{"name": "inputs", "shape": [1, 0, 8], "datatype": "FP32", "data": []}]}', {},
@@ -177,6 +178,7 @@ def test_bad_inputs_get_4xx_and_the_server_keeps_answering(start_server, bundled
             r = client.request(method, path, content=body, headers=headers)
             assert r.status_code == status, (path, body, r.status_code, r.text)
             assert message in r.json()["error"], (path, body, r.text)
+            assert status != 405 or r.headers["allow"], (path, r.headers)
         # Limits: too many time steps, a batch above the maximum.
         x = np.zeros((1, 101, 8), np.float32).ravel().tolist()
         r = client.post("/v2/models/recall/infer", json={"inputs": [
