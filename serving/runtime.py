@@ -283,8 +283,7 @@ class ModelRuntime:
         try:
             encoded = self.task.encode(request)
         except InvalidRequest as err:
-            prefix = "" if field == "request" else f"{field}."
-            raise BadRequest(f"{prefix}{err.field}: {err.message}") from None
+            raise BadRequest(f"{field_path(field, err.field)}: {err.message}") from None
         steps = encoded.inputs.shape[0]
         if steps > self.max_time_steps:
             raise Unprocessable(
@@ -338,24 +337,28 @@ def pad_batch(sequences: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def response_flag(request: Any, name: str, default: bool, field: str | None = None) -> bool:
-    """A request's boolean flag ``name`` (anything but true or false is an error naming
-    ``field.name``, e.g. "instances[2].return_attention")."""
+def field_path(field: str, name: str) -> str:
+    """Field ``name`` of the request called ``field``, as errors name it: "instances[2].sequence",
+    or "sequence" in a lone request ("request")."""
+    return name if field == "request" else f"{field}.{name}"
+
+
+def response_flag(request: Any, name: str, default: bool, field: str = "request") -> bool:
+    """A request's boolean flag ``name`` (anything but true or false is an error naming it)."""
     if not isinstance(request, dict) or name not in request:
         return default
     flag = request[name]
     if not isinstance(flag, bool):
-        raise BadRequest(f"{f'{field}.' if field else ''}{name}: must be true or false, "
-                         f"got {flag!r}")
+        raise BadRequest(f"{field_path(field, name)}: must be true or false, got {flag!r}")
     return flag
 
 
-def wants_attention(request: Any, field: str | None = None) -> bool:
+def wants_attention(request: Any, field: str = "request") -> bool:
     """The request's ``return_attention`` flag [default: false]."""
     return response_flag(request, "return_attention", False, field)
 
 
-def wants_probabilities(request: Any, field: str | None = None) -> bool:
+def wants_probabilities(request: Any, field: str = "request") -> bool:
     """The request's ``return_probabilities`` flag [default: true]: false drops the per-step
     probabilities from the answer (a smaller response to encode and decode)."""
     return response_flag(request, "return_probabilities", True, field)

@@ -22,7 +22,7 @@ from ntm.contract import metadata as meta
 from ntm.contract.tasks import InvalidRequest
 from ntm.contract.tasks.task import RESPONSE_FLAGS
 from ntm.serving.errors import BadRequest
-from ntm.serving.runtime import ModelRuntime, attention_dict, wants_probabilities
+from ntm.serving.runtime import ModelRuntime, attention_dict, field_path, wants_probabilities
 from ntm.serving.sequences import Sequence, UnknownSequence
 
 if TYPE_CHECKING:
@@ -178,8 +178,7 @@ def encode_part(runtime: ModelRuntime, request: dict, context: dict, field: str)
     try:
         encoded, context = runtime.task.encode_part(request, context)
     except InvalidRequest as err:
-        prefix = "" if field == "request" else f"{field}."
-        raise BadRequest(f"{prefix}{err.field}: {err.message}") from None
+        raise BadRequest(f"{field_path(field, err.field)}: {err.message}") from None
     if encoded.inputs.shape[0] == 0:
         raise BadRequest(f"{field}: this part adds nothing to the sequence")
     if encoded.inputs.shape[0] > runtime.max_time_steps:

@@ -116,7 +116,7 @@ def test_return_probabilities_false_trims_the_answer(bundled):
     full, trimmed = runtime.predict([request, {**request, "return_probabilities": False}])
     assert "probabilities" in full and "probabilities" not in trimmed
     assert trimmed == {k: v for k, v in full.items() if k != "probabilities"}
-    with pytest.raises(BadRequest, match=r"^request\.return_probabilities: must be true or "):
+    with pytest.raises(BadRequest, match=r"^return_probabilities: must be true or false"):
         runtime.predict([{**request, "return_probabilities": "no"}])
     with pytest.raises(BadRequest, match=r"^instances\[1\]\.return_attention: must be true or "):
         runtime.predict([request, {**request, "return_attention": "yes"}])
