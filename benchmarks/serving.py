@@ -156,6 +156,9 @@ def pooled(runs: list[dict]) -> dict:
             [r["server_cpu_ms_per_request"] for r in runs])), 3),
         "event_loop_cpu_ms_per_request": round(float(np.median(
             [r["event_loop_cpu_ms_per_request"] for r in runs])), 3),
+        "other_threads_cpu_ms_per_request": round(float(np.median(
+            [r["server_cpu_ms_per_request"] - r["event_loop_cpu_ms_per_request"]
+             for r in runs])), 3),
         "mean_merged_batch": round(float(np.median(batches)), 1) if batches else None,
     }
 
@@ -309,6 +312,11 @@ def main() -> None:
             batched["server_cpu_ms_per_request"] / grouped_cpu, 2),
         "server_cpu_per_request_vs_in_process_same_batch": round(
             batched["server_cpu_ms_per_request"] / in_process["server_mean_batch_cpu_ms"], 2),
+        "other_threads_cpu_per_request_vs_in_process": round(
+            batched["other_threads_cpu_ms_per_request"] / grouped_cpu, 2),
+        "event_loop_cpu_ms_per_request_for_target": round(
+            TARGETS["server_cpu_per_request_vs_in_process"] * grouped_cpu
+            - batched["other_threads_cpu_ms_per_request"], 3),
         "cpu_count": os.cpu_count(),
         "thread_plan": plan,
     }
@@ -369,6 +377,17 @@ def markdown(r: dict) -> str:
                       f"CPU per request at batches of that size (not a target: the model's "
                       f"cost at the batches the load lets the server form, against what the "
                       f"server adds)."]
+    if "other_threads_cpu_per_request_vs_in_process" in r:
+        b = r["server"]["batching"]
+        lines += ["", f"Outside its event loop (the batcher's threads: merging and the "
+                      f"onnxruntime runs) the batching server spent "
+                      f"{b['other_threads_cpu_ms_per_request']} ms of CPU per request, "
+                      f"{r['other_threads_cpu_per_request_vs_in_process']}x the in-process CPU "
+                      f"per request at batches of {n}, which also encodes and decodes: the "
+                      f"model runs slower while the clients and the event loop share the "
+                      f"cores. For the CPU target the event loop could spend at most "
+                      f"{r['event_loop_cpu_ms_per_request_for_target']} ms per request; it "
+                      f"spent {b['event_loop_cpu_ms_per_request']}."]
     plan = r.get("thread_plan")
     if plan:
         env_ms, per_s = plan["envelope_median_ms"], plan["clients_requests_per_s"]

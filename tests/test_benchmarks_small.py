@@ -82,6 +82,10 @@ def test_serving_small(tmp_path):
     assert result["in_process"]["one_at_a_time_per_s"] > 0
     assert result["in_process"]["batches_of_4_cpu_ms"] > 0
     assert result["targets"]["server_cpu_per_request_vs_in_process"]["measured"] > 0
+    batched = result["server"]["batching"]  # one round: the median of one difference
+    assert batched["other_threads_cpu_ms_per_request"] == pytest.approx(
+        batched["server_cpu_ms_per_request"] - batched["event_loop_cpu_ms_per_request"], abs=2e-3)
+    assert "Outside its event loop" in table
     plan = result["thread_plan"]  # --large-batch-threads 2 against 1, every answer checked
     assert plan["errors"] == 0 and plan["envelope_calls"] == 6 and plan["load_runs"] == 2
     assert plan["envelope_speedup"] > 0 and plan["clients_ratio"] > 0
