@@ -378,16 +378,18 @@ def markdown(r: dict) -> str:
                       f"cost at the batches the load lets the server form, against what the "
                       f"server adds)."]
     if "other_threads_cpu_per_request_vs_in_process" in r:
-        b = r["server"]["batching"]
+        b, ip = r["server"]["batching"], r["in_process"]
+        same_batch = b["other_threads_cpu_ms_per_request"] / ip["server_mean_batch_cpu_ms"]
         lines += ["", f"Outside its event loop (the batcher's threads: merging and the "
                       f"onnxruntime runs) the batching server spent "
-                      f"{b['other_threads_cpu_ms_per_request']} ms of CPU per request, "
+                      f"{b['other_threads_cpu_ms_per_request']} ms of CPU per request: "
                       f"{r['other_threads_cpu_per_request_vs_in_process']}x the in-process CPU "
-                      f"per request at batches of {n}, which also encodes and decodes: the "
-                      f"model runs slower while the clients and the event loop share the "
-                      f"cores. For the CPU target the event loop could spend at most "
-                      f"{r['event_loop_cpu_ms_per_request_for_target']} ms per request; it "
-                      f"spent {b['event_loop_cpu_ms_per_request']}."]
+                      f"per request at batches of {n} and {same_batch:.2f}x at batches of "
+                      f"{ip['server_mean_batch']} (in process that CPU also encodes and "
+                      f"decodes; in the server the model shares the cores with the clients "
+                      f"and the event loop). For the CPU target the event loop could spend at "
+                      f"most {r['event_loop_cpu_ms_per_request_for_target']} ms per request; "
+                      f"it spent {b['event_loop_cpu_ms_per_request']}."]
     plan = r.get("thread_plan")
     if plan:
         env_ms, per_s = plan["envelope_median_ms"], plan["clients_requests_per_s"]
