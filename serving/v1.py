@@ -47,8 +47,8 @@ def router(plane: DataPlane) -> APIRouter:
     @api.get("/v1/models/{name}", summary="Model status (TensorFlow Serving)",
              responses={**READ_ERRORS, **errors(405)})
     async def v1_status(name: str):
-        if name.endswith(":predict"):  # GET .../copy:predict: the route, not a model "copy:predict"
-            raise HTTPException(405, headers={"Allow": "POST"})
+        if name.endswith(":predict") and name not in plane.runtimes:  # GET .../copy:predict
+            raise HTTPException(405, headers={"Allow": "POST"})  # the route, not a model name
         plane.get(name)
         return {"model_version_status": [{"version": VERSION, "state": "AVAILABLE",
                                           "status": {"error_code": "OK", "error_message": ""}}]}
