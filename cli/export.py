@@ -41,9 +41,21 @@ def human_size(n: int) -> str:
                    "'sequence_start' and 'state', output 'state_out'), so one sequence can run "
                    "in several requests: ntm serve's sequence_id, Triton's sequence batcher "
                    "with implicit state. Dynamic length only; proven run in 3 pieces.")
+@click.option("--max-memory-size", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="Most memory rows a model gives an input when it chooses the rows itself "
+                   "(memory_size 0, and every Triton model); a longer input fails.")
+@click.option("--instances", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Triton: model instances (runs at once), one onnxruntime thread each.")
+@click.option("--sequence-idle-s", type=click.FloatRange(min=0.001), default=300.0,
+              show_default=True,
+              help="Triton, --stateful: a sequence idle this long is ended (as ntm serve's).")
+@click.option("--max-sequences", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Triton, --stateful: live sequences at once (one sequence-batcher slot "
+                   "each).")
 @checkpoint_option
 def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: Path | None,
-           name: str | None, memory_size: int | None, stateful: bool,
+           name: str | None, memory_size: int | None, stateful: bool, max_memory_size: int,
+           instances: int, sequence_idle_s: float, max_sequences: int,
            checkpoint: int | None) -> None:
     """Export the run in RUN_DIR [default: the latest run under runs/].
 
@@ -57,17 +69,22 @@ def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: 
     run_dir = run_dir or latest_run()
     quiet_tensorflow(1)
     from ntm.export.exporter import export_run
+    from ntm.export.triton import TritonSettings
 
+    settings = TritonSettings(instances=instances, max_sequences=max_sequences,
+                              sequence_idle_us=round(sequence_idle_s * 1e6))
     result = export_run(Run.load(run_dir, checkpoint), fmt, length, opset, out, name,
-                        memory_size, stateful)
+                        memory_size, stateful, max_memory_size, settings)
     click.echo(f"exported {run_dir} as {result.format} ({result.mode}"
                + (", stateful" if stateful else "")
                + (f", {length} time steps" if length else "") + f") to {result.path}")
     for path, size in result.files:
         click.echo(f"  {path}  {human_size(size)}")
     for c in result.comparisons:
+        attention = ("no attention output" if c.attention_diff is None
+                     else f"attention {c.attention_diff:.2e}")
         click.echo(f"  matches TensorFlow at {c.label} ({c.time_steps} steps, batch {c.batch}): "
-                   f"max |diff| {c.probabilities_diff:.2e} (attention {c.attention_diff:.2e}; "
+                   f"max |diff| {c.probabilities_diff:.2e} ({attention}; "
                    f"TensorFlow's noise floor {c.noise_floor:.1e}, tolerance "
                    f"{c.tolerance:.1e})")
     click.echo(f"max |diff| {result.max_diff:.2e}: verified")

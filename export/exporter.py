@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import onnx
@@ -12,16 +12,16 @@ import tensorflow as tf
 
 import ntm
 from ntm.contract import metadata as meta
-from ntm.export.signatures import ExportModule
+from ntm.export.signatures import MEMORY_SIGNATURE, SEQUENCE_SIGNATURE, ExportModule, RowsTable
 from ntm.contract.errors import NtmError
 from ntm.contract.memory_plan import (DEFAULT_MAX_MEMORY_SIZE, MemoryLimitExceeded,
-                                      choose_memory_size)
+                                      bucket_table, choose_memory_size)
 from ntm.contract.tasks import Difficulty
-from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME, state_size
+from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
 from ntm.export.verify import (CHUNK_TOLERANCE, CHUNKS, NOISE_FACTOR, PERTURBATION, TOLERANCE,
                                Comparison, chunked, compare, one_shot, verification_points)
-from ntm.export.writers import (convert_to_onnx, replace_path, set_metadata, triton_config,
-                                write_savedmodel)
+from ntm.export import triton
+from ntm.export.writers import convert_to_onnx, replace_path, set_metadata, write_savedmodel
 from ntm.runs import Run, read_summary
 
 FORMATS = ("savedmodel", "onnx", "triton")
@@ -73,7 +73,9 @@ def fixed_memory_size(task, length: int, trained: int, requested: int | None = N
 
 def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int = DEFAULT_OPSET,
                out: Path | None = None, model_name: str | None = None,
-               memory_size: int | None = None, stateful: bool = False) -> ExportResult:
+               memory_size: int | None = None, stateful: bool = False,
+               max_memory_size: int = DEFAULT_MAX_MEMORY_SIZE,
+               triton_settings: triton.TritonSettings = triton.TritonSettings()) -> ExportResult:
     """Export the latest checkpoint of ``run`` (a ``Run``, or its directory); verify against
     TensorFlow before replacing anything at ``out``. Raises ExportError (with the measured
     difference) when the proof fails.
@@ -84,6 +86,10 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
     ``stateful``: the model also takes and returns the state a sequence has reached, so a
     sequence can run in several calls (``ntm.export.signatures``); its proof runs every point in
     CHUNKS calls against TensorFlow in one, and against itself in one (within CHUNK_TOLERANCE).
+
+    ``max_memory_size``: the most rows a model that chooses its own rows (``memory_size`` 0, or
+    a Triton model) gives an input. ``triton_settings``: scheduling and threads of a Triton
+    entry (``ntm.export.triton``).
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -105,7 +111,9 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
             task.min_length, task.train_repeats[0] if task.train_repeats else None))
         raise ExportError(f"--length {length} is too short for {task.name}: its shortest "
                           f"sequence needs {shortest} time steps")
-    module = ExportModule(model, length, rows, stateful=stateful)
+    table = RowsTable(*bucket_table(trained, task.memory_rows_for_time_steps,
+                                    max(max_memory_size, trained)))
+    module = ExportModule(model, length, rows, stateful=stateful, rows=table)
     mode = "dynamic" if length is None else "fixed"
     out = Path(out) if out else default_output(task.name, fmt, length)
     name = model_name or (task.name.replace("-", "_") + (f"_fixed{length}" if length else ""))
@@ -114,12 +122,14 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
         r = module.serve(*module.feeds(tf.constant(x), n))
         return r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy()
 
-    def prove(candidate) -> list[Comparison]:
-        """``candidate``: a Forward, or for a stateful module a StatefulForward."""
-        if not stateful:
-            return _prove(reference, candidate, task, points, length)
-        _prove_chunks(one_shot(candidate), chunked(candidate), task, points)
-        return _prove(reference, chunked(candidate), task, points, length)
+    def prove(candidate, only_rows: int | None = None) -> list[Comparison]:
+        """``candidate``: a Forward, or for a stateful module a StatefulForward; at every
+        point, or at those with ``only_rows`` rows."""
+        at = [p for p in points if only_rows is None or p.memory_size == only_rows]
+        if not stateful or only_rows is not None:
+            return _prove(reference, candidate, task, at, length)
+        _prove_chunks(one_shot(candidate), chunked(candidate), task, at)
+        return _prove(reference, chunked(candidate), task, at, length)
 
     workdir = Path(tempfile.mkdtemp(prefix=".ntm-export-", dir=_existing_parent(out)))
     try:
@@ -127,7 +137,8 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
             tmp, final, files, comparisons = _savedmodel(module, workdir, out, prove)
         else:
             tmp, final, files, comparisons = _onnx(run, module, workdir, out, fmt, opset, name,
-                                                   rows, prove)
+                                                   rows, prove, reference, points,
+                                                   triton_settings)
         replace_path(tmp, final)
         return ExportResult(final, fmt, mode, files, comparisons)
     finally:
@@ -135,53 +146,135 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
 
 
 def _savedmodel(module: ExportModule, workdir: Path, out: Path, prove) -> tuple:
-    """Write and prove a SavedModel in ``workdir`` -> (written, final path, files, proof)."""
+    """Write and prove a SavedModel in ``workdir`` -> (written, final path, files, proof).
+
+    The full signature is proven like any export; ``serving_default`` (``inputs`` alone) must
+    then give the same answers at the trained rows."""
     tmp = workdir / "savedmodel"
     write_savedmodel(module, tmp)
-    loaded = tf.saved_model.load(str(tmp)).signatures["serving_default"]
+    signatures = tf.saved_model.load(str(tmp)).signatures
+    full = signatures[SEQUENCE_SIGNATURE if module.stateful else
+                      MEMORY_SIGNATURE if module.length is None else "serving_default"]
 
     def candidate(x, n):
         feeds = dict(zip(_input_names(module), module.feeds(tf.constant(x), n)))
-        r = loaded(**feeds)
+        r = full(**feeds)
         return r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy()
 
     def stateful_candidate(x, n, start, state):
-        r = loaded(**{meta.INPUT_NAME: tf.constant(x), meta.MEMORY_SIZE_NAME: tf.constant([n]),
-                      START_NAME: tf.constant([int(start)]), STATE_NAME: tf.constant(state)})
+        r = full(**{meta.INPUT_NAME: tf.constant(x), meta.MEMORY_SIZE_NAME: tf.constant([n]),
+                    START_NAME: tf.constant([int(start)]), STATE_NAME: tf.constant(state)})
         return (r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy(),
                 r[STATE_OUT_NAME].numpy())
 
+    def default_candidate(x, n):
+        r = signatures["serving_default"](**{meta.INPUT_NAME: tf.constant(x)})
+        return r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy()
+
     comparisons = prove(stateful_candidate if module.stateful else candidate)
+    if module.length is not None:  # serving_default is the full signature
+        return tmp, out, [(out, _size(tmp))], comparisons
+    for c in prove(default_candidate, only_rows=module.model.config.memory_size):
+        comparisons.append(replace(c, label=f"{c.label}, inputs alone (serving_default)"))
     return tmp, out, [(out, _size(tmp))], comparisons
 
 
 def _onnx(run: Run, module: ExportModule, workdir: Path, out: Path, fmt: str, opset: int,
-          name: str, rows: int | None, prove) -> tuple:
+          name: str, rows: int | None, prove, reference, points,
+          settings: triton.TritonSettings) -> tuple:
     """Convert, prove and write an ONNX model (alone, or as a Triton repository entry) in
     ``workdir``; the proof goes into its metadata -> (written, final path, files, proof)."""
-    length = module.length
-    proto = convert_to_onnx(module, opset)
+    length, config = module.length, run.model_config
+    ragged = fmt == "triton" and length is None and not module.stateful
+    if ragged:
+        converted = triton.RaggedModule(module.model, module.rows)
+        proto = convert_to_onnx(converted, opset)
+    else:
+        proto = convert_to_onnx(module, opset)
+        if fmt == "triton" and module.stateful:
+            triton.prepare_stateful(proto)
     entries = _metadata(run, "dynamic" if length is None else "fixed", length, opset, rows,
-                        module.stateful)
+                        module, ragged)
     set_metadata(proto, meta.encode(entries))
     onnx.checker.check_model(proto)
-    comparisons = prove(_onnx_forward(proto, module.stateful))
+    if ragged:
+        forward = _ragged_forward(proto)
+        comparisons = _prove_ragged(reference, forward, run.task, module.rows, prove, points)
+    else:
+        comparisons = prove(_onnx_forward(proto, module.stateful))
     entries["ntm.export"]["verified"] = [c.as_dict() for c in comparisons]
     set_metadata(proto, meta.encode(entries))
     if fmt == "onnx":
         tmp = workdir / "model.onnx"
         onnx.save(proto, str(tmp))
         return tmp, out, [(out, tmp.stat().st_size)], comparisons
-    tmp, final, config = workdir / name, out / name, run.model_config
+    tmp, final = workdir / name, out / name
     (tmp / "1").mkdir(parents=True)
     onnx.save(proto, str(tmp / "1" / "model.onnx"))
-    (tmp / "config.pbtxt").write_text(triton_config(
-        name, config.input_size, config.output_size, config.num_heads, rows, length,
-        state_size=state_size(config.to_dict(), config.memory_size) if module.stateful
-        else None))
+    if ragged:
+        text = triton.ragged_config(name, config.input_size, config.output_size, settings)
+    elif module.stateful:
+        text = triton.sequence_config(name, config.input_size, config.output_size,
+                                      config.num_heads, settings)
+    else:
+        text = triton.fixed_config(name, config.input_size, config.output_size,
+                                   config.num_heads, length, rows, settings)
+    (tmp / "config.pbtxt").write_text(text)
     files = [(final / "config.pbtxt", (tmp / "config.pbtxt").stat().st_size),
              (final / "1" / "model.onnx", (tmp / "1" / "model.onnx").stat().st_size)]
     return tmp, final, files, comparisons
+
+
+def _ragged_forward(proto: onnx.ModelProto):
+    """(sequences: a list of [batch, time, in] arrays) -> their probabilities, through one run
+    of a Triton ragged model, as Triton's dynamic batcher would feed it."""
+    import numpy as np
+
+    session = _session(proto)
+
+    def forward(sequences):
+        flat = np.concatenate([x.reshape(-1) for x in sequences]).astype(np.float32)
+        shapes = np.array([x.shape[1:] for x in sequences for _ in range(len(x))], np.int32)
+        p = session.run([meta.PROBABILITIES], {meta.INPUT_NAME: flat,
+                                               triton.ITEM_SHAPE_NAME: shapes})[0]
+        out, offset = [], 0
+        for x in sequences:
+            steps = x.shape[0] * x.shape[1]
+            out.append(p[offset: offset + steps].reshape(x.shape[0], x.shape[1], -1))
+            offset += steps
+        return out
+
+    return forward
+
+
+def _prove_ragged(reference, forward, task, rows: RowsTable, prove, points) -> list[Comparison]:
+    """A Triton ragged model, proven like any export at every point (its rows are its own
+    choice: the points' rows, checked), then with every point's sequences in one run (mixed
+    lengths and rows) against the same sequences run alone."""
+    import numpy as np
+
+    def candidate(x, n):
+        chosen = rows.buckets[int(np.searchsorted(rows.longest, x.shape[1]))]
+        if chosen != n:
+            raise ExportError(f"the Triton model would run {x.shape[1]} time steps with "
+                              f"{chosen} memory rows, the proof with {n}")
+        return forward([x])[0], None
+
+    comparisons = prove(candidate)
+    inputs = [task.fixed_batch(np.random.default_rng([7, i]), 2, p.difficulty).inputs
+              for i, p in enumerate(points)]
+    together = forward(inputs)
+    worst = 0.0
+    for x, p in zip(inputs, together):
+        n = rows.buckets[int(np.searchsorted(rows.longest, x.shape[1]))]
+        worst = max(worst, float(np.abs(reference(x, n)[0] - p).max()))
+    mixed = Comparison(label="every point above in one ragged batch", time_steps=max(
+        x.shape[1] for x in inputs), batch=sum(len(x) for x in inputs),
+        probabilities_diff=worst, attention_diff=None)
+    if not mixed.passed:
+        raise ExportError(f"the Triton model's ragged batch differs from its sequences run alone "
+                          f"by {worst:.3g} (tolerance {mixed.tolerance:.3g}); nothing was written")
+    return comparisons + [mixed]
 
 
 def _prove(reference, candidate, task, points, length) -> list[Comparison]:
@@ -212,15 +305,20 @@ def _input_names(module: ExportModule) -> list[str]:
     return names + ([START_NAME, STATE_NAME] if module.stateful else [])
 
 
-def _onnx_forward(proto: onnx.ModelProto, stateful: bool = False):
-    import numpy as np
+def _session(proto: onnx.ModelProto):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3  # not the note that an input with a default is not folded
-    session = ort.InferenceSession(proto.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(proto.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def _onnx_forward(proto: onnx.ModelProto, stateful: bool = False):
+    import numpy as np
+
+    session = _session(proto)
     takes_memory_size = meta.takes_memory_size(session)
 
     def forward(x, n):
@@ -238,7 +336,8 @@ def _onnx_forward(proto: onnx.ModelProto, stateful: bool = False):
     return stateful_forward if stateful else forward
 
 
-def _metadata(run: Run, mode, length, opset, rows, stateful: bool = False) -> dict:
+def _metadata(run: Run, mode, length, opset, rows, module: ExportModule,
+              ragged: bool = False) -> dict:
     import tf2onnx
 
     summary = read_summary(run.directory)
@@ -257,18 +356,24 @@ def _metadata(run: Run, mode, length, opset, rows, stateful: bool = False) -> di
         },
         "ntm.export": {
             "mode": mode, "length": length, "input": meta.INPUT_NAME,
-            "outputs": [meta.PROBABILITIES, meta.ATTENTION],
+            "outputs": [meta.PROBABILITIES] if ragged else [meta.PROBABILITIES, meta.ATTENTION],
+            # Triton's dynamic batcher with ragged inputs (ntm.export.triton): flat inputs and
+            # outputs, one (time, width) row per sequence in ``item_shape``.
+            "ragged": {"item_shape": triton.ITEM_SHAPE_NAME} if ragged else None,
             "heads": {"read": model_config.num_read_heads, "write": model_config.num_write_heads},
             # Memory rows: per call through the memory_size input (dynamic), or fixed.
             # (the rules for rows beyond the trained ones are in ntm.model: grow_*)
-            "memory": {"input": meta.MEMORY_SIZE_NAME if rows is None else None,
-                       "trained": model_config.memory_size, "fixed": rows},
+            # memory_size <= 0 (and a ragged model always): the first bucket whose longest
+            # input holds the call's time steps.
+            "memory": {"input": meta.MEMORY_SIZE_NAME if rows is None and not ragged else None,
+                       "trained": model_config.memory_size, "fixed": rows,
+                       "buckets": module.rows.buckets, "longest_inputs": module.rows.longest},
             "tolerance": TOLERANCE, "noise_factor": NOISE_FACTOR,
             "perturbation": PERTURBATION,
             # A sequence may run in several calls (ntm.contract.state_layout); None: stateless.
             "stateful": {"start": START_NAME, "state": STATE_NAME, "state_out": STATE_OUT_NAME,
                          "proven_chunks": CHUNKS, "chunk_tolerance": CHUNK_TOLERANCE}
-            if stateful else None,
+            if module.stateful else None,
         },
         "ntm.versions": {"ntm": ntm.__version__, "tensorflow": tf.__version__,
                          "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,

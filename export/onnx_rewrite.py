@@ -9,9 +9,9 @@ summation order, ~1e-5 in a copy model's probabilities after 81 steps), and each
 by a unit test on a small hand-built graph (``tests/export/test_onnx_rewrite.py``) and by the
 export proof, which compares the rewritten model with TensorFlow on fresh inputs.
 
-    rewrite(model) -> model      all of them, in order, on every Loop body (in place)
+    rewrite(model) -> counts     all of them, in order, on every Loop body (in place)
 
-The passes, per Loop node:
+The passes, per Loop node (nested Loops too):
 - ``trip_count_only``: tf2onnx recomputes ``iteration < trip count`` in the body (two Casts, a
   Less, an And with a constant True); the Loop already stops at its trip count, so the body's
   condition output becomes its condition input. (-4 nodes)
@@ -178,11 +178,14 @@ def trip_count_only(outer: onnx.GraphProto, loop: onnx.NodeProto) -> bool:
     return True
 
 
-def counter_from_iteration(outer: onnx.GraphProto, loop: onnx.NodeProto) -> bool:
+def counter_from_iteration(outer: onnx.GraphProto, loop: onnx.NodeProto,
+                           scope: dict[str, np.ndarray] | None = None) -> bool:
     """A carried counter that starts at 0, grows by 1 each step and only indexes Gathers is
-    the iteration number: the Gathers read that, and the counter goes."""
+    the iteration number: the Gathers read that, and the counter goes. ``scope``: the
+    constants the Loop can see [default: ``outer``'s own]."""
     body = _body(loop)
-    prod, values, outer_values = _producers(body), _constants(body), _constants(outer)
+    prod, values = _producers(body), _constants(body)
+    outer_values = _constants(outer) if scope is None else scope
     outer_uses = _uses(outer)
     iteration = body.input[0].name
     for k in range(len(loop.input) - 2):
@@ -364,24 +367,36 @@ def matmul_add_to_gemm(graph: onnx.GraphProto, ranks: dict[str, int]) -> int:
     return fused
 
 
+def _loops(graph: onnx.GraphProto, scope: dict[str, np.ndarray]):
+    """(graph, Loop node, constants it can see) for every Loop in ``graph`` and, depth first,
+    in the subgraphs of its nodes (a Loop inside an If or another Loop's body)."""
+    scope = {**scope, **_constants(graph)}
+    for node in list(graph.node):
+        if node.op_type == "Loop":
+            yield graph, node, scope
+        for a in node.attribute:
+            for g in [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs):
+                yield from _loops(g, scope)
+
+
 def rewrite(model: onnx.ModelProto) -> dict[str, int]:
-    """Apply every pass to every Loop of the main graph (in place); returns what each did."""
+    """Apply every pass to every Loop, nested ones included (in place); returns what each
+    did."""
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     passes = ("trip_count_only", "counter_from_iteration", "fuse_clip", "reduce_sum_square",
               "identity_outputs", "dead_nodes", "matmul_add_to_gemm", "dead_initializers")
     done = dict.fromkeys(passes, 0)
-    outer = model.graph
-    for loop in [n for n in outer.node if n.op_type == "Loop"]:
+    for outer, loop, scope in list(_loops(model.graph, {})):
         body = _body(loop)
         done["trip_count_only"] += trip_count_only(outer, loop)
-        done["counter_from_iteration"] += counter_from_iteration(outer, loop)
+        done["counter_from_iteration"] += counter_from_iteration(outer, loop, scope)
         done["fuse_clip"] += fuse_clip(body)
         done["reduce_sum_square"] += reduce_sum_square(body, opset)
         done["identity_outputs"] += identity_outputs(body)
         done["dead_nodes"] += remove_dead_nodes(body)
         done["matmul_add_to_gemm"] += matmul_add_to_gemm(body, _ranks(model, body))
         done["dead_initializers"] += remove_dead_initializers(body)
-    done["dead_initializers"] += remove_dead_initializers(outer)  # e.g. a dropped counter's start
+    done["dead_initializers"] += remove_dead_initializers(model.graph)  # a dropped counter's start
     return done
 
 

@@ -1,9 +1,11 @@
-"""The exported computation: inputs (and the memory size) -> (probabilities, attention).
+"""The exported computations: inputs (and the memory size) -> (probabilities, attention).
 
 Dynamic length: the number of memory rows N is chosen per call through a second input,
 ``memory_size`` (int32 [k], any k >= 1; the largest entry is used, so a batching server that
-stacks one value per request, as Triton does, still works). Fixed length: the loop is unrolled
-and N is fixed at export (``ntm export`` picks the N the length needs).
+stacks one value per request still works). An entry <= 0 asks the model to choose: the
+smallest of its memory buckets that holds what an input of that many time steps can need
+(``ntm.contract.memory_plan``, the rule ``ntm serve`` follows). Fixed length: the loop is
+unrolled and N is fixed at export (``ntm export`` picks the N the length needs).
 
 Stateful (``stateful=True``, dynamic length only): two more inputs and one more output carry a
 sequence across calls (layout: ``ntm.contract.state_layout``)::
@@ -13,8 +15,9 @@ sequence across calls (layout: ``ntm.contract.state_layout``)::
     state           float32 [batch, S]   the state a previous call returned (ignored at a start)
     state_out       float32 [batch, S]   the state after this call's last step
 
-Both new inputs have defaults (start 1, an empty state), so a caller that knows nothing of
-sequences runs a stateful model exactly like a stateless one.
+SavedModel signatures follow TF Serving's convention: ``serving_default`` takes ``inputs``
+alone (the trained rows, a fresh start); ``with_memory_size`` adds ``memory_size``, and a
+stateful model's ``sequence`` takes all four inputs.
 """
 
 from __future__ import annotations
@@ -26,12 +29,47 @@ from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
 from ntm.model import NTM
 from ntm.sequence_state import pack_state, state_rows, unpack_state
 
+MEMORY_SIGNATURE = "with_memory_size"
+SEQUENCE_SIGNATURE = "sequence"
+
+
+class RowsTable:
+    """The memory buckets and the longest input each holds, as graph constants: the rows an
+    input of T time steps runs with when its caller leaves the choice to the model.
+
+    Args:
+        buckets: rows, ascending (``memory_plan.bucket_table``).
+        longest: the most time steps each bucket holds.
+    An input longer than the last bucket holds fails inside the graph, in a Gather named
+    after the limit (onnxruntime's error names the node).
+    """
+
+    def __init__(self, buckets: list[int], longest: list[int]):
+        self.buckets = buckets
+        self.longest = longest
+
+    def rows_for(self, time_steps: tf.Tensor, chosen: tf.Tensor | None = None) -> tf.Tensor:
+        """int32 [...] time steps -> int32 [...] rows (where ``chosen`` [...] bool is false,
+        bucket 0 without looking at the limit: an input the caller gave rows for may be longer
+        than the largest bucket holds)."""
+        limits = tf.constant(self.longest, tf.int32)
+        index = tf.reduce_sum(tf.cast(tf.expand_dims(time_steps, -1) > limits, tf.int32), axis=-1)
+        if chosen is not None:
+            index = tf.where(chosen, index, tf.zeros_like(index))
+        return tf.gather(tf.constant(self.buckets, tf.int32), index,
+                         name=f"input_needs_more_than_{self.buckets[-1]}_memory_rows")
+
+    def resolve(self, memory_size: tf.Tensor, time_steps: tf.Tensor) -> tf.Tensor:
+        """N for a call: max(memory_size) when positive, else ``rows_for(time_steps)``."""
+        asked = tf.reduce_max(memory_size)
+        return tf.where(asked > 0, asked, self.rows_for(time_steps, asked <= 0))
+
 
 class ExportModule(tf.Module):
     """Wraps a trained NTM with one serving function.
 
     length None: ``serve(inputs [batch, time, in], memory_size [k])`` with a ``tf.while_loop``
-                 over any time >= 1 and N = max(memory_size) rows.
+                 over any time >= 1 and N = max(memory_size) rows (<= 0: ``rows``' choice).
     length T:    ``serve(inputs [batch, T, in])``, the loop unrolled T times (no Loop in ONNX),
                  N = ``memory_size`` rows [default: the trained N].
     Outputs: ``probabilities`` [batch, time, out] and ``attention`` [batch, time, heads, N]
@@ -39,13 +77,16 @@ class ExportModule(tf.Module):
     """
 
     def __init__(self, model: NTM, length: int | None = None, memory_size: int | None = None,
-                 stateful: bool = False):
+                 stateful: bool = False, rows: RowsTable | None = None):
         super().__init__(name="ntm_export")
         if stateful and length is not None:
             raise ValueError("a stateful export has a dynamic length")
+        if length is None and rows is None:
+            raise ValueError("a dynamic export needs its RowsTable")
         self.model = model
         self.length = length
         self.stateful = stateful
+        self.rows = rows
         c = model.config
         self.input_spec = tf.TensorSpec([None, length, c.input_size], tf.float32, name=INPUT_NAME)
         if stateful:
@@ -66,15 +107,17 @@ class ExportModule(tf.Module):
             self.serve = tf.function(self._serve_fixed, input_signature=self.signature)
 
     def _serve_dynamic(self, inputs, memory_size):
-        out = self.model(inputs, memory_size=tf.reduce_max(memory_size))
+        n = self.rows.resolve(memory_size, tf.shape(inputs)[1])
+        out = self.model(inputs, memory_size=n)
         return {PROBABILITIES: tf.sigmoid(out.logits), ATTENTION: out.weights}
 
     def _serve_stateful(self, inputs, memory_size, sequence_start, state):
         cell, config = self.model.cell, self.model.config
+        batch = tf.shape(inputs)[0]
+        n = self.rows.resolve(memory_size, tf.shape(inputs)[1])
 
         def fresh():
-            batch = tf.shape(inputs)[0]
-            return pack_state(cell.initial_state(batch, tf.reduce_max(memory_size)))
+            return pack_state(cell.initial_state(batch, n))
 
         flat = tf.cond(tf.reduce_max(sequence_start) > 0, fresh, lambda: state)
         out = self.model.run_dynamic(inputs, memory_size=state_rows(flat, config),
@@ -85,6 +128,25 @@ class ExportModule(tf.Module):
     def _serve_fixed(self, inputs):
         out = self.model(inputs, unroll=True, memory_size=self.memory_size)
         return {PROBABILITIES: tf.sigmoid(out.logits), ATTENTION: out.weights}
+
+    def savedmodel_signatures(self) -> dict:
+        """TF Serving's signatures: ``serving_default`` on ``inputs`` alone (trained rows, a
+        fresh start), and the full ones under their own names."""
+        if self.length is not None:
+            return {"serving_default": self.serve}
+        trained = self.model.config.memory_size
+        spec = self.input_spec
+
+        @tf.function(input_signature=[spec])
+        def default(inputs):
+            feeds = [inputs, tf.constant([trained], tf.int32)]
+            if self.stateful:
+                feeds += [tf.constant([1], tf.int32),
+                          tf.zeros([1, 0], tf.float32)]
+            return self.serve(*feeds)
+
+        full = {SEQUENCE_SIGNATURE if self.stateful else MEMORY_SIGNATURE: self.serve}
+        return {"serving_default": default, **full}
 
     def feeds(self, inputs, memory_size: int | None = None) -> list:
         """Positional arguments of ``serve`` for ``inputs`` (at N = ``memory_size`` rows for a

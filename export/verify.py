@@ -29,7 +29,7 @@ TOLERANCE = 1e-4
 NOISE_FACTOR = 4.0
 PERTURBATION = 1e-6
 
-# (inputs [batch, time, in], memory rows N) -> probabilities, attention
+# (inputs [batch, time, in], memory rows N) -> probabilities, attention (or None)
 Forward = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 
@@ -47,7 +47,7 @@ class Comparison:
     time_steps: int
     batch: int
     probabilities_diff: float
-    attention_diff: float
+    attention_diff: float | None  # None: the candidate has no attention output
     noise_floor: float = 0.0  # max |TF(x) - TF(x +- PERTURBATION)|: TensorFlow's sensitivity
     memory_size: int = 0  # rows both ran with
 
@@ -128,7 +128,8 @@ def compare(reference: Forward, candidate: Forward, task: Task, points: list[Pro
             label=f"{task.length_name} {d.label()}, {point.memory_size} rows", time_steps=t,
             batch=batch, memory_size=point.memory_size,
             probabilities_diff=float(np.abs(p_ref[:, :t] - p_new[:, :t]).max()),
-            attention_diff=float(np.abs(a_ref[:, :t] - a_new[:, :t]).max()),
+            attention_diff=None if a_new is None else float(
+                np.abs(a_ref[:, :t] - a_new[:, :t]).max()),
             noise_floor=float(np.abs(p_ref[:, :t] - p_moved[:, :t]).max())))
     return out
 

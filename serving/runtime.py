@@ -58,6 +58,10 @@ class ModelRuntime:
             raise ModelLoadError(str(err) if isinstance(err, ValueError)
                                  else f"{self.path}: malformed ntm metadata ({err})") from None
         export_info = self.metadata["ntm.export"]
+        if export_info.get("ragged"):
+            raise ModelLoadError(f"{self.path} is a Triton repository's model (ragged batches, "
+                                 f"no attention); serve the ONNX export of the same run "
+                                 f"(`ntm export --format onnx`) instead")
         self.fixed_length: int | None = export_info.get("length")
         self.model_config: dict = self.metadata["ntm.model"]
         self.name = name or self.task.name

@@ -43,3 +43,27 @@ def choose_memory_size(rows_needed: int, trained: int,
         if size >= rows_needed:
             return size
     raise MemoryLimitExceeded(rows_needed, memory_buckets(trained, maximum)[-1])
+
+
+def longest_input(rows: int, rows_for_time_steps) -> int:
+    """The most time steps whose ``rows_for_time_steps(T)`` (a task's
+    ``memory_rows_for_time_steps``, non-decreasing in T) still fits in ``rows`` rows; 0 when
+    not even one step fits."""
+    if rows_for_time_steps(1) > rows:
+        return 0
+    lo, hi = 1, 2
+    while rows_for_time_steps(hi) <= rows:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:  # rows_for(lo) fits, rows_for(hi) does not
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if rows_for_time_steps(mid) <= rows else (lo, mid)
+    return lo
+
+
+def bucket_table(trained: int, rows_for_time_steps, maximum: int = DEFAULT_MAX_MEMORY_SIZE
+                 ) -> tuple[list[int], list[int]]:
+    """(buckets, the longest input of each) for choosing rows inside an exported graph: an input
+    of T time steps runs with the first bucket whose longest input is >= T, as
+    ``choose_memory_size`` would choose for ``rows_for_time_steps(T)`` rows."""
+    buckets = memory_buckets(trained, maximum)
+    return buckets, [longest_input(b, rows_for_time_steps) for b in buckets]

@@ -127,24 +127,45 @@ def test_fixed_length_export_picks_the_rows_its_length_needs(tiny_run, tmp_path)
 
 
 def test_savedmodel_runs_without_the_project(tiny_run, tmp_path):
+    """TF Serving's convention: serving_default takes ``inputs`` alone (the trained rows, as
+    the ONNX model without its memory_size input); memory growth has its own signature, where
+    0 rows means the rows the input needs."""
     result = export_run(tiny_run, "savedmodel", out=tmp_path / "sm")
+    onnx_path = export_run(tiny_run, "onnx", out=tmp_path / "copy.onnx").path
     code = textwrap.dedent(f"""
         import sys, numpy as np, tensorflow as tf
-        fn = tf.saved_model.load({str(result.path)!r}).signatures["serving_default"]
-        out = fn(inputs=tf.zeros([2, 7, 9]), memory_size=tf.constant([16]))
+        loaded = tf.saved_model.load({str(result.path)!r})
+        assert set(loaded.signatures) == {{"serving_default", "with_memory_size"}}
+        fn = loaded.signatures["serving_default"]
+        assert [s.name for s in fn.structured_input_signature[1].values()] == ["inputs"]
+        x = np.random.default_rng(0).integers(0, 2, (2, 7, 9)).astype(np.float32)
+        out = fn(inputs=tf.constant(x))
         assert out["probabilities"].shape == (2, 7, 8), out["probabilities"].shape
         assert out["attention"].shape == (2, 7, 3, 16)
-        out = fn(inputs=tf.zeros([2, 7, 9]), memory_size=tf.constant([48]))
+        np.save({str(tmp_path / "default.npy")!r}, out["probabilities"].numpy())
+        grow = loaded.signatures["with_memory_size"]
+        out = grow(inputs=tf.constant(x), memory_size=tf.constant([48]))
         assert out["attention"].shape == (2, 7, 3, 48)
+        # 0: the model chooses; 40 steps of copy need 21 rows -> 32
+        out = grow(inputs=tf.zeros([1, 40, 9]), memory_size=tf.constant([0]))
+        assert out["attention"].shape == (1, 40, 3, 32), out["attention"].shape
         assert not any(m == "ntm" or m.startswith(("ntm.", "export", "cli")) for m in sys.modules)
         print("ok")
     """)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert run.stdout.strip().endswith("ok"), run.stderr[-2000:]
+    x = np.random.default_rng(0).integers(0, 2, (2, 7, 9)).astype(np.float32)
+    p = session(onnx_path).run(["probabilities"], {"inputs": x})[0]
+    np.testing.assert_allclose(np.load(tmp_path / "default.npy"), p, atol=1e-5, rtol=0)
+    labels = [c.label for c in result.comparisons]
+    assert "length 4, 16 rows, inputs alone (serving_default)" in labels
 
 
 def test_triton_repository_config_parses(tiny_run, tmp_path):
+    """The dynamic Triton entry: ragged batching (flat inputs and a BATCH_ITEM_SHAPE batch
+    input), probabilities scattered back by each request's shape, no optional input (Triton
+    refuses one on a batching model), thread and instance settings as parameters."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
@@ -154,13 +175,57 @@ def test_triton_repository_config_parses(tiny_run, tmp_path):
                                model_config_pb2.ModelConfig())
     assert config.name == "copy" and config.backend == "onnxruntime"
     assert config.max_batch_size == 64 and config.HasField("dynamic_batching")
-    assert list(config.input[0].dims) == [-1, 9]
-    assert config.input[1].name == "memory_size" and config.input[1].optional
-    assert list(config.input[1].dims) == [1] and list(config.input[1].reshape.shape) == []
-    assert [o.name for o in config.output] == ["probabilities", "attention"]
-    assert list(config.output[1].dims) == [-1, 3, -1]
-    onnx.checker.check_model(onnx.load(str(result.path / "1" / "model.onnx")))
+    assert [i.name for i in config.input] == ["inputs"] and config.input[0].allow_ragged_batch
+    assert list(config.input[0].dims) == [-1, 9] and not config.input[0].optional
+    assert config.batch_input[0].kind == model_config_pb2.BatchInput.BATCH_ITEM_SHAPE
+    assert config.batch_input[0].target_name == ["item_shape"]
+    assert [o.name for o in config.output] == ["probabilities"]
+    assert config.batch_output[0].kind == model_config_pb2.BatchOutput.BATCH_SCATTER_WITH_INPUT_SHAPE
+    assert config.instance_group[0].count == 2
+    assert config.parameters["intra_op_thread_count"].string_value == "1"
+    assert "every point above in one ragged batch" in [c.label for c in result.comparisons]
 
+
+def test_triton_ragged_model_groups_sequences_by_memory_rows(tiny_run, tmp_path):
+    """One run of the ragged model over sequences needing 16, 32 and 64 rows equals each
+    sequence alone through the ONNX export with the rows ntm serve would give it."""
+    result = export_run(tiny_run, "triton", out=tmp_path / "repo")
+    ragged = session(result.path / "1" / "model.onnx")
+    standard = session(export_run(tiny_run, "onnx", out=tmp_path / "copy.onnx").path)
+    rng = np.random.default_rng(5)
+    steps = {3: 16, 81: 64, 29: 16, 41: 32, 1: 16}  # copy: T steps need (T - 1) // 2 + 2 rows
+    xs = [rng.integers(0, 2, (1 + (t % 2), t, 9)).astype(np.float32) for t in steps]
+    shapes = np.array([x.shape[1:] for x in xs for _ in range(len(x))], np.int32)
+    flat = np.concatenate([x.reshape(-1) for x in xs])
+    p = ragged.run(["probabilities"], {"inputs": flat, "item_shape": shapes})[0]
+    assert p.shape == (sum(x.shape[0] * x.shape[1] for x in xs), 8)
+    offset = 0
+    for x, rows in zip(xs, steps.values()):
+        expected = standard.run(["probabilities"], {
+            "inputs": x, "memory_size": np.array([rows], np.int32)})[0]
+        size = x.shape[0] * x.shape[1]
+        np.testing.assert_allclose(p[offset:offset + size].reshape(expected.shape), expected,
+                                   atol=1e-5, rtol=0)
+        offset += size
+    # ntm serve cannot serve it, and says what to serve instead
+    from ntm.serving.errors import ModelLoadError
+    from ntm.serving.runtime import ModelRuntime
+    with pytest.raises(ModelLoadError, match="Triton repository's model.*--format onnx"):
+        ModelRuntime(result.path / "1" / "model.onnx")
+    # past the largest bucket (2048 rows: 4095 steps) the run fails, naming the limit
+    long = np.zeros((1, 4097, 9), np.float32)
+    with pytest.raises(Exception, match="input_needs_more_than_2048_memory_rows"):
+        ragged.run(["probabilities"], {"inputs": long.reshape(-1),
+                                       "item_shape": np.array([[4097, 9]], np.int32)})
+
+
+def test_dynamic_onnx_chooses_its_rows_when_asked_for_none(dynamic_onnx):
+    """memory_size 0: the rows the input needs (as ntm serve chooses them)."""
+    sess = session(dynamic_onnx.path)
+    for steps, rows in ((9, 16), (41, 32), (81, 64)):
+        a = sess.run(["attention"], {"inputs": np.zeros((1, steps, 9), np.float32),
+                                     "memory_size": np.array([0], np.int32)})[0]
+        assert a.shape[-1] == rows
 
 def test_a_failed_proof_leaves_the_old_export(tiny_run, tmp_path, monkeypatch):
     target = tmp_path / "model.onnx"

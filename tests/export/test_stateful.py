@@ -107,8 +107,13 @@ def test_chunk_bounds_cover_every_step():
 
 def test_savedmodel_can_be_stateful(tiny_run, tmp_path):
     result = export_run(tiny_run, "savedmodel", out=tmp_path / "sm", stateful=True)
-    loaded = tf.saved_model.load(str(result.path)).signatures["serving_default"]
-    assert {"state_out", "probabilities", "attention"} <= set(loaded.structured_outputs)
+    signatures = tf.saved_model.load(str(result.path)).signatures
+    assert set(signatures) == {"serving_default", "sequence"}
+    for name in signatures:
+        assert {"state_out", "probabilities", "attention"} <= set(
+            signatures[name].structured_outputs)
+    assert set(signatures["sequence"].structured_input_signature[1]) == {
+        "inputs", "memory_size", "sequence_start", "state"}
 
 
 def test_stateful_needs_a_dynamic_length(tiny_run, tmp_path):
@@ -134,11 +139,19 @@ def test_triton_sequence_batching_config_parses(tiny_run, tmp_path):
     assert control.name == "sequence_start"
     assert control.control[0].kind == model_config_pb2.ModelSequenceBatching.Control.CONTROL_SEQUENCE_START
     assert list(control.control[0].int32_false_true) == [0, 1]
+    # one slot per live sequence, not one per instance
+    assert batcher.oldest.max_candidate_sequences == 1000
     state = batcher.state[0]
     assert (state.input_name, state.output_name) == ("state", "state_out")
     assert state.data_type == model_config_pb2.TYPE_FP32 and list(state.dims) == [-1, -1]
-    assert list(state.initial_state[0].dims) == [1, 44 + 16 * 9]
-    assert list(config.input[0].dims) == [-1, -1, 9] and list(config.input[1].dims) == [-1]
+    assert list(config.input[0].dims) == [-1, -1, 9] and list(config.input[1].dims) == [1]
+    assert config.input[1].optional
     # the state and the control are Triton's business: not among the listed inputs
     assert {i.name for i in config.input} == {"inputs", "memory_size"}
-    onnx.checker.check_model(onnx.load(str(result.path / "1" / "model.onnx")))
+    model = onnx.load(str(result.path / "1" / "model.onnx"))
+    onnx.checker.check_model(model)
+    # Triton's backend sees no input that has a default; a control's dims are exactly [1]
+    defaults = {t.name for t in model.graph.initializer}
+    assert "sequence_start" not in defaults and "state" not in defaults
+    start = next(i for i in model.graph.input if i.name == "sequence_start")
+    assert [d.dim_value for d in start.type.tensor_type.shape.dim] == [1]
