@@ -65,6 +65,11 @@ RUNTIME = RuntimeOptions()
 @click.option("--sequence-idle-s", type=click.FloatRange(min=0, min_open=True),
               default=SERVER.sequence_idle_s, show_default=True,
               help="Drop a sequence idle this many seconds (its state lives in memory only).")
+@click.option("--grpc-port", type=click.IntRange(0, 65535), default=SERVER.grpc_port,
+              show_default=True,
+              help="Also serve the V2 protocol over gRPC (KServe's / Triton's "
+                   "inference.GRPCInferenceService) on this port, same host; 0: off, as it "
+                   "needs the [grpc] extra and a second port nobody asked for (Triton's is 8001).")
 @click.option("--graceful-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
               help="Seconds SIGTERM waits for in-flight requests.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -75,7 +80,8 @@ def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
           max_time_steps: int, memory_size: int | None, max_memory_size: int,
           api_key: str | None, inference_threads: int, large_batch_threads: int,
           large_batch_from: int, max_sequences: int,
-          sequence_idle_s: float, graceful_timeout: float, workers: int) -> None:
+          sequence_idle_s: float, grpc_port: int, graceful_timeout: float,
+          workers: int) -> None:
     """Serve NTM models with onnxruntime over HTTP.
 
     Task API: POST /v1/models/NAME:predict with {"instances": [...]}. Raw tensors: the Open
@@ -91,13 +97,18 @@ def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
                               api_key=api_key or None, inference_threads=inference_threads,
                               # a sequence's requests must all reach the process holding it
                               max_sequences=max_sequences if workers == 1 else 0,
-                              sequence_idle_s=sequence_idle_s)
+                              sequence_idle_s=sequence_idle_s, grpc_port=grpc_port,
+                              grpc_host=host, graceful_timeout_s=graceful_timeout)
     sock = listening_socket(host, port)
+    if grpc_port:
+        check_grpc(host, grpc_port, port_of(sock))
     for r in runtimes:
         click.echo(f"model {r.name}: {r.task.name}, {r.describe()['mode']}, memory rows "
                    f"{r.describe()['memory_sizes']}, {r.path}", err=True)
     shown = f"[{host}]" if ":" in host else host
-    address = f"http://{shown}:{sock.getsockname()[1]}"
+    address = f"http://{shown}:{port_of(sock)}"
+    if grpc_port:
+        click.echo(f"gRPC (V2, inference.GRPCInferenceService) on {shown}:{grpc_port}", err=True)
     config_args = dict(log_level="warning", timeout_graceful_shutdown=graceful_timeout,
                        access_log=False, lifespan="on")
     if workers == 1:
@@ -182,6 +193,24 @@ def listening_socket(host: str, port: int) -> socket.socket:
     except OSError as err:
         raise click.ClickException(f"cannot bind {host}:{port}: {err.strerror}") from None
     return sock
+
+
+def port_of(sock: socket.socket) -> int:
+    return sock.getsockname()[1]
+
+
+def check_grpc(host: str, port: int, http_port: int) -> None:
+    """One line, before anything starts, when gRPC cannot be served: the [grpc] extra is
+    missing, or the port is the HTTP one or taken."""
+    try:
+        import grpc  # noqa: F401
+        import tritonclient.grpc.service_pb2_grpc  # noqa: F401
+    except ImportError:
+        raise click.ClickException("--grpc-port needs the grpc extra: pip install -e '.[grpc]'") \
+            from None
+    if port == http_port:
+        raise click.UsageError(f"--grpc-port {port} is the HTTP port; choose another")
+    listening_socket(host, port).close()
 
 
 def serving_spec(runtimes, options, settings) -> dict:

@@ -6,6 +6,7 @@ Surfaces (one data plane behind all of them, ``ntm.serving.plane``):
 - Open Inference Protocol, KServe V2 (``ntm.serving.v2``): /v2, /v2/health/live,
   /v2/health/ready, /v2/models/{name}, /v2/models/{name}/ready, POST /v2/models/{name}/infer
   (JSON and binary)
+- the same V2 protocol over gRPC (``ntm.serving.v2grpc``), on ``--grpc-port``
 - operations (``ntm.serving.operations``): GET /metrics (Prometheus); GET /openapi.json
 - GET / : a page that runs the models in a browser (ntm.serving.page; not in the OpenAPI document)
 Every error is {"error": "..."} with a 4xx status for bad input; 5xx only for server faults
@@ -61,10 +62,19 @@ def create_app(plane: DataPlane) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        settings = plane.settings
         await plane.start()
+        rpc = None
         try:
+            if settings.grpc_port:
+                from ntm.serving.v2grpc import GrpcServer  # the [grpc] extra
+
+                rpc = GrpcServer(plane, settings.grpc_host, settings.grpc_port)
+                await rpc.start()
             yield
         finally:
+            if rpc is not None:
+                await rpc.stop(settings.graceful_timeout_s)
             await plane.stop()
 
     app = FastAPI(title="ntm", version=ntm.__version__, lifespan=lifespan,

@@ -100,6 +100,9 @@ class ServerSettings:
     api_key: str | None = None  # when set, every endpoint but health needs it
     max_sequences: int = 1000  # live sequences of stateful models kept at once (more: 429)
     sequence_idle_s: float = 300.0  # a sequence idle this long is dropped
+    grpc_port: int = 0  # the V2 gRPC service's port (0: none; ``--grpc-port``)
+    grpc_host: str = "127.0.0.1"  # where it listens (the HTTP server's host)
+    graceful_timeout_s: float = 30.0  # SIGTERM waits this long for calls in flight
     inference_threads: int = 2  # threads running onnxruntime, shared by every run (a large
     # batch may hold the idle ones: ThreadBudget); also how many merged batches of one model
     # run at once (a second only when the waiting requests fill it: ``Batcher``)
