@@ -142,7 +142,7 @@ class Server:
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the server process has used (Linux /proc; its threads
         included)."""
-        return _stat_cpu_seconds(f"/proc/{self.proc.pid}/stat")
+        return process_cpu_seconds(self.proc.pid)
 
     def main_thread_cpu_seconds(self) -> float:
         """User + system CPU seconds of the server's main thread alone: its event loop (the
@@ -171,3 +171,47 @@ def _stat_cpu_seconds(path: str) -> float:
     with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_grpc_load(address: str, method: str, requests: list[bytes], concurrency: int,
+                  check=None) -> LoadResult:
+    """``run_load`` over gRPC: every serialized request in ``requests`` sent to ``method`` (e.g.
+    ``/inference.GRPCInferenceService/ModelInfer``) by ``concurrency`` closed-loop clients on
+    one HTTP/2 channel; ``check(i, response bytes)``."""
+    import grpc
+
+    async def main() -> LoadResult:
+        result = LoadResult(len(requests), 0.0)
+        counter = [0]
+        async with grpc.aio.insecure_channel(address, options=[
+                ("grpc.max_receive_message_length", -1)]) as channel:
+            call = channel.unary_unary(method)  # bytes in, bytes out
+
+            async def client() -> None:
+                while counter[0] < len(requests):
+                    i = counter[0]
+                    counter[0] += 1
+                    start = time.perf_counter()
+                    try:
+                        body = await call(requests[i])
+                    except grpc.aio.AioRpcError as err:
+                        key = err.code().name
+                        result.errors[key] = result.errors.get(key, 0) + 1
+                        continue
+                    elapsed = time.perf_counter() - start
+                    if check is None or check(i, body):
+                        result.latencies.append(elapsed)
+                    else:
+                        result.errors["wrong answer"] = result.errors.get("wrong answer", 0) + 1
+
+            start = time.perf_counter()
+            await asyncio.gather(*[client() for _ in range(concurrency)])
+            result.seconds = time.perf_counter() - start
+        return result
+
+    return asyncio.run(main())
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (its threads included)."""
+    return _stat_cpu_seconds(f"/proc/{pid}/stat")

@@ -234,3 +234,18 @@ def test_grpc_port_must_differ_from_http(bundled):
     result = CliRunner().invoke(cli, ["serve", "--port", str(port), "--grpc-port", str(port)])
     assert result.exit_code == 2 and "is the HTTP port" in result.output
 
+
+
+def test_the_v2_client_example_speaks_grpc(grpc_server, bundled):
+    import subprocess
+    import sys
+
+    from tests.serving.conftest import EXAMPLES, REPO
+
+    server, address = grpc_server()
+    request = EXAMPLES / "copy.json"
+    run = subprocess.run([sys.executable, str(REPO / "examples" / "v2_client.py"), "--grpc",
+                          "--url", address, "--model", "copy", str(request)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["output"] == json.loads(request.read_text())["sequence"]

@@ -172,3 +172,20 @@ def test_the_config_as_triton_parsed_it(triton):
                          timeout=10).json()
     assert stateful["sequence_batching"]["oldest"]["max_candidate_sequences"] == 1000
     assert json.dumps(stateful).count("sequence_start") == 1
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_the_v2_client_example_runs_unchanged_against_triton(triton, protocol):
+    import subprocess
+    import sys
+
+    from tests.serving.conftest import EXAMPLES, REPO
+
+    request = EXAMPLES / "copy.json"
+    url = triton.grpc if protocol == "grpc" else triton.http
+    run = subprocess.run([sys.executable, str(REPO / "examples" / "v2_client.py"), "--url", url,
+                          "--model", "copy", str(request)] + (["--grpc"] if protocol == "grpc"
+                                                              else ["--binary"]),
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["output"] == json.loads(request.read_text())["sequence"]
