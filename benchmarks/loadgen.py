@@ -113,7 +113,7 @@ class Server:
     def __init__(self, args: list[str], timeout: float = 60.0):
         cmd = [sys.executable, "-m", "ntm.cli.main", "serve", "--host", "127.0.0.1", "--port", "0",
                *args]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.port = self._wait_for_port(timeout)

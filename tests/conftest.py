@@ -1,4 +1,22 @@
 import os
+import tempfile
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def neutral_working_directory():
+    """Every test runs from an empty directory: what a user's checkout holds in runs/ and
+    exports/ (which ``ntm serve``, ``ntm.load`` and ``ntm export`` look in by default) never
+    reaches a test. Tests name the repository's files by absolute path."""
+    before = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="ntm-tests-cwd-") as where:
+        os.chdir(where)
+        try:
+            yield Path(where)
+        finally:
+            os.chdir(before)

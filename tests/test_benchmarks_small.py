@@ -15,9 +15,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_small(name: str, out: Path, *options: str) -> tuple[dict, str]:
-    """Run benchmarks/NAME.py --small [OPTIONS] into ``out``; -> (its JSON, its Markdown)."""
-    run = subprocess.run([sys.executable, f"benchmarks/{name}.py", "--small", "--out", str(out),
-                          *options], cwd=REPO, capture_output=True, text=True, timeout=600)
+    """Run benchmarks/NAME.py --small [OPTIONS] into ``out`` (also its working directory: the
+    user's runs/ and exports/ stay out of it); -> (its JSON, its Markdown)."""
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{name}.py"), "--small",
+                          "--out", str(out), *options], cwd=out, capture_output=True, text=True,
+                         timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     return (json.loads((out / f"{name}_small.json").read_text()),
             (out / f"{name}_small.md").read_text())
@@ -108,7 +110,7 @@ def test_seeds_small(tmp_path):
     stopped_early = runs / "copy-seed2"
     train = subprocess.run([sys.executable, "-m", "ntm.cli.main", "train", "--task", "copy",
                             "--seed", "2", "--out", str(stopped_early), *seeds.SMALL_TRAIN_ARGS,
-                            "--steps", "100"], cwd=REPO, capture_output=True, text=True)
+                            "--steps", "100"], cwd=tmp_path, capture_output=True, text=True)
     assert train.returncode == 0, train.stderr[-3000:]
     before = (stopped_early / "metrics.jsonl").read_text().splitlines()
 
@@ -287,10 +289,10 @@ def tiny_copy_run(run_dir: Path, steps: int, **train) -> Path:
 
 def test_checkpoint_sweep_small(tmp_path):
     run_dir = tiny_copy_run(tmp_path / "run", 30, keep_checkpoints=5)
-    run = subprocess.run([sys.executable, "benchmarks/checkpoint_sweep.py", "--small", "--out",
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "checkpoint_sweep.py"), "--small", "--out",
                           str(tmp_path), str(run_dir), "--points", "4,8", "--select", "6",
                           "-n", "8", "--max-heldout", "1000", "--name", "tiny"],
-                         cwd=REPO, capture_output=True, text=True, timeout=600)
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads((tmp_path / "checkpoints-tiny_small.json").read_text())
     table = (tmp_path / "checkpoints-tiny_small.md").read_text()
@@ -300,11 +302,11 @@ def test_checkpoint_sweep_small(tmp_path):
     chosen = next(r for r in result["rows"] if r["step"] == result["chosen_step"])
     assert chosen["select_mean_bits"] == best and "**chosen**" in table
     # a requirement no checkpoint of a 30-step run meets (0.1 bits/seq at length 4): none chosen
-    run = subprocess.run([sys.executable, "benchmarks/checkpoint_sweep.py", "--small", "--out",
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "checkpoint_sweep.py"), "--small", "--out",
                           str(tmp_path), str(run_dir), "--points", "4", "--select", "6",
                           "-n", "8", "--max-heldout", "1000", "--require", "3,4",
                           "--name", "tiny-required"],
-                         cwd=REPO, capture_output=True, text=True, timeout=600)
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads((tmp_path / "checkpoints-tiny-required_small.json").read_text())
     table = (tmp_path / "checkpoints-tiny-required_small.md").read_text()
@@ -365,13 +367,13 @@ def test_copy_failures_small(tmp_path):
     for options, message in ((["--zero-runs", "2,x"], "comma-separated"),
                              (["--zero-runs", "0"], "at least 1"),
                              (["--zero-runs", "7"], "at most 6 zeros")):
-        bad = subprocess.run([sys.executable, "benchmarks/copy_failures.py", "--small", "--out",
+        bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "copy_failures.py"), "--small", "--out",
                               str(tmp_path), str(run_dir), *options],
-                             cwd=REPO, capture_output=True, text=True, timeout=600)
+                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr[-500:]
-    bad = subprocess.run([sys.executable, "benchmarks/copy_failures.py", "--small", "--out",
+    bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "copy_failures.py"), "--small", "--out",
                           str(tmp_path), str(tmp_path / "nothing")],
-                         cwd=REPO, capture_output=True, text=True, timeout=600)
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "not a run directory" in bad.stderr
 
 

@@ -104,7 +104,7 @@ class ServerProcess:
     def __init__(self, args: list[str], env: dict | None = None):
         cmd = [sys.executable, "-m", "ntm.cli.main", "serve", "--host", "127.0.0.1", "--port", "0",
                *args]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,  # the tests' empty cwd
                                      stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})})
         self.lines: list[str] = []

@@ -13,7 +13,6 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.serving.conftest import REPO
 
 onnx = pytest.importorskip("onnx")
 
@@ -51,7 +50,7 @@ def poison(src, dst, channel: int = 0):
 
 def start_fails(model_path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ntm.cli.main", "serve", "--port", "0", "--model",
-                           str(model_path)], cwd=REPO, capture_output=True, text=True,
+                           str(model_path)], capture_output=True, text=True,
                           timeout=60)
 
 
