@@ -2,7 +2,7 @@
 
 Fresh sequences of one length (1000 by default, the memory grown as ``ntm evaluate`` grows it)
 run through each run's latest checkpoint with TensorFlow; every imperfect sequence is put in
-one of the ways copy was seen to fail at length 1000 (issue 17, seeds 2 and 5 of the seed sweep):
+one of the ways copy was seen to fail at length 1000 (seeds 2 and 5 of the seed sweep):
 
 - ``first outputs``: every wrong bit is in the first few outputs. Those vectors were not read
   back from memory: the controller carried them in its own state, which fades over a long

@@ -1,5 +1,5 @@
 """Benchmark: what an ONNX Loop step costs in onnxruntime before any arithmetic, and whether
-ONNX's own LSTM operator beats the LSTM cell as the export writes it (issue 14's floor).
+ONNX's own LSTM operator beats the LSTM cell as the export writes it (the floor under the Loop-body rewrites).
 
 Two synthetic models, built here with ``onnx.helper`` (no trained weights needed: neither
 measures the NTM's arithmetic), one thread, calls interleaved round by round:

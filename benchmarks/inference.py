@@ -13,10 +13,10 @@ the weights. Exported with this project's own writers (``ntm.export.writers``).
 
 A second table prices memory that grows: the bundled copy model (trained weights) on a length-20
 copy at N = 128, 512 and 1024 memory rows, interleaved with the bundled model as it was before
-memory could grow (``benchmarks/baseline/copy-2026-11-26.onnx``, fixed at 128 rows).
+memory could grow (``benchmarks/baseline/copy-fixed-memory.onnx``, fixed at 128 rows).
 
-A third compares the bundled copy model with itself as bundled before issue 14's leaner Loop
-body (``benchmarks/baseline/copy-before-issue14.onnx``, same weights): length-20 copy, batch 1
+A third compares the bundled copy model with itself as bundled before the leaner Loop
+body (``benchmarks/baseline/copy-82-node-loop.onnx``, same weights): length-20 copy, batch 1
 and 64, calls interleaved; the issue wants >= 1.8x at both, and the dynamic ONNX model no slower
 than the SavedModel at any length and batch of the first table.
 
@@ -43,8 +43,8 @@ from benchmarks.results_io import write_results  # noqa: E402
 from ntm.cli.common import quiet_tensorflow  # noqa: E402
 
 TARGETS = {"onnx_speedup_batch1": 10.0, "onnx_speedup_batch64": 5.0, "fixed_copy20_batch1_ms": 1.0}
-BASELINE = HERE / "baseline" / "copy-2026-11-26.onnx"  # the bundled copy model before growth
-BEFORE_ISSUE14 = HERE / "baseline" / "copy-before-issue14.onnx"  # before the leaner Loop body
+BASELINE = HERE / "baseline" / "copy-fixed-memory.onnx"  # the bundled copy model before growth
+BEFORE_REWRITES = HERE / "baseline" / "copy-82-node-loop.onnx"  # before the leaner Loop body
 ISSUE14_SPEEDUP = 1.8  # new / old, batch 1 and 64, length 20
 ISSUE14_BATCHES = (1, 64)
 MEMORY_ROWS = (128, 512, 1024)
@@ -159,7 +159,7 @@ def memory_cost(model_path, baseline_path, rows, batches, repeats: int, threads:
 
 def against_before(model_path, before_path, batches, repeats: int, threads: int,
                    seed: int) -> list[dict]:
-    """Length-20 copy through the model and the model as it was before issue 14, calls
+    """Length-20 copy through the model and the model as it was with its 82-node Loop body, calls
     interleaved in shuffled order; ``speedup`` = before's time / the model's time."""
     import onnx
 
@@ -167,15 +167,15 @@ def against_before(model_path, before_path, batches, repeats: int, threads: int,
 
     task = get_task("copy")
     engines = {"now": onnx_engine(model_path, threads),
-               "before issue 14": onnx_engine(before_path, threads)}
+               "82-node Loop": onnx_engine(before_path, threads)}
     nodes = {"now": nodes_per_step(onnx.load(str(model_path)), None),
-             "before issue 14": nodes_per_step(onnx.load(str(before_path)), None)}
+             "82-node Loop": nodes_per_step(onnx.load(str(before_path)), None)}
     out = []
     for batch in batches:
         x = task.fixed_batch(np.random.default_rng(seed), batch, Difficulty(20)).inputs
-        diff = float(np.abs(engines["now"](x)[0] - engines["before issue 14"](x)[0]).max())
+        diff = float(np.abs(engines["now"](x)[0] - engines["82-node Loop"](x)[0]).max())
         times = time_engines(engines, x, repeats, shuffle=True)
-        before = float(np.median(times["before issue 14"]))
+        before = float(np.median(times["82-node Loop"]))
         for name, t in times.items():
             median = float(np.median(t))
             out.append({"engine": name, "batch": batch, "loop_body_nodes": nodes[name],
@@ -187,7 +187,7 @@ def against_before(model_path, before_path, batches, repeats: int, threads: int,
 
 def thread_counts(model_path, batches, counts, repeats: int, seed: int) -> list[dict]:
     """Length-20 copy through one model on sessions with each intra-op thread count, calls
-    interleaved in shuffled order; ``speedup`` = the 1-thread time / this time. Issue 14's
+    interleaved in shuffled order; ``speedup`` = the 1-thread time / this time. The Loop-body rewrites'
     "threads planned per batch size" is worth building only where more threads pay."""
     from ntm.contract.tasks import Difficulty, get_task
 
@@ -206,8 +206,8 @@ def thread_counts(model_path, batches, counts, repeats: int, seed: int) -> list[
     return out
 
 
-def issue14_targets(rows: list[dict], before: list[dict]) -> dict:
-    """Issue 14: >= 1.8x the old model at batch 1 and 64; dynamic ONNX >= the SavedModel at
+def loop_rewrite_targets(rows: list[dict], before: list[dict]) -> dict:
+    """The Loop-body rewrites' bars: >= 1.8x the old model at batch 1 and 64; dynamic ONNX >= the SavedModel at
     every length and batch measured."""
     out = {}
     for batch in sorted({b["batch"] for b in before}):
@@ -334,7 +334,7 @@ def _measure(args, scratch: Path) -> dict:
 
         memory = memory_cost(bundled_models()["copy"], BASELINE, MEMORY_ROWS, MEMORY_BATCHES,
                              args.repeats, args.threads, args.seed)
-        before = against_before(bundled_models()["copy"], BEFORE_ISSUE14, ISSUE14_BATCHES,
+        before = against_before(bundled_models()["copy"], BEFORE_REWRITES, ISSUE14_BATCHES,
                                 args.repeats, args.threads, args.seed)
         threads = thread_counts(bundled_models()["copy"], THREAD_BATCHES,
                                 tuple(range(1, (os.cpu_count() or 1) + 1)), args.repeats,
@@ -342,9 +342,9 @@ def _measure(args, scratch: Path) -> dict:
     return {
         "benchmark": "inference",
         "memory": memory,
-        "before_issue14": before,
+        "before_loop_rewrites": before,
         "thread_counts": threads,
-        "issue14_targets": issue14_targets(rows, before),
+        "loop_rewrite_targets": loop_rewrite_targets(rows, before),
         "mode": "small" if args.small else "full",
         "command": "python benchmarks/inference.py" + (" --small" if args.small else ""),
         "model": described,
@@ -416,20 +416,20 @@ def markdown(r: dict) -> str:
         lines.append(f"| {names[key]} | {wanted} | {t['measured']} | {met} |")
     lines += ["", "ONNX nodes per time step: " + ", ".join(
         f"{name} {info['nodes_per_step']}" for name, info in r["graph"].items())]
-    before = r.get("before_issue14", [])
-    lines += ["", "## Issue 14: the bundled copy model against itself before issue 14", "",
+    before = r.get("before_loop_rewrites", [])
+    lines += ["", "## The bundled copy model against itself with its 82-node Loop body", "",
               "Length-20 copy (41 steps), same weights, calls interleaved in shuffled order "
-              "(`benchmarks/baseline/copy-before-issue14.onnx`):", "",
+              "(`benchmarks/baseline/copy-82-node-loop.onnx`):", "",
               "| batch | model | Loop body nodes | ms / call | us / step | speed-up |",
               "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {b['batch']} | {b['engine']} | {b['loop_body_nodes']:.0f} | "
               f"{b['median_ms']:.3f} | {b['us_per_step']:.1f} | {b['speedup']:.2f} |"
               for b in before]
     names14 = {"dynamic_vs_savedmodel_worst": "dynamic ONNX vs SavedModel (worst case above)"}
-    lines += ["", "| issue 14 target | wanted | measured | met |", "| --- | --- | --- | --- |"]
-    for key, t in r.get("issue14_targets", {}).items():
+    lines += ["", "| Loop-body target | wanted | measured | met |", "| --- | --- | --- | --- |"]
+    for key, t in r.get("loop_rewrite_targets", {}).items():
         name = names14.get(key, key.replace("speedup_vs_before_batch",
-                                            "speed-up over before issue 14, batch "))
+                                            "speed-up over the 82-node Loop, batch "))
         met = {True: "yes", False: "no", None: "not measured"}[t["met"]]
         lines.append(f"| {name} | >= {t['target']}x | {t['measured']} | {met} |")
     threads = r.get("thread_counts", [])

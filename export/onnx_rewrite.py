@@ -1,7 +1,7 @@
 """Rewrites of a converted ONNX model that remove nodes tf2onnx leaves in the time loop.
 
-onnxruntime spends ~0.7 us dispatching each node of a ``Loop`` body at batch 1, whatever the
-node computes, so every node that runs once per time step costs ~1% of a step (issue 14).
+onnxruntime spends about as long dispatching each node of a ``Loop`` body at batch 1 as many
+nodes take to compute, so every node that runs once per time step costs a share of the step.
 Each rewrite below is a local transformation to the same arithmetic (bit for bit, except that
 ``reduce_sum_square`` sums the same squares in one kernel, and that a weight read from the
 enclosing graph is a constant to onnxruntime, which pre-packs it for its GEMM: another

@@ -30,7 +30,7 @@ def cosine_similarity(key: tf.Tensor, memory: tf.Tensor) -> tf.Tensor:
     key: [batch, heads, M]; memory: [batch, N, M] -> [batch, heads, N].
     The norms are ``safe_norm``'s, sqrt(|x|^2 + eps^2), taken as one square root of their
     product: sqrt((|k|^2 + eps^2)(|M(i)|^2 + eps^2)), the same value to a float32 rounding:
-    the denominator is 8 ONNX nodes per step instead of 13 (issue 14; ``ntm.export.onnx_rewrite``
+    the denominator then costs fewer ONNX nodes per step (``ntm.export.onnx_rewrite``
     makes each square-and-sum one ReduceSumSquare). The key's sum keeps its axis; the memory's
     runs along the last axis (over the transposed memory's middle axis it cost onnxruntime
     ~180 us per step at batch 64) and gets its size-1 axis after the epsilon (see ``safe_norm``).
@@ -112,8 +112,8 @@ def sharpen(weights: tf.Tensor, gamma: tf.Tensor) -> tf.Tensor:
     The power is taken as exp(gamma log(w + eps)) so a zero weight never meets log(0). (A Pow
     node instead is one ONNX node fewer but measured no faster at batch 1 and slower at 64.
     A softmax of gamma log(w + eps) would be 3 nodes fewer, but it drops the epsilon of the
-    sum, and the trained models depend on it: the bundled copy model's outputs moved by 4e-3
-    at length 20 and 0.2 at length 127 with 256 rows (issue 14), so it is not used.)
+    sum, and the trained models depend on it (the bundled copy model's outputs moved far past
+    the export tolerance), so it is not used.)
     """
     return normalize_sum(tf.exp(gamma * tf.math.log(weights + EPSILON)))
 

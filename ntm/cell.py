@@ -179,7 +179,7 @@ class NTMCell(tf.Module):
         heads_width = c.num_heads * self._per_head
         if c.num_write_heads == 1:
             # [batch, 1, params]: one split gives erase and add already shaped
-            # [batch, 1, M] (4 ONNX nodes per step instead of 5, issue 14).
+            # [batch, 1, M] (one ONNX node per step fewer).
             heads_part, erase, add = tf.split(
                 tf.reshape(z, [-1, 1, z.shape[1]]),
                 [heads_width, c.memory_width, c.memory_width], axis=2)

@@ -61,13 +61,13 @@ def test_inference_small(tmp_path):
     assert memory[("before", "baseline", 1)]["ratio"] == 1.0
     assert memory[("rows", "16", 2)]["ratio"] == 1.0
     assert "## Memory that grows" in table
-    before = {(b["engine"], b["batch"]): b for b in result["before_issue14"]}
-    assert set(before) == {(e, b) for e in ("now", "before issue 14") for b in (1, 2)}
-    assert before[("before issue 14", 1)]["speedup"] == 1.0
+    before = {(b["engine"], b["batch"]): b for b in result["before_loop_rewrites"]}
+    assert set(before) == {(e, b) for e in ("now", "82-node Loop") for b in (1, 2)}
+    assert before[("82-node Loop", 1)]["speedup"] == 1.0
     assert before[("now", 2)]["max_abs_diff"] == 0.0  # the tiny model against itself
-    assert set(result["issue14_targets"]) == {
+    assert set(result["loop_rewrite_targets"]) == {
         "speedup_vs_before_batch1", "speedup_vs_before_batch2", "dynamic_vs_savedmodel_worst"}
-    assert "## Issue 14" in table
+    assert "## The bundled copy model against itself" in table
     threads = {(t["threads"], t["batch"]): t for t in result["thread_counts"]}
     assert set(threads) == {(n, b) for n in (1, 2) for b in (1, 2)}
     assert threads[(1, 2)]["speedup"] == 1.0 and threads[(2, 2)]["median_ms"] > 0

@@ -1,4 +1,4 @@
-"""The import graph, read from the source with ``ast`` (issue 12, "Must show").
+"""The import graph, read from the source with ``ast``.
 
 - serving imports only ``ntm`` (the root package), ``ntm.contract.*`` and ``ntm.serving.*``,
   at module level or inside functions: the server never reaches TensorFlow, the CLI or export;

@@ -1,4 +1,4 @@
-"""The distribution (issue 12, "Must show"): one import name, everything inside it, and a wheel
+"""The distribution: one import name, everything inside it, and a wheel
 that works on its own.
 
 The wheel is built from a copy of the source files (pyproject.toml, README.md and the package

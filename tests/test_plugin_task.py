@@ -1,4 +1,4 @@
-"""A task from outside the package goes through all five commands (issue 12, "Must show").
+"""A task from outside the package goes through all five commands.
 
 ``tests/plugin_task/`` holds ``ntm_invert`` (bit inversion, a ``ntm.contract.tasks.Task``
 subclass) and a hand-written ``ntm_invert-0.1.dist-info`` whose ``entry_points.txt`` declares it

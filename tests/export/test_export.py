@@ -279,7 +279,7 @@ def test_cli_reports_sizes_and_difference(tiny_run, tmp_path):
     assert "KB" in result.output and "verified" in result.output
 
 
-# Issue 14: nodes in the Loop body, i.e. what onnxruntime dispatches once per time step
+# Nodes in the Loop body, i.e. what onnxruntime dispatches once per time step
 # (82 before it). Lower it when the graph gets leaner; never raise it without a measurement.
 MAX_LOOP_BODY_NODES = 66
 

@@ -14,7 +14,7 @@ from ntm.serving.errors import ModelLoadError, Unprocessable
 from ntm.serving.runtime import ModelRuntime, RuntimeOptions
 from tests.serving.conftest import metric
 
-BASELINE = "benchmarks/baseline/copy-2026-11-26.onnx"  # exported before memory could grow
+BASELINE = "benchmarks/baseline/copy-fixed-memory.onnx"  # exported before memory could grow
 
 
 def copy_request(length: int, seed: int = 0) -> dict:

@@ -81,8 +81,8 @@ class RepeatCopyTask(Task):
 
     def quality_bars(self):
         """In range, a grid over lengths and repeats, the corners included: a model once met
-        5x5 and 10x10 while 2x10 was 82.5% perfect (issue 17), so two points do not guard
-        the range. Beyond it, the paper's twice-the-length: 20x10 (issue 17's bar)."""
+        5x5 and 10x10 while 2x10 was 82.5% perfect, so two points do not guard
+        the range. Beyond it, the paper's twice-the-length: 20x10."""
         in_range = [(1, 10), (2, 7), (2, 10), (3, 10), (5, 5), (6, 10), (10, 1), (10, 2),
                     (10, 10)]
         bars = {Difficulty(length, repeats): 0.1 for length, repeats in in_range}
