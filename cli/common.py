@@ -165,14 +165,36 @@ def click_error(err: NtmError, ctx: click.Context | None) -> click.ClickExceptio
     return click.UsageError(message, ctx)
 
 
+# A module an optional extra installs -> that extra.
+EXTRAS = {"tensorflow": "train", "tf2onnx": "train", "onnx": "train", "tensorboard": "train",
+          "keras": "train", "matplotlib": "plot", "grpc": "grpc", "tritonclient": "grpc"}
+
+
+def missing_extra(err: ModuleNotFoundError, command: str | None) -> click.ClickException | None:
+    """One line naming the extra that installs the missing module, or None when no extra
+    does (a broken install, shown as it is)."""
+    module = (err.name or "").split(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return None
+    return click.ClickException(f"`ntm {command or ''}` needs {module}, which the {extra} "
+                                f"extra installs: pip install -e '.[{extra}]'")
+
+
 class NtmGroup(click.Group):
-    """A command group that shows an escaping ``NtmError`` as a one-line Click error."""
+    """A command group that shows an escaping ``NtmError`` as a one-line Click error, and a
+    missing optional dependency as one line naming its extra."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except NtmError as err:
             raise click_error(err, self._failed_context(ctx)) from None
+        except ModuleNotFoundError as err:
+            friendly = missing_extra(err, ctx.invoked_subcommand)
+            if friendly is None:
+                raise
+            raise friendly from None
 
     def _failed_context(self, ctx: click.Context) -> click.Context:
         """A context for the subcommand that ran (for its usage line and options); a nested

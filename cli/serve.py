@@ -70,6 +70,10 @@ RUNTIME = RuntimeOptions()
               help="Also serve the V2 protocol over gRPC (KServe's / Triton's "
                    "inference.GRPCInferenceService) on this port, same host; 0: off, as it "
                    "needs the [grpc] extra and a second port nobody asked for (Triton's is 8001).")
+@click.option("--access-log", type=click.Choice(["text", "json", "off"]),
+              default=SERVER.access_log, show_default=True,
+              help="One line per request on stderr (method, path, model, status, ms, request "
+                   "id): for people, as JSON lines for machines, or none.")
 @click.option("--graceful-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
               help="Seconds SIGTERM waits for in-flight requests.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -80,7 +84,7 @@ def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
           max_time_steps: int, memory_size: int | None, max_memory_size: int,
           api_key: str | None, inference_threads: int, large_batch_threads: int,
           large_batch_from: int, max_sequences: int,
-          sequence_idle_s: float, grpc_port: int, graceful_timeout: float,
+          sequence_idle_s: float, grpc_port: int, access_log: str, graceful_timeout: float,
           workers: int) -> None:
     """Serve NTM models with onnxruntime over HTTP.
 
@@ -98,7 +102,8 @@ def serve(host: str, port: int, models: tuple[str, ...], max_batch_size: int,
                               # a sequence's requests must all reach the process holding it
                               max_sequences=max_sequences if workers == 1 else 0,
                               sequence_idle_s=sequence_idle_s, grpc_port=grpc_port,
-                              grpc_host=host, graceful_timeout_s=graceful_timeout)
+                              grpc_host=host, graceful_timeout_s=graceful_timeout,
+                              access_log=access_log)
     sock = listening_socket(host, port)
     if grpc_port:
         check_grpc(host, grpc_port, port_of(sock))

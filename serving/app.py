@@ -10,7 +10,8 @@ Surfaces (one data plane behind all of them, ``ntm.serving.plane``):
 - operations (``ntm.serving.operations``): GET /metrics (Prometheus); GET /openapi.json
 - GET / : a page that runs the models in a browser (ntm.serving.page; not in the OpenAPI document)
 Every error is {"error": "..."} with a 4xx status for bad input; 5xx only for server faults
-(one map: ``ntm.serving.http.response_for``).
+(one map: ``ntm.serving.http.response_for``). Every request gets an ``x-request-id`` and a line
+in the access log (``ntm.serving.access``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi import FastAPI
 
 import ntm
 from ntm.serving import operations, page, v1, v2
+from ntm.serving.access import AccessLog, AccessLogMiddleware
 from ntm.serving.hotpaths import HotPaths
 from ntm.serving.http import add_error_handlers, error_response
 from ntm.serving.plane import DataPlane
@@ -84,6 +86,8 @@ def create_app(plane: DataPlane) -> FastAPI:
     app.add_middleware(HotPaths, plane=plane)
     if plane.settings.api_key:
         app.add_middleware(ApiKeyGuard, api_key=plane.settings.api_key)
+    # Outermost: it sees every answer, 401s included (and gives each its id, logged or not).
+    app.add_middleware(AccessLogMiddleware, log=AccessLog(plane.settings.access_log))
     add_error_handlers(app)
     for surface in (v1, v2, operations):
         app.include_router(surface.router(plane))

@@ -15,8 +15,8 @@ attention grow with N; one request alone may still hold ``max_batch_size``.
 Batches form and run in the batcher's own threads (``max_in_flight`` of them), off the event
 loop: a thread that finishes a run takes the next batch at once from the jobs queued
 meanwhile, and wakes the event loop once per run to hand out the results. (Formed on the event
-loop, the next batch waited until the loop had also answered the last batch's HTTP requests:
-under 32 clients onnxruntime sat idle a third of the time; issue 14.)
+loop, the next batch waited until the loop had also answered the last batch's HTTP requests,
+and onnxruntime sat idle meanwhile.)
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ class Batcher:
         enabled: False runs every job alone, as it arrives (for comparison).
         max_in_flight: batches run at once (the batcher's threads). A batch starts alongside a
             running one only when the jobs waiting fill it; fewer wait and merge into the next
-            run, which costs less per sequence (32 clients: 839 against 664 requests/s with
-            two smaller batches side by side; issue 14).
+            run, which costs less per sequence (two smaller batches side by side served
+            fewer requests: docs/performance.md).
         threads: the server's onnxruntime threads, shared with its other models [default:
             ``max_in_flight`` of this batcher's own]; every run holds one, a large batch also
             takes the idle ones.

@@ -100,6 +100,7 @@ class ServerSettings:
     api_key: str | None = None  # when set, every endpoint but health needs it
     max_sequences: int = 1000  # live sequences of stateful models kept at once (more: 429)
     sequence_idle_s: float = 300.0  # a sequence idle this long is dropped
+    access_log: str = "text"  # one line per request: "text", "json" or "off"
     grpc_port: int = 0  # the V2 gRPC service's port (0: none; ``--grpc-port``)
     grpc_host: str = "127.0.0.1"  # where it listens (the HTTP server's host)
     graceful_timeout_s: float = 30.0  # SIGTERM waits this long for calls in flight

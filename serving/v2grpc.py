@@ -9,7 +9,8 @@ Triton serves, from the code tritonclient generates for it (``tritonclient.grpc.
 
 Every request goes through the same ``DataPlane`` as HTTP (batching, memory growth, sequences),
 errors keep their HTTP meaning (``grpc_code``), the metrics count them under protocol
-``grpc``, the API key is read from the ``authorization: Bearer KEY`` or ``x-api-key``
+``grpc``, the access log has a line per ModelInfer call (its ``x-request-id`` metadata echoed
+or made), the API key is read from the ``authorization: Bearer KEY`` or ``x-api-key``
 metadata, and the server drains in-flight calls when the process is told to stop.
 """
 
@@ -28,6 +29,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 import ntm
 from ntm.contract import metadata as meta
 from ntm.contract.errors import NtmError
+from ntm.serving.access import REQUEST_ID, AccessLog, request_id
 from ntm.serving.errors import BadRequest, NotFound, ServingError
 from ntm.serving.plane import VERSION, DataPlane
 from ntm.serving.v2 import model_metadata
@@ -140,6 +142,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     def __init__(self, plane: DataPlane):
         self.plane = plane
+        self.log = AccessLog(plane.settings.access_log)
 
     async def _answer(self, context, work):
         """``work()``'s answer, or the call aborted with the error's gRPC status."""
@@ -201,6 +204,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         plane, name = self.plane, request.model_name
         start, code = time.perf_counter(), grpc.StatusCode.OK
         model = name if name in plane.runtimes else "_unknown"
+        rid = request_id(dict(context.invocation_metadata() or ()).get(REQUEST_ID))
+        await context.send_initial_metadata(((REQUEST_ID, rid),))
         in_flight = plane.metrics.in_flight.labels(model, "grpc")
         in_flight.inc()
         try:
@@ -210,8 +215,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             await context.abort(code, str(err))
         finally:
             in_flight.dec()
-            plane.metrics.observe_request(model, "grpc", http_status(code),
-                                          time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            plane.metrics.observe_request(model, "grpc", http_status(code), seconds)
+            self.log.write("gRPC", f"/{SERVICE}/ModelInfer", http_status(code), seconds, rid,
+                           model=name)
 
     async def _infer(self, request) -> pb.ModelInferResponse:
         runtime = self._runtime(request.model_name, request.model_version)

@@ -101,10 +101,10 @@ class HeldBackPosts:
 class ServerProcess:
     """``ntm serve`` as a real process on an ephemeral loopback port."""
 
-    def __init__(self, args: list[str], env: dict | None = None):
+    def __init__(self, args: list[str], env: dict | None = None, cwd: Path | None = None):
         cmd = [sys.executable, "-m", "ntm.cli.main", "serve", "--host", "127.0.0.1", "--port", "0",
                *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,  # the tests' empty cwd
+        self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE,  # [the tests' cwd]
                                      stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})})
         self.lines: list[str] = []
@@ -116,6 +116,8 @@ class ServerProcess:
             self.lines.append(line)
             match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
             if match:
+                # keep reading stderr (the access log): a full pipe would block the server
+                threading.Thread(target=self._drain, daemon=True).start()
                 self.port = int(match.group(1))
                 self.url = f"http://127.0.0.1:{self.port}"
                 self._wait_ready()
@@ -123,6 +125,10 @@ class ServerProcess:
         self.proc.kill()
         raise RuntimeError("server did not start:\n" + "".join(self.lines)
                            + self.proc.stderr.read())
+
+    def _drain(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line)
 
     def _wait_ready(self) -> None:
         def ready() -> bool:

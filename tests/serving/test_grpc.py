@@ -249,3 +249,12 @@ def test_the_v2_client_example_speaks_grpc(grpc_server, bundled):
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["output"] == json.loads(request.read_text())["sequence"]
+
+
+def test_grpc_calls_get_a_request_id_and_an_access_log_line(grpc_server, bundled):
+    server, address = grpc_server("--model", "copy")
+    rpc = grpcclient.InferenceServerClient(address)
+    rpc.infer("copy", [tensor(grpcclient, task_inputs("copy"))], headers={"x-request-id": "g-1"})
+    wait_until(lambda: any(line.startswith("gRPC /inference.GRPCInferenceService/ModelInfer 200")
+                           and "model=copy" in line and "id=g-1" in line
+                           for line in server.lines), "the gRPC call's access log line")

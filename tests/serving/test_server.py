@@ -281,3 +281,41 @@ def test_the_v2_client_example_runs_unchanged_against_ntm_serve(start_server, bu
     expected = ModelRuntime(bundled[model]).predict([json.loads(request.read_text())])[0]
     key = "output" if model == "copy" else "item"
     assert answer[key] == expected[key]
+
+
+def test_every_request_gets_an_id_and_an_access_log_line(start_server, bundled):
+    server = start_server("--model", "copy")
+    body = {"instances": [{"sequence": [[0, 1, 0, 1, 0, 1, 0, 1]]}]}
+    mine = httpx.post(f"{server.url}/v1/models/copy:predict", json=body,
+                      headers={"x-request-id": "client-7"}, timeout=30)
+    assert mine.status_code == 200 and mine.headers["x-request-id"] == "client-7"
+    made = httpx.post(f"{server.url}/v1/models/nope:predict", json=body, timeout=30)
+    assert made.status_code == 404 and len(made.headers["x-request-id"]) == 32
+    wait_until(lambda: any("POST /v1/models/copy:predict 200" in line and "model=copy"
+                           in line and "id=client-7" in line for line in server.lines),
+               "the access log line of the first request")
+    wait_until(lambda: any("404" in line and f"id={made.headers['x-request-id']}" in line
+                           for line in server.lines), "the access log line of the 404")
+
+
+def test_the_access_log_speaks_json_or_nothing(start_server, bundled):
+    body = {"instances": [{"sequence": [[0, 1, 0, 1, 0, 1, 0, 1]]}]}
+    as_json = start_server("--model", "copy", "--access-log", "json")
+    httpx.post(f"{as_json.url}/v1/models/copy:predict", json=body, timeout=30)
+
+    def logged():
+        for line in as_json.lines:
+            if line.startswith("{"):
+                entry = json.loads(line)
+                if entry["path"] == "/v1/models/copy:predict":
+                    return entry
+        return None
+
+    entry = wait_until(logged, "a JSON access log line")
+    assert entry["status"] == 200 and entry["model"] == "copy" and entry["method"] == "POST"
+    assert entry["ms"] > 0 and len(entry["request_id"]) == 32
+    quiet = start_server("--model", "copy", "--access-log", "off")
+    answered = httpx.post(f"{quiet.url}/v1/models/copy:predict", json=body, timeout=30)
+    assert answered.status_code == 200 and len(answered.headers["x-request-id"]) == 32
+    assert quiet.stop() == 0
+    assert not any("/v1/models/copy:predict" in line for line in quiet.lines)
