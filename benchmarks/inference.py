@@ -262,33 +262,34 @@ def _measure(args, scratch: Path) -> dict:
     quiet_tensorflow(args.threads)
     import tensorflow as tf
 
-    from ntm.export.signatures import ExportModule
+    from ntm.export.signatures import ExportModule, RowsTable
     from ntm.export.writers import convert_to_onnx, write_savedmodel
     from ntm.flops import flops_per_step
     from ntm.contract.tasks import Difficulty
 
     model, config, task, described = build_model(args.run, args.small, scratch)
+    table = RowsTable.for_task(task, config.memory_size)
     flops_step = flops_per_step(config)
     peak = matmul_rate(args.threads, size=128 if args.small else 512,
                        seconds=0.2 if args.small else 2.0)
     rng = np.random.default_rng(args.seed)
     rows, graph = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        write_savedmodel(ExportModule(model, None), Path(tmp) / "savedmodel")
-        loaded = tf.saved_model.load(str(Path(tmp) / "savedmodel")).signatures["serving_default"]
+        write_savedmodel(ExportModule(model, None, rows=table), Path(tmp) / "savedmodel")
+        loaded = tf.saved_model.load(str(Path(tmp) / "savedmodel")).signatures["with_memory_size"]
 
         def savedmodel(x):
             out = loaded(inputs=tf.constant(x), memory_size=tf.constant([config.memory_size]))
             return out["probabilities"].numpy(), out["attention"].numpy()
 
-        dynamic_proto = convert_to_onnx(ExportModule(model, None), args.opset)
+        dynamic_proto = convert_to_onnx(ExportModule(model, None, rows=table), args.opset)
         dynamic = onnx_engine(dynamic_proto, args.threads)
         graph["onnx-dynamic"] = {"nodes_per_step": nodes_per_step(dynamic_proto, None)}
         for length in args.lengths:
             difficulty = Difficulty(length)
             steps = task.time_steps(difficulty)
             build_start = time.perf_counter()
-            fixed_proto = convert_to_onnx(ExportModule(model, steps), args.opset)
+            fixed_proto = convert_to_onnx(ExportModule(model, steps, rows=table), args.opset)
             fixed = onnx_engine(fixed_proto, args.threads)
             graph[f"onnx-fixed-{steps}"] = {
                 "nodes_per_step": round(nodes_per_step(fixed_proto, steps), 1),

@@ -15,7 +15,7 @@ from ntm.contract import metadata as meta
 from ntm.export.signatures import MEMORY_SIGNATURE, SEQUENCE_SIGNATURE, ExportModule, RowsTable
 from ntm.contract.errors import NtmError
 from ntm.contract.memory_plan import (DEFAULT_MAX_MEMORY_SIZE, MemoryLimitExceeded,
-                                      bucket_table, choose_memory_size)
+                                      choose_memory_size)
 from ntm.contract.tasks import Difficulty
 from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
 from ntm.export.verify import (CHUNK_TOLERANCE, CHUNKS, NOISE_FACTOR, PERTURBATION, TOLERANCE,
@@ -111,8 +111,7 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
             task.min_length, task.train_repeats[0] if task.train_repeats else None))
         raise ExportError(f"--length {length} is too short for {task.name}: its shortest "
                           f"sequence needs {shortest} time steps")
-    table = RowsTable(*bucket_table(trained, task.memory_rows_for_time_steps,
-                                    max(max_memory_size, trained)))
+    table = RowsTable.for_task(task, trained, max_memory_size)
     module = ExportModule(model, length, rows, stateful=stateful, rows=table)
     mode = "dynamic" if length is None else "fixed"
     out = Path(out) if out else default_output(task.name, fmt, length)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from ntm.contract.memory_plan import DEFAULT_MAX_MEMORY_SIZE, bucket_table
 from ntm.contract.metadata import ATTENTION, INPUT_NAME, MEMORY_SIZE_NAME, PROBABILITIES
 from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
 from ntm.model import NTM
@@ -47,6 +48,13 @@ class RowsTable:
     def __init__(self, buckets: list[int], longest: list[int]):
         self.buckets = buckets
         self.longest = longest
+
+    @classmethod
+    def for_task(cls, task, trained: int, maximum: int = DEFAULT_MAX_MEMORY_SIZE) -> "RowsTable":
+        """The table of ``task`` (its ``memory_rows_for_time_steps``) for a model trained with
+        ``trained`` rows, up to ``maximum`` rows."""
+        return cls(*bucket_table(trained, task.memory_rows_for_time_steps,
+                                 max(maximum, trained)))
 
     def rows_for(self, time_steps: tf.Tensor, chosen: tf.Tensor | None = None) -> tf.Tensor:
         """int32 [...] time steps -> int32 [...] rows (where ``chosen`` [...] bool is false,

@@ -4,6 +4,8 @@
 import json
 
 import httpx
+from pathlib import Path
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -14,7 +16,8 @@ from ntm.serving.errors import ModelLoadError, Unprocessable
 from ntm.serving.runtime import ModelRuntime, RuntimeOptions
 from tests.serving.conftest import metric
 
-BASELINE = "benchmarks/baseline/copy-fixed-memory.onnx"  # exported before memory could grow
+BASELINE = (Path(__file__).resolve().parents[2] / "benchmarks" / "baseline"
+            / "copy-fixed-memory.onnx")  # exported before memory could grow
 
 
 def copy_request(length: int, seed: int = 0) -> dict:

@@ -255,30 +255,28 @@ def test_requests_of_one_sequence_run_in_arrival_order(bundled):
     assert [params["sequence_steps"] for _, params in results] == [5, 9, 20, 33, 41]
 
 
-def readme_section() -> str:
+def guide() -> str:
+    """The guide to stateful sequences (docs/sequences.md), whose examples are tested here."""
     from tests.serving.conftest import REPO
 
-    section = re.search(r"^### Stateful sequences\n(.*?)^### ", (REPO / "README.md").read_text(),
-                        re.S | re.M)
-    assert section, "README.md has no '### Stateful sequences' section"
-    return section.group(1)
+    return (REPO / "docs" / "sequences.md").read_text()
 
 
-def test_the_readme_example_runs_and_prints_what_it_says(copy_server):
+def test_the_guide_example_runs_and_prints_what_it_says(copy_server):
     import contextlib
     import io
 
-    [code] = re.findall(r"^```python\n(.*?)^```", readme_section(), re.S | re.M)
+    [code] = re.findall(r"^```python\n(.*?)^```", guide(), re.S | re.M)
     promised = [line[2:] for line in code.splitlines() if line.startswith("# ")]
     code = code.replace("127.0.0.1:8080", f"127.0.0.1:{copy_server.port}")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(code, "README.md (Stateful sequences)", "exec"), {})
+        exec(compile(code, "docs/sequences.md", "exec"), {})
     assert out.getvalue().strip().splitlines() == promised
 
 
-def test_the_readme_curl_calls_answer_as_shown(copy_server):
-    section = readme_section()
+def test_the_guide_curl_calls_answer_as_shown(copy_server):
+    section = guide()
     bodies = [json.loads(b.replace("\n    ", " ")) for b in
               re.findall(r"recall:predict -d '(.*?)'\n", section, re.S)]
     shown = [line for line in section.splitlines() if line.startswith('{"predictions"')]
