@@ -31,6 +31,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from ntm.serving.plane import predict_tasks
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -96,10 +97,10 @@ def in_process_rate(model: str, instances: list[dict], batch: int) -> tuple[floa
     from ntm.serving.runtime import ModelRuntime
 
     runtime = ModelRuntime(resolve(model))
-    runtime.predict(instances[:batch])
+    predict_tasks(runtime, instances[:batch])
     start, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(instances), batch):
-        runtime.predict(instances[i:i + batch])
+        predict_tasks(runtime, instances[i:i + batch])
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     return len(instances) / seconds, 1000 * cpu / len(instances)
 

@@ -149,11 +149,12 @@ def run_here(spec: str, request: Any, input_file: Path) -> Run:
     """Run the request through the model NAME|PATH with onnxruntime in this process."""
     from ntm.serving.errors import ServingError
     from ntm.serving.models import resolve
+    from ntm.serving.codec import encode_request
     from ntm.serving.runtime import ModelRuntime
 
     try:
         runtime = ModelRuntime(resolve(spec))
-        encoded = runtime.encode(request)
+        encoded = encode_request(runtime, request)
         probabilities, weights = runtime.run(encoded.inputs[None])
     except ServingError as err:
         raise click.ClickException(f"{input_file}: {err.message}") from None

@@ -27,17 +27,28 @@ import time
 from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
+from ntm.serving.codec import Result
 from ntm.serving.errors import ServingError, Unprocessable
 from ntm.serving.metrics import Metrics
-from ntm.serving.runtime import ModelRuntime
 from ntm.serving.threads import ThreadBudget
 
-# probabilities [batch, time, out], attention [batch, time, heads, N] (None: not fetched)
-Result = tuple[np.ndarray, np.ndarray | None]
+
+class BatchRuntime(Protocol):
+    """What the batcher needs of a model (``ntm.serving.runtime.ModelRuntime`` has it)."""
+
+    name: str
+    trained_memory_size: int  # N0: a merged batch at N rows holds max_batch_size N0 / N
+
+    def threads_for(self, batch: int) -> int: ...
+
+    def threads_used(self, batch: int, granted: int | None = None) -> int: ...
+
+    def run_checked(self, x: np.ndarray, memory_size: int | None = None,
+                    threads: int | None = None, attention: bool = True) -> Result: ...
 
 
 @dataclass
@@ -78,7 +89,7 @@ class Batcher:
             takes the idle ones.
     """
 
-    def __init__(self, runtime: ModelRuntime, executor: Executor, metrics: Metrics,
+    def __init__(self, runtime: BatchRuntime, executor: Executor, metrics: Metrics,
                  max_batch_size: int = 64, max_queue_delay: float = 0.002, enabled: bool = True,
                  max_in_flight: int = 1, threads: ThreadBudget | None = None):
         self.runtime = runtime
@@ -168,9 +179,9 @@ class Batcher:
     def _lane(self, memory_size: int | None) -> _Lane:
         """The lane of ``memory_size``, made on first use (the condition held)."""
         if memory_size not in self._lanes:
-            trained = getattr(self.runtime, "trained_memory_size", None)
+            trained = self.runtime.trained_memory_size
             limit = self.max_batch_size
-            if memory_size and trained:
+            if memory_size:
                 limit = max(1, self.max_batch_size * trained // memory_size)
             self._lanes[memory_size] = _Lane(deque(), limit)
         return self._lanes[memory_size]

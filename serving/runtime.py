@@ -3,8 +3,7 @@
 Two APIs over the same session:
 - ``run(inputs, memory_size)``: arrays, float32 [batch, time, input_size] -> probabilities
   [batch, time, output_size] and attention [batch, time, heads, N];
-- ``encode``/``decode``: one task request (the JSON the HTTP API takes) <-> model arrays;
-  ``predict(requests)`` runs several through the data plane (``ntm.serving.plane``).
+- the task codec over it lives in ``ntm.serving.codec`` (one request <-> model arrays).
 
 Memory rows: a dynamic export takes N per call. Each request runs with the smallest of the
 trained N x 1, 2, 4, ... (up to ``max_memory_size``) that holds what the task must store
@@ -17,14 +16,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from ntm.contract import metadata as meta
 from ntm.contract.memory_plan import MemoryLimitExceeded, choose_memory_size
-from ntm.contract.tasks import Encoded, InvalidRequest, Task, task_from_metadata
+from ntm.contract.tasks import Task, task_from_metadata
 from ntm.serving.errors import BadRequest, InferenceFailed, ModelLoadError, Unprocessable
 # RuntimeOptions lives with the other settings (light to import: the CLI reads its defaults).
 from ntm.serving.settings import RuntimeOptions
@@ -280,99 +279,3 @@ class ModelRuntime:
             raise InferenceFailed(f"model {self.name} failed: {str(err).splitlines()[0][:200]}") \
                 from None
         return probs, attention, state_out
-
-    # -- task requests ----------------------------------------------------------------------
-    def encode(self, request: Any, field: str = "request") -> Encoded:
-        """A task request -> model input; BadRequest/Unprocessable naming the field."""
-        try:
-            encoded = self.task.encode(request)
-        except InvalidRequest as err:
-            raise BadRequest(f"{field_path(field, err.field)}: {err.message}") from None
-        steps = encoded.inputs.shape[0]
-        if steps > self.max_time_steps:
-            raise Unprocessable(
-                f"{field}: needs {steps} time steps; model {self.name} accepts at most "
-                f"{self.max_time_steps}")
-        return encoded
-
-    def request_memory_size(self, encoded: Encoded, field: str = "request") -> int:
-        """The memory rows one encoded request runs with."""
-        return self.memory_size_for(self.task.memory_rows(encoded.difficulty), field)
-
-    def decode(self, probabilities: np.ndarray, attention: np.ndarray | None, encoded: Encoded,
-               memory_size: int, return_attention: bool = False,
-               return_probabilities: bool = True) -> dict[str, Any]:
-        """Model outputs for one request (unpadded [time, ...]; attention may be None unless
-        ``return_attention``) -> the answer, with ``within_training_range`` and the
-        ``memory_size`` (N) it ran with."""
-        answer = self.task.decode(probabilities, encoded)
-        answer["within_training_range"] = self.task.within_training_range(encoded.difficulty)
-        answer["memory_size"] = int(memory_size)
-        if not return_probabilities:
-            answer.pop("probabilities", None)
-        if return_attention:
-            answer["attention"] = attention_dict(attention, self.metadata["ntm.export"]["heads"])
-        return answer
-
-    def predict(self, requests: Sequence[Any]) -> list[dict[str, Any]]:
-        """Answer several task requests in process: the data plane's way (encode, one
-        onnxruntime run per memory size among them, decode; ``ntm.serving.plane``)."""
-        from ntm.serving.plane import predict_tasks  # the plane is built on this module
-
-        return predict_tasks(self, requests)
-
-
-def group_by_size(sizes: Sequence[int]) -> dict[int, list[int]]:
-    """{memory size: indices of the requests that run with it}: only requests of one size can
-    share an onnxruntime run."""
-    groups: dict[int, list[int]] = {}
-    for i, size in enumerate(sizes):
-        groups.setdefault(size, []).append(i)
-    return groups
-
-
-def pad_batch(sequences: Sequence[np.ndarray]) -> np.ndarray:
-    """Right-pad [time, width] arrays with zeros into [batch, max time, width] (the model is
-    causal, so padding after a sequence never changes its outputs)."""
-    longest = max(s.shape[0] for s in sequences)
-    out = np.zeros((len(sequences), longest, sequences[0].shape[1]), np.float32)
-    for i, s in enumerate(sequences):
-        out[i, : s.shape[0]] = s
-    return out
-
-
-def field_path(field: str, name: str) -> str:
-    """Field ``name`` of the request called ``field``, as errors name it: "instances[2].sequence",
-    or "sequence" in a lone request ("request")."""
-    return name if field == "request" else f"{field}.{name}"
-
-
-def response_flag(request: Any, name: str, default: bool, field: str = "request") -> bool:
-    """A request's boolean flag ``name`` (anything but true or false is an error naming it)."""
-    if not isinstance(request, dict) or name not in request:
-        return default
-    flag = request[name]
-    if not isinstance(flag, bool):
-        raise BadRequest(f"{field_path(field, name)}: must be true or false, got {flag!r}")
-    return flag
-
-
-def wants_attention(request: Any, field: str = "request") -> bool:
-    """The request's ``return_attention`` flag [default: false]."""
-    return response_flag(request, "return_attention", False, field)
-
-
-def wants_probabilities(request: Any, field: str = "request") -> bool:
-    """The request's ``return_probabilities`` flag [default: true]: false drops the per-step
-    probabilities from the answer (a smaller response to encode and decode)."""
-    return response_flag(request, "return_probabilities", True, field)
-
-
-def attention_dict(attention: np.ndarray, heads: dict) -> dict[str, list]:
-    """[time, heads, N] -> {"read": [[...per step...] per head], "write": [...]} (rounded)."""
-    read = heads["read"]
-    rounded = np.round(attention.astype(np.float64), 5)
-    return {
-        "read": [rounded[:, h].tolist() for h in range(read)],
-        "write": [rounded[:, read + h].tolist() for h in range(heads["write"])],
-    }

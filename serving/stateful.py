@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Hashable
+from concurrent.futures import Executor
+from typing import Any, Hashable, Protocol
 
 import numpy as np
 
@@ -22,13 +23,26 @@ from ntm.contract import metadata as meta
 from ntm.contract.tasks import InvalidRequest
 from ntm.contract.tasks.task import RESPONSE_FLAGS
 from ntm.serving.errors import BadRequest
-from ntm.serving.runtime import ModelRuntime, attention_dict, field_path, wants_probabilities
-from ntm.serving.sequences import Sequence, UnknownSequence
-
-if TYPE_CHECKING:
-    from ntm.serving.plane import DataPlane
+from ntm.serving.codec import (attention_dict, check_input_names, field_path, requested_rows,
+                               wants_probabilities)
+from ntm.serving.metrics import Metrics
+from ntm.serving.runtime import ModelRuntime
+from ntm.serving.sequences import Sequence, SequenceStore, UnknownSequence
+from ntm.serving.threads import ThreadBudget
 
 PART_FIELDS = ("sequence_id", "start", "end", "memory_size")  # task requests in a sequence
+
+
+class SequenceHost(Protocol):
+    """What a sequence's requests need of the server (``ntm.serving.plane.DataPlane`` has it):
+    its models, its live sequences, its threads and its metrics."""
+
+    sequences: SequenceStore
+    executor: Executor
+    threads: ThreadBudget
+    metrics: Metrics
+
+    def get(self, name: str) -> ModelRuntime: ...
 
 
 @dataclass(frozen=True)
@@ -57,7 +71,7 @@ def require_stateful(runtime: ModelRuntime) -> None:
 
 
 @asynccontextmanager
-async def turn(plane: DataPlane, sequence: Sequence):
+async def turn(plane: SequenceHost, sequence: Sequence):
     """Wait for ``sequence``'s turn (its requests run one at a time, in arrival order); refuse
     when it ended or started again meanwhile."""
     async with sequence.lock:
@@ -67,14 +81,14 @@ async def turn(plane: DataPlane, sequence: Sequence):
         yield
 
 
-def run_on_one_thread(plane: DataPlane, runtime: ModelRuntime, x: np.ndarray,
+def run_on_one_thread(plane: SequenceHost, runtime: ModelRuntime, x: np.ndarray,
                       sequence: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``runtime.run_in_sequence`` holding one of the server's onnxruntime threads."""
     with plane.threads.run(1):
         return runtime.run_in_sequence(x, sequence.rows, sequence.state)
 
 
-async def run_part(plane: DataPlane, runtime: ModelRuntime, sequence: Sequence,
+async def run_part(plane: SequenceHost, runtime: ModelRuntime, sequence: Sequence,
                    x: np.ndarray, end: bool) -> tuple[np.ndarray, np.ndarray, PartResult]:
     """Run inputs [batch, time, in] as the next part of ``sequence`` (the caller holds its
     ``turn``): (probabilities, attention, what it ran with). A failed first part drops the
@@ -98,7 +112,7 @@ async def run_part(plane: DataPlane, runtime: ModelRuntime, sequence: Sequence,
     return probs, attention, PartResult(sequence.id, sequence.rows, sequence.steps, within, end)
 
 
-def start_sequence(plane: DataPlane, runtime: ModelRuntime, sequence_id: Hashable,
+def start_sequence(plane: SequenceHost, runtime: ModelRuntime, sequence_id: Hashable,
                    x: np.ndarray, rows: int | None) -> Sequence:
     """A sequence begun (again) by its first part ``x``: with ``rows`` memory rows, else the
     rows ``x`` needs (at least the trained rows)."""
@@ -107,7 +121,7 @@ def start_sequence(plane: DataPlane, runtime: ModelRuntime, sequence_id: Hashabl
     return plane.sequences.start(runtime.name, sequence_id, n, len(x))
 
 
-def live_sequence(plane: DataPlane, runtime: ModelRuntime, sequence_id: Hashable,
+def live_sequence(plane: SequenceHost, runtime: ModelRuntime, sequence_id: Hashable,
                   rows: int | None, batch: int) -> Sequence:
     """The live sequence a later part goes on from; its rows and batch must stay."""
     require_stateful(runtime)
@@ -121,11 +135,9 @@ def live_sequence(plane: DataPlane, runtime: ModelRuntime, sequence_id: Hashable
     return sequence
 
 
-async def infer_part(plane: DataPlane, name: str, inputs: dict[str, np.ndarray], flags
+async def infer_part(plane: SequenceHost, name: str, inputs: dict[str, np.ndarray], flags
                      ) -> tuple[dict[str, np.ndarray], PartResult]:
     """V2 tensors of one sequence (``flags``: ``ntm.serving.v2codec.SequenceFlags``)."""
-    from ntm.serving.plane import check_input_names, requested_rows
-
     runtime = plane.get(name)
     require_stateful(runtime)
     check_input_names(runtime, inputs)
@@ -143,7 +155,7 @@ def is_part(request: Any) -> bool:
     return isinstance(request, dict) and "sequence_id" in request
 
 
-async def predict_part(plane: DataPlane, name: str, request: dict, field: str
+async def predict_part(plane: SequenceHost, name: str, request: dict, field: str
                        ) -> dict[str, Any]:
     """One task request of a sequence: the task encodes its part against what the sequence
     holds (in the sequence's turn); the answer adds the sequence's figures."""

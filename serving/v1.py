@@ -17,10 +17,10 @@ from starlette.exceptions import HTTPException
 from ntm.serving import jsondoc
 from ntm.serving.http import (INFER_ERRORS, READ_ERRORS, AnswerResponse, counted,
                                decode_body, errors, read_body)
-from ntm.serving.plane import VERSION, DataPlane
+from ntm.serving.plane import DataPlane
 from ntm.serving.requests import PredictBody, parse_instances
 from ntm.serving.schema import request_body
-from ntm.serving.v2 import model_metadata
+from ntm.serving.v2codec import VERSION, model_metadata
 
 
 class Predictions(BaseModel):

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -18,11 +17,10 @@ from ntm.contract import metadata as meta
 from ntm.serving.errors import BadRequest, NotFound
 from ntm.serving.http import INFER_ERRORS, READ_ERRORS, counted, decode_body, \
     error_response, errors, read_body
-from ntm.serving.plane import VERSION, DataPlane
-from ntm.serving.runtime import ModelRuntime
+from ntm.serving.plane import DataPlane
 from ntm.serving.schema import json_schema, request_body
 from ntm.serving.v2codec import HEADER_LENGTH, InferRequestBody, InferResponseBody, \
-    ModelMetadata, TensorMetadata, encode_response, parse_request
+    VERSION, ModelMetadata, encode_response, model_metadata, parse_request
 
 # JSON, or the binary tensor extension when the request asks for binary outputs.
 INFER_RESPONSES = {**INFER_ERRORS, 200: {"description": "output tensors", "content": {
@@ -116,30 +114,3 @@ async def infer(plane: DataPlane, name: str, request: Request) -> Response:
 def check_version(version: str) -> None:
     if version != VERSION:
         raise NotFound(f"version {version!r} is not served; versions: {VERSION}")
-
-
-def model_metadata(runtime: ModelRuntime) -> dict[str, Any]:
-    """The model's V2 metadata (``ModelMetadata``): its tensors' names, datatypes and shapes
-    (-1: any size)."""
-    t = runtime.fixed_length or -1
-    rows = -1 if runtime.grows else runtime.fixed_memory_size
-    return ModelMetadata(
-        name=runtime.name, versions=[VERSION], platform="onnxruntime_onnx",
-        inputs=[TensorMetadata(name=meta.INPUT_NAME, datatype="FP32",
-                               shape=[-1, t, runtime.input_size])],
-        outputs=[TensorMetadata(name=meta.PROBABILITIES, datatype="FP32",
-                                shape=[-1, t, runtime.output_size]),
-                 TensorMetadata(name=meta.ATTENTION, datatype="FP32",
-                                shape=[-1, t, runtime.num_heads, rows])],
-        parameters=model_parameters(runtime),
-    ).model_dump()
-
-
-def model_parameters(runtime: ModelRuntime) -> dict[str, Any]:
-    """The metadata's ``parameters``: ``stateful`` (requests may carry Triton's
-    sequence_id/sequence_start/sequence_end and the server keeps the memory between them),
-    ``memory_grows`` (the rows follow the input, or a ``memory_size`` input) and
-    ``max_trained_time_steps`` (longer inputs are answered, flagged outside the training
-    range)."""
-    return {"stateful": runtime.stateful, "memory_grows": runtime.grows,
-            "max_trained_time_steps": runtime.task.max_trained_time_steps}

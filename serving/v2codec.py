@@ -18,9 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from ntm.serving import jsondoc
 from ntm.serving.errors import BadRequest
+from ntm.contract import metadata as meta
+from ntm.serving.runtime import ModelRuntime
 from ntm.serving.schema import validate
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+VERSION = "1"  # the one version of each model served
 
 # V2 datatype <-> NumPy dtype (little-endian, as the protocol's binary data is).
 DATATYPES: dict[str, np.dtype] = {
@@ -258,3 +261,30 @@ def encode_response(model_name: str, model_version: str, request_id: str | None,
     if not blobs:
         return head, None
     return head + b"".join(blobs), len(head)
+
+
+def model_metadata(runtime: ModelRuntime) -> dict[str, Any]:
+    """The model's V2 metadata (``ModelMetadata``): its tensors' names, datatypes and shapes
+    (-1: any size)."""
+    t = runtime.fixed_length or -1
+    rows = -1 if runtime.grows else runtime.fixed_memory_size
+    return ModelMetadata(
+        name=runtime.name, versions=[VERSION], platform="onnxruntime_onnx",
+        inputs=[TensorMetadata(name=meta.INPUT_NAME, datatype="FP32",
+                               shape=[-1, t, runtime.input_size])],
+        outputs=[TensorMetadata(name=meta.PROBABILITIES, datatype="FP32",
+                                shape=[-1, t, runtime.output_size]),
+                 TensorMetadata(name=meta.ATTENTION, datatype="FP32",
+                                shape=[-1, t, runtime.num_heads, rows])],
+        parameters=model_parameters(runtime),
+    ).model_dump()
+
+
+def model_parameters(runtime: ModelRuntime) -> dict[str, Any]:
+    """The metadata's ``parameters``: ``stateful`` (requests may carry Triton's
+    sequence_id/sequence_start/sequence_end and the server keeps the memory between them),
+    ``memory_grows`` (the rows follow the input, or a ``memory_size`` input) and
+    ``max_trained_time_steps`` (longer inputs are answered, flagged outside the training
+    range)."""
+    return {"stateful": runtime.stateful, "memory_grows": runtime.grows,
+            "max_trained_time_steps": runtime.task.max_trained_time_steps}

@@ -31,9 +31,9 @@ from ntm.contract import metadata as meta
 from ntm.contract.errors import NtmError
 from ntm.serving.access import REQUEST_ID, AccessLog, request_id
 from ntm.serving.errors import BadRequest, NotFound, ServingError
-from ntm.serving.plane import VERSION, DataPlane
-from ntm.serving.v2 import model_metadata
-from ntm.serving.v2codec import DATATYPES, NUMPY_TO_V2, InferParameters, sequence_flags
+from ntm.serving.plane import DataPlane
+from ntm.serving.v2codec import (DATATYPES, NUMPY_TO_V2, VERSION, InferParameters,
+                                 model_metadata, sequence_flags)
 
 SERVICE = "inference.GRPCInferenceService"
 PUBLIC_METHODS = (f"/{SERVICE}/ServerLive", f"/{SERVICE}/ServerReady")

@@ -32,6 +32,7 @@ class SlowRuntime(OneThread):
     that should have waited to be seen overlapping."""
 
     name = "slow"
+    trained_memory_size = 128
 
     def __init__(self, together: int):
         self.batch_sizes: list[int] = []
@@ -79,6 +80,7 @@ class GatedRuntime(OneThread):
     size of every run and the most runs under way at once."""
 
     name = "gated"
+    trained_memory_size = 128
 
     def __init__(self):
         self.release = threading.Event()

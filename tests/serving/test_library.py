@@ -14,6 +14,7 @@ import pytest
 
 import ntm
 from ntm.serving.errors import BadRequest, NotFound, ServingError
+from ntm.serving.plane import predict_tasks
 from tests.serving.conftest import REPO
 
 
@@ -47,7 +48,7 @@ def test_the_library_answers_as_the_cli_and_server_do(bundled):
         [one] = model.predict(request)
         assert model.predict([request]) == model.predict({"instances": [request]}) == [one]
         assert one["item"] == [[1, 1, 0, 0, 1, 1]] * 3 and one["memory_size"] == 128
-        assert one == model.runtime.predict([request])[0]
+        assert one == predict_tasks(model.runtime, [request])[0]
         with pytest.raises(BadRequest, match=r"^query: "):
             model.predict({"items": request["items"], "query": 3})
     with pytest.raises(ServingError, match="closed"):

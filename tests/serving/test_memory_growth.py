@@ -14,6 +14,7 @@ from ntm.cli.main import cli
 from ntm.contract.tasks import Difficulty
 from ntm.serving.errors import ModelLoadError, Unprocessable
 from ntm.serving.runtime import ModelRuntime, RuntimeOptions
+from ntm.serving.plane import predict_tasks
 from tests.serving.conftest import metric
 
 BASELINE = (Path(__file__).resolve().parents[2] / "benchmarks" / "baseline"
@@ -30,48 +31,48 @@ def copy_request(length: int, seed: int = 0) -> dict:
 def test_each_request_gets_the_smallest_bucket_that_holds_it(tiny_exports, length, rows):
     """Trained with 16 rows: a copy of L vectors needs L + 2 rows; buckets 16, 32, 64, ..."""
     runtime = ModelRuntime(tiny_exports["dynamic"])
-    [answer] = runtime.predict([copy_request(length)])
+    [answer] = predict_tasks(runtime, [copy_request(length)])
     assert answer["memory_size"] == rows
 
 
 def test_a_request_past_the_largest_memory_is_refused_naming_the_limit(tiny_exports):
     runtime = ModelRuntime(tiny_exports["dynamic"], options=RuntimeOptions(max_memory_size=40))
-    assert runtime.predict([copy_request(30)])[0]["memory_size"] == 32
+    assert predict_tasks(runtime, [copy_request(30)])[0]["memory_size"] == 32
     with pytest.raises(Unprocessable, match="needs 33 memory rows; the limit is 32"):
-        runtime.predict([copy_request(31)])
+        predict_tasks(runtime, [copy_request(31)])
 
 
 @pytest.mark.parametrize("length, within", [(1, True), (4, True), (5, False), (40, False)])
 def test_within_training_range_at_the_edges(tiny_exports, length, within):
     runtime = ModelRuntime(tiny_exports["dynamic"])  # trained on lengths 1-4
-    assert runtime.predict([copy_request(length)])[0]["within_training_range"] is within
+    assert predict_tasks(runtime, [copy_request(length)])[0]["within_training_range"] is within
 
 
 def test_repeat_copy_and_recall_are_flagged_past_their_trained_counts(bundled):
     rc = ModelRuntime(bundled["repeat-copy"])  # lengths 1-10, repeats 1-10
     seq = copy_request(3)["sequence"]
-    flags = [a["within_training_range"] for a in rc.predict(
+    flags = [a["within_training_range"] for a in predict_tasks(rc, 
         [{"sequence": seq, "repeats": n} for n in (10, 11, 1000)])]
     assert flags == [True, False, False]
     recall = ModelRuntime(bundled["recall"])  # 2-6 items
     rng = np.random.default_rng(3)
     requests = [recall.task.request_example(rng, Difficulty(n))[0] for n in (6, 7)]
-    assert [a["within_training_range"] for a in recall.predict(requests)] == [True, False]
+    assert [a["within_training_range"] for a in predict_tasks(recall, requests)] == [True, False]
 
 
 def test_requests_of_different_sizes_run_apart_and_equal_runs_alone(tiny_exports):
     runtime = ModelRuntime(tiny_exports["dynamic"])
     requests = [copy_request(n, seed=n) for n in (3, 20, 2, 40)]
-    together = runtime.predict(requests)
+    together = predict_tasks(runtime, requests)
     assert [a["memory_size"] for a in together] == [16, 32, 16, 64]
     for request, answer in zip(requests, together):
-        [alone] = runtime.predict([request])
+        [alone] = predict_tasks(runtime, [request])
         np.testing.assert_allclose(answer["probabilities"], alone["probabilities"], atol=1e-5)
 
 
 def test_memory_size_option_fixes_the_rows(tiny_exports):
     runtime = ModelRuntime(tiny_exports["dynamic"], options=RuntimeOptions(memory_size=64))
-    assert [a["memory_size"] for a in runtime.predict([copy_request(2), copy_request(40)])] \
+    assert [a["memory_size"] for a in predict_tasks(runtime, [copy_request(2), copy_request(40)])] \
         == [64, 64]
     with pytest.raises(ModelLoadError, match="between the 16 rows"):
         ModelRuntime(tiny_exports["dynamic"], options=RuntimeOptions(memory_size=8))
@@ -82,7 +83,7 @@ def test_memory_size_option_fixes_the_rows(tiny_exports):
 def test_an_export_from_before_memory_growth_still_serves_at_its_rows():
     runtime = ModelRuntime(BASELINE)
     assert not runtime.grows
-    [short, long] = runtime.predict([copy_request(10), copy_request(200)])
+    [short, long] = predict_tasks(runtime, [copy_request(10), copy_request(200)])
     assert short["output"] == copy_request(10)["sequence"] and short["memory_size"] == 128
     assert long["memory_size"] == 128 and long["within_training_range"] is False
 
@@ -90,7 +91,7 @@ def test_an_export_from_before_memory_growth_still_serves_at_its_rows():
 def test_the_bundled_copy_model_copies_far_past_its_training_range(bundled):
     runtime = ModelRuntime(bundled["copy"])  # trained on lengths 1-20 with 128 rows
     requests = [copy_request(n, seed=n) for n in (150, 300)]
-    answers = runtime.predict(requests)
+    answers = predict_tasks(runtime, requests)
     assert [a["memory_size"] for a in answers] == [256, 512]
     for request, answer in zip(requests, answers):
         assert answer["output"] == request["sequence"]

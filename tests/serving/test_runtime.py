@@ -6,6 +6,7 @@ import pytest
 from ntm.contract.tasks import Difficulty, bit_errors, get_task
 from ntm.serving.errors import BadRequest, ModelLoadError, Unprocessable
 from ntm.serving.runtime import ModelRuntime, RuntimeOptions
+from ntm.serving.plane import predict_tasks
 
 
 def test_bundled_recall_answers_correctly(bundled):
@@ -14,7 +15,7 @@ def test_bundled_recall_answers_correctly(bundled):
     rng = np.random.default_rng(7)
     requests, answers = zip(*[runtime.task.request_example(rng, Difficulty(n))
                               for n in (2, 4, 6, 6, 3)])
-    predicted = runtime.predict(list(requests))
+    predicted = predict_tasks(runtime, list(requests))
     assert [p["item"] for p in predicted] == [a["item"] for a in answers]
 
 
@@ -31,14 +32,14 @@ def test_batched_run_equals_single_runs(bundled):
 def test_return_attention(bundled):
     runtime = ModelRuntime(bundled["recall"])
     request, _ = runtime.task.request_example(np.random.default_rng(2), Difficulty(3))
-    answer = runtime.predict([{**request, "return_attention": True}])[0]
+    answer = predict_tasks(runtime, [{**request, "return_attention": True}])[0]
     steps = runtime.task.encode(request).inputs.shape[0]
     assert len(answer["attention"]["read"]) == 1 and len(answer["attention"]["write"]) == 1
     read = np.asarray(answer["attention"]["read"][0])
     assert read.shape == (steps, runtime.trained_memory_size)
     np.testing.assert_allclose(read.sum(-1), 1.0, atol=1e-3)
     with pytest.raises(BadRequest, match="return_attention"):
-        runtime.predict([{**request, "return_attention": "yes"}])
+        predict_tasks(runtime, [{**request, "return_attention": "yes"}])
 
 
 def test_fixed_length_model_pads_and_rejects_longer(tiny_exports):
@@ -53,7 +54,7 @@ def test_fixed_length_model_pads_and_rejects_longer(tiny_exports):
     with pytest.raises(Unprocessable, match="fixed-length model's length is 9"):
         fixed.run(np.zeros((1, 10, 9), np.float32))
     with pytest.raises(Unprocessable, match="at most 9"):
-        fixed.predict([{"sequence": [[0] * 8] * 5}])  # 11 steps
+        predict_tasks(fixed, [{"sequence": [[0] * 8] * 5}])  # 11 steps
 
 
 def test_dynamic_limit_and_bad_arrays(bundled):
@@ -113,10 +114,10 @@ def test_task_metadata_matches_the_task_registry(bundled):
 def test_return_probabilities_false_trims_the_answer(bundled):
     runtime = ModelRuntime(bundled["copy"])
     request = {"sequence": [[1, 0, 1, 0, 1, 0, 1, 0], [0, 1, 1, 0, 0, 1, 1, 0]]}
-    full, trimmed = runtime.predict([request, {**request, "return_probabilities": False}])
+    full, trimmed = predict_tasks(runtime, [request, {**request, "return_probabilities": False}])
     assert "probabilities" in full and "probabilities" not in trimmed
     assert trimmed == {k: v for k, v in full.items() if k != "probabilities"}
     with pytest.raises(BadRequest, match=r"^return_probabilities: must be true or false"):
-        runtime.predict([{**request, "return_probabilities": "no"}])
+        predict_tasks(runtime, [{**request, "return_probabilities": "no"}])
     with pytest.raises(BadRequest, match=r"^instances\[1\]\.return_attention: must be true or "):
-        runtime.predict([request, {**request, "return_attention": "yes"}])
+        predict_tasks(runtime, [request, {**request, "return_attention": "yes"}])

@@ -13,6 +13,7 @@ import pytest
 
 from ntm.contract.tasks import Difficulty
 from ntm.serving.runtime import ModelRuntime
+from ntm.serving.plane import predict_tasks
 from tests.serving.conftest import EXAMPLES, HeldBackPosts, metric, wait_until
 
 
@@ -278,7 +279,7 @@ def test_the_v2_client_example_runs_unchanged_against_ntm_serve(start_server, bu
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     answer = json.loads(run.stdout)
-    expected = ModelRuntime(bundled[model]).predict([json.loads(request.read_text())])[0]
+    expected = predict_tasks(ModelRuntime(bundled[model]), [json.loads(request.read_text())])[0]
     key = "output" if model == "copy" else "item"
     assert answer[key] == expected[key]
 
