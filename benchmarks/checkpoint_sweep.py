@@ -35,11 +35,11 @@ def sweep(run_dir: Path, points, select, sequences: int, seed: int, select_seed:
     the means at ``require`` (both on the selection's sequences)."""
     import tensorflow as tf
 
-    from ntm.checkpoints import TrainingState, kept_checkpoints
-    from ntm.evaluation import evaluate, rows_for_points
-    from ntm.model import NTM
-    from ntm.runs import Run
-    from ntm.steps import make_predict_with_rows
+    from ntm.training.checkpoints import TrainingState, kept_checkpoints
+    from ntm.training.evaluation import evaluate, rows_for_points
+    from ntm.model.machine import NTM
+    from ntm.training.runs import Run
+    from ntm.training.steps import make_predict_with_rows
 
     run = Run.load(run_dir)
     model, state = NTM(run.model_config, seed=run.train_config.seed), TrainingState()
@@ -100,8 +100,8 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     from ntm.contract.tasks import Difficulty
-    from ntm.evaluation import parse_points
-    from ntm.runs import Run
+    from ntm.training.evaluation import parse_points
+    from ntm.training.runs import Run
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)

@@ -85,8 +85,8 @@ def classify(wrong_per_output: np.ndarray, read_path: np.ndarray, length: int) -
 
 
 def load_copy_run(run_dir: Path):
-    """The run (``ntm.runs.Run``, its latest checkpoint); SystemExit unless it is a copy run."""
-    from ntm.runs import Run
+    """The run (``ntm.training.runs.Run``, its latest checkpoint); SystemExit unless it is a copy run."""
+    from ntm.training.runs import Run
 
     run = Run.load(run_dir)
     if run.task.name != "copy":
@@ -97,7 +97,7 @@ def load_copy_run(run_dir: Path):
 def memory_rows(run, length: int) -> int:
     """The rows ``ntm evaluate`` gives length ``length``."""
     from ntm.contract.tasks import Difficulty
-    from ntm.evaluation import rows_for_points
+    from ntm.training.evaluation import rows_for_points
 
     return rows_for_points(run.task, run.model_config.memory_size)(Difficulty(length))
 

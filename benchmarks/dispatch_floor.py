@@ -85,7 +85,7 @@ def chain_models(nodes: int, steps: int) -> tuple:
 
 def lstm_models(steps: int, seed: int) -> dict:
     """The LSTM step three ways (see the module docstring); same weights, gate order i, f, g, o
-    as ``ntm.controller.LSTMController`` (ONNX's LSTM wants i, o, f, c)."""
+    as ``ntm.model.controller.LSTMController`` (ONNX's LSTM wants i, o, f, c)."""
     from onnx import helper, numpy_helper
 
     rng = np.random.default_rng(seed)

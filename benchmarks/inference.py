@@ -5,7 +5,7 @@ For each copy length and batch size the same inputs go through every engine; cal
 interleaved round by round (so drift on a shared machine hits all engines alike) and the median
 is reported as microseconds per time step, sequences per second, the speed-up over the
 SavedModel, and achieved FLOP/s as a fraction of a float32 matrix-multiply rate measured in the
-same run with the same thread count (``ntm.flops`` counts a step's FLOPs from the model sizes).
+same run with the same thread count (``ntm.model.flops`` counts a step's FLOPs from the model sizes).
 Every engine's outputs are first checked against the SavedModel's, so nothing wrong is timed.
 
 Without ``--run`` the model is a freshly initialised default copy NTM: speed does not depend on
@@ -91,10 +91,10 @@ def build_model(run_dir: Path | None, small: bool, scratch: Path):
     """(NTM, ModelConfig, Task, what it is): a trained run's model; by default the bundled
     copy model's trained weights, recovered from its ONNX file into ``scratch`` (random
     weights can hit denormals and time differently); ``small``: a fresh tiny copy NTM."""
-    from ntm.config import ModelConfig
+    from ntm.model.config import ModelConfig
     from ntm.contract.tasks import get_task
-    from ntm.model import NTM
-    from ntm.runs import Run
+    from ntm.model.machine import NTM
+    from ntm.training.runs import Run
 
     if small:
         task = get_task("copy")
@@ -264,7 +264,7 @@ def _measure(args, scratch: Path) -> dict:
 
     from ntm.export.signatures import ExportModule, RowsTable
     from ntm.export.writers import convert_to_onnx, write_savedmodel
-    from ntm.flops import flops_per_step
+    from ntm.model.flops import flops_per_step
     from ntm.contract.tasks import Difficulty
 
     model, config, task, described = build_model(args.run, args.small, scratch)

@@ -3,12 +3,12 @@
     python benchmarks/memory_rules.py                  # the bundled copy and recall models
     python benchmarks/memory_rules.py --small          # a tiny fresh model (for the tests)
 
-Two rules (``ntm.cell``; ``ModelConfig.grow_*``) are varied over one model's weights:
+Two rules (``ntm.model.cell``; ``ModelConfig.grow_*``) are varied over one model's weights:
 - ``grow_logit_margin``: the added rows' initial weighting logits are each head's minimum
   learned logit minus this (0: "pad with the minimum"; 30: the added rows start with ~no weight);
 - ``grow_strength_power``: the content key strength is multiplied by (log N / log N0)^power
   (0: no scaling).
-Each variant is evaluated (``ntm.evaluation.evaluate``, TensorFlow) on the same fresh sequences
+Each variant is evaluated (``ntm.training.evaluation.evaluate``, TensorFlow) on the same fresh sequences
 at each point, with the memory rows ``ntm evaluate`` gives the point. The bundled models are
 rebuilt from their ONNX files with ``ntm.export.recover`` (weights matched within 1e-5).
 Writes ``benchmarks/results/memory_rules.{json,md}``.
@@ -39,9 +39,9 @@ def variants(margins, powers) -> list[dict]:
 def measure(run_dir: Path, points: str, sequences: int, rules: list[dict]) -> tuple[str, list]:
     """Evaluate the run's model under each rule variant -> (task name, result rows)."""
     from ntm.cli.evaluate import eval_points
-    from ntm.evaluation import evaluate, rows_for_points
-    from ntm.runs import Run
-    from ntm.steps import make_predict_with_rows
+    from ntm.training.evaluation import evaluate, rows_for_points
+    from ntm.training.runs import Run
+    from ntm.training.steps import make_predict_with_rows
 
     run = Run.load(run_dir)
     model, config, task = run.model, run.model_config, run.task
@@ -85,9 +85,9 @@ def markdown(results: dict) -> str:
 
 def small_run(root: Path) -> Path:
     """A tiny copy model (16 rows, lengths 1-4), trained for a few steps."""
-    from ntm.config import TrainConfig
-    from ntm.runs import Run
-    from ntm.trainer import Trainer
+    from ntm.training.config import TrainConfig
+    from ntm.training.runs import Run
+    from ntm.training.trainer import Trainer
 
     run_dir = root / "copy"
     tc = TrainConfig(task="copy", max_length=4, steps=20, eval_every=10, eval_size=8,
@@ -109,7 +109,7 @@ def main() -> None:
 
     quiet_tensorflow(1)
     from ntm.export.recover import recover
-    from ntm.config import load_configs
+    from ntm.training.config import load_configs
     from ntm.serving.models import bundled_models
 
     rules = variants((0.0, 30.0), (0.0, 2.0)) if args.small else variants(MARGINS, POWERS)

@@ -45,9 +45,10 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.results_io import read_results, write_results  # noqa: E402
-from ntm.config import TrainConfig  # noqa: E402  (no TensorFlow behind these two)
+from ntm.training.config import TrainConfig
 from ntm.files import write_json_atomic  # noqa: E402
-from ntm.runs import METRICS_FILE, has_checkpoint, read_summary  # noqa: E402
+from ntm.training.runs import has_checkpoint, read_summary
+from ntm.training.layout import METRICS_FILE
 
 THRESHOLD = 0.1  # bits/seq: "converged", as Collier & Beel declare it
 EVAL_DATA_SEED = 1234  # ntm evaluate's default: every seed's model sees the same sequences

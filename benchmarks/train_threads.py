@@ -39,11 +39,11 @@ def time_steps(inter_op: int, steps: int, small: bool) -> dict:
     tf = quiet_tensorflow(1, inter_op=inter_op)
     import numpy as np
 
-    from ntm.config import ModelConfig
+    from ntm.model.config import ModelConfig
     from ntm.contract.tasks import get_task
-    from ntm.model import NTM
-    from ntm.optimizers import make_optimizer
-    from ntm.steps import make_train_step
+    from ntm.model.machine import NTM
+    from ntm.training.optimizers import make_optimizer
+    from ntm.training.steps import make_train_step
 
     config = ModelConfig(**SMALL_MODEL) if small else ModelConfig()
     task = get_task("copy", train_lengths=(1, 4)) if small else get_task("copy")

@@ -7,11 +7,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from typing import Callable
+from typing import Iterable, Callable
 
 import click
+from click.core import ParameterSource
 
-from ntm.config import value_type
+from ntm.contract.fields import value_type
 from ntm.contract.errors import NtmError
 from ntm.contract.tasks import task_names
 
@@ -127,27 +128,40 @@ def _click_type(cls: type, field: dataclasses.Field) -> click.ParamType | type:
     return click.IntRange(**bounds) if kind is int else click.FloatRange(**bounds)
 
 
-def config_options(*classes: type) -> Callable:
-    """One ``ConfigOption`` per command-line field of the config dataclasses ``classes``, in
-    field order: flag, default, range or choices and help all come from the field
-    (``ntm.config.setting``)."""
+def config_options(*classes: type, only: Iterable[str] | None = None) -> Callable:
+    """One ``ConfigOption`` per command-line field of the config dataclasses ``classes`` (those
+    named in ``only``, when given), in field order: flag, default, range or choices, help and
+    environment variable all come from the field (``ntm.contract.fields.setting``)."""
+    wanted = None if only is None else set(only)
     options = []
     for cls in classes:
         for field in dataclasses.fields(cls):
             meta = field.metadata
-            if not meta.get("cli"):
+            if not meta.get("cli") or (wanted is not None and field.name not in wanted):
                 continue
             flags = meta["flags"] or ("--" + field.name.replace("_", "-"),)
+            extra = {"envvar": meta["envvar"]} if meta.get("envvar") else {}
+            if value_type(cls, field) is not bool:
+                extra["type"] = _click_type(cls, field)
             options.append(click.option(
-                *flags, cls=ConfigOption, config_field=field.name, type=_click_type(cls, field),
-                default=field.default, show_default=field.default is not None,
-                help=meta["help"]))
+                *flags, cls=ConfigOption, config_field=field.name, default=field.default,
+                show_default=field.default is not None and not meta.get("envvar"),
+                help=meta["help"], **extra))
 
     def decorate(command: Callable) -> Callable:
         for option in reversed(options):
             command = option(command)
         return command
     return decorate
+
+
+def config_values(ctx: click.Context, cls: type, given_only: bool = False) -> dict:
+    """{field: value} of the options that set ``cls``'s fields; ``given_only``: just those given
+    on the command line or through the environment."""
+    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    return {p.config_field: ctx.params[p.name] for p in ctx.command.params
+            if isinstance(p, ConfigOption) and p.config_field in cls.__dataclass_fields__
+            and (not given_only or ctx.get_parameter_source(p.name) in given)}
 
 
 def click_error(err: NtmError, ctx: click.Context | None) -> click.ClickException:

@@ -36,9 +36,9 @@ def evaluate(run_dir: Path | None, points: str | None, sequences: int, batch_siz
     Prints bits per sequence (mean and worst over fresh sequences) at each point, and the
     memory rows it ran with.
     """
-    from ntm.evaluation import format_table
+    from ntm.training.evaluation import format_table
     from ntm.files import write_json_atomic
-    from ntm.runs import latest_run
+    from ntm.training.runs import latest_run
 
     run_dir = run_dir or latest_run()
     quiet_tensorflow(threads)
@@ -61,7 +61,7 @@ def evaluate(run_dir: Path | None, points: str | None, sequences: int, batch_siz
 
 def eval_points(points: str | None, task) -> list:
     """--points -> difficulties (the task's defaults when None); BadParameter when bad."""
-    from ntm.evaluation import parse_points
+    from ntm.training.evaluation import parse_points
 
     try:
         return parse_points(points, task) if points else task.default_eval_points()
@@ -75,8 +75,8 @@ def evaluate_run(run_dir: Path, points: str | None, sequences: int, batch_size: 
     """Load a run's latest checkpoint (or the one of step ``checkpoint``) and measure it at
     ``points`` with TensorFlow (import it through ``quiet_tensorflow`` first) -> (task,
     training state, EvalRows); RunError or ConfigFileError for a missing or corrupt run, or a
-    step it does not keep. Memory rows as ``ntm.evaluation.rows_for_points``."""
-    from ntm.runs import Run
+    step it does not keep. Memory rows as ``ntm.training.evaluation.rows_for_points``."""
+    from ntm.training.runs import Run
 
     run = Run.load(run_dir, checkpoint)
     rows = run.evaluate(eval_points(points, run.task), sequences, batch_size, seed, memory_size)

@@ -64,7 +64,7 @@ def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: 
     the trained memory rows); a difference above 1e-4 fails the export and leaves any earlier
     export in place.
     """
-    from ntm.runs import Run, latest_run
+    from ntm.training.runs import Run, latest_run
 
     run_dir = run_dir or latest_run()
     quiet_tensorflow(1)

@@ -1,6 +1,6 @@
 """``ntm plot``: PNG figures of attention, training curves and generalisation (matplotlib).
 
-The commands read files, run models and check input; ``ntm.plots`` draws. attention and the
+The commands read files, run models and check input; ``ntm.cli.figures`` draws. attention and the
 model/JSON sources of generalisation use onnxruntime only; a run directory needs TensorFlow.
 """
 
@@ -54,7 +54,7 @@ def require_matplotlib() -> None:
 
 def write_figure(figure: Any, output: Path, dpi: int) -> None:
     """Save atomically and say where, with the size in pixels."""
-    from ntm.plots import save_png
+    from ntm.cli.figures import save_png
 
     try:
         width, height = save_png(figure, output, dpi)
@@ -112,7 +112,7 @@ def attention(model: str | None, input_file: Path, index: int, url: str | None,
     probabilities, and the write and read weightings over memory locations against time
     (memory cropped to the locations the heads use)."""
     require_matplotlib()
-    from ntm.plots import attention_figure
+    from ntm.cli.figures import attention_figure
     from ntm.serving.errors import ServingError
     from ntm.contract.tasks import guess_task
     from ntm.serving.requests import parse_instances, parse_text
@@ -187,19 +187,12 @@ def run_on_server(url: str, name: str, request: Any, api_key: str | None,
         read = np.stack([np.asarray(h, np.float32) for h in prediction["attention"]["read"]], 1)
         write = np.stack([np.asarray(h, np.float32) for h in prediction["attention"]["write"]],
                          1)
-        scored = np.asarray(prediction["probabilities"], np.float32)
-        if scored.ndim != 2 or read.ndim != 3 or write.ndim != 3:
+        if np.asarray(prediction["probabilities"]).ndim != 2 or read.ndim != 3 or write.ndim != 3:
             raise ValueError("probabilities or attention have the wrong shape")
+        probabilities = task.answer_probabilities(prediction, encoded)
     except (KeyError, IndexError, TypeError, ValueError) as err:
         raise click.ClickException(f"{url}: unexpected answer ({type(err).__name__}: {err})") \
             from None
-    # The answer carries probabilities for the scored steps only; the rest stay 0.
-    steps = encoded.inputs.shape[0]
-    probabilities = np.zeros((steps, task.output_size), np.float32)
-    first = encoded.output_steps.start
-    probabilities[first:first + len(scored), :scored.shape[1]] = scored
-    if "end_marker" in prediction:  # repeat-copy's extra channel on its last step
-        probabilities[encoded.output_steps.stop - 1, -1] = prediction["end_marker"]
     return Run(task, encoded, probabilities, read, write, f"server {url}")
 
 
@@ -240,8 +233,8 @@ def curves(run_dir: Path, smooth: int, output: Path, dpi: int, width: float,
     """Draw training loss and bits/seq (log scale) against sequences seen, with the held-out
     evaluations, from RUN_DIR/metrics.jsonl (or a metrics.jsonl file given directly)."""
     require_matplotlib()
-    from ntm.plots import curves_figure
-    from ntm.runs import METRICS_FILE
+    from ntm.cli.figures import curves_figure
+    from ntm.training.layout import METRICS_FILE
 
     path = run_dir / METRICS_FILE if run_dir.is_dir() else run_dir
     if not path.is_file():
@@ -290,7 +283,8 @@ def read_metrics(path: Path) -> tuple[dict, dict]:
 
 def run_title(run_dir: Path) -> str:
     """'NAME (TASK)' from the run's config.json, or the directory name alone."""
-    from ntm.config import ConfigError, load_configs
+    from ntm.contract.fields import ConfigError
+    from ntm.training.config import load_configs
 
     try:
         return f"{run_dir.name} ({load_configs(run_dir)[1].task})"
@@ -323,8 +317,8 @@ def generalisation(source: str, points: str | None, sequences: int, seed: int, o
     'ntm evaluate --json', a model NAME or .onnx PATH (evaluated with onnxruntime), or a
     training run directory (evaluated with TensorFlow: needs the training extra)."""
     require_matplotlib()
-    from ntm.config import CONFIG_FILE
-    from ntm.plots import generalisation_figure
+    from ntm.training.config import CONFIG_FILE
+    from ntm.cli.figures import generalisation_figure
 
     path = Path(source)
     if path.is_dir() and (path / CONFIG_FILE).is_file():
@@ -345,7 +339,7 @@ def generalisation(source: str, points: str | None, sequences: int, seed: int, o
 def table_from_model(spec: str, points: str | None, sequences: int, seed: int) -> Table:
     """Evaluate an ONNX model (NAME or PATH) with onnxruntime and print the table."""
     from ntm.cli.evaluate import eval_points
-    from ntm.evaluation import evaluate, format_table
+    from ntm.training.evaluation import evaluate, format_table
     from ntm.serving.errors import NotFound
     from ntm.serving.models import resolve
     from ntm.serving.runtime import ModelRuntime
@@ -370,7 +364,7 @@ def table_from_run(run_dir: Path, points: str | None, sequences: int, seed: int)
     """Evaluate a training run's latest checkpoint with TensorFlow, as ``ntm evaluate`` does."""
     from ntm.cli.common import quiet_tensorflow
     from ntm.cli.evaluate import evaluate_run
-    from ntm.evaluation import format_table
+    from ntm.training.evaluation import format_table
 
     try:
         quiet_tensorflow(1)

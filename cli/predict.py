@@ -12,9 +12,8 @@ from pathlib import Path
 
 import click
 
+from ntm.cli.common import config_options, config_values
 from ntm.serving.settings import RuntimeOptions
-
-DEFAULTS = RuntimeOptions()
 
 
 @click.command(short_help="Answer requests from a JSON file with an ONNX model.")
@@ -25,15 +24,10 @@ DEFAULTS = RuntimeOptions()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the JSON answer here instead of standard output.")
 @click.option("--pretty", is_flag=True, help="Draw inputs and answers as bit rows.")
-@click.option("--threads", type=click.IntRange(min=1), default=DEFAULTS.intra_op_threads,
-              show_default=True, help="onnxruntime threads.")
-@click.option("--memory-size", type=click.IntRange(min=1), default=DEFAULTS.memory_size,
-              help="Memory rows for every request [default: per request, the smallest of the "
-                   "trained rows x 1, 2, 4, ... that holds it].")
-@click.option("--max-memory-size", type=click.IntRange(min=1), default=DEFAULTS.max_memory_size,
-              show_default=True, help="Most memory rows a request may get.")
-def predict(input_file: str, model: str | None, output: Path | None, pretty: bool,
-            threads: int, memory_size: int | None, max_memory_size: int) -> None:
+@config_options(RuntimeOptions, only=("intra_op_threads", "memory_size", "max_memory_size"))
+@click.pass_context
+def predict(ctx: click.Context, input_file: str, model: str | None, output: Path | None,
+            pretty: bool, **_) -> None:
     """Run the requests in INPUT_FILE ('-' for standard input) through a model.
 
     INPUT_FILE holds one request, a list of requests, JSON lines, or {"instances": [...]}:
@@ -42,8 +36,8 @@ def predict(input_file: str, model: str | None, output: Path | None, pretty: boo
     with how many memory rows it ran ("memory_size").
     """
     # A bad request or model raises an NtmError naming it: the ntm group shows it (exit 1).
-    loaded, instances, answers = answer(read_input(input_file), model, threads=threads,
-                                        memory_size=memory_size, max_memory_size=max_memory_size)
+    loaded, instances, answers = answer(read_input(input_file), model,
+                                        **config_values(ctx, RuntimeOptions))
     if pretty:
         text_out = render_all(loaded, instances, answers)
     else:
@@ -64,8 +58,7 @@ def read_input(input_file: str) -> bytes:
         raise click.ClickException(f"cannot read {input_file}: {err}") from None
 
 
-def answer(data: bytes, model: str | None, threads: int, memory_size: int | None,
-           max_memory_size: int):
+def answer(data: bytes, model: str | None, **options):
     """(the model, its requests, their answers) for the text of an input file."""
     import ntm
     from ntm.contract.tasks import guess_task, task_classes
@@ -80,8 +73,7 @@ def answer(data: bytes, model: str | None, threads: int, memory_size: int | None
             + "; ".join(f"{name}: {'+'.join(cls.request_keys)}"
                         for name, cls in task_classes().items() if cls.request_keys)
             + "); pass --model NAME|PATH")
-    loaded = ntm.load(spec, intra_op_threads=threads, memory_size=memory_size,
-                      max_memory_size=max_memory_size)
+    loaded = ntm.load(spec, **options)
     return loaded, instances, loaded.predict(instances)
 
 

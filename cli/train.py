@@ -1,7 +1,7 @@
 """``ntm train``: train the NTM on a task, with checkpoints, resume and TensorBoard logs.
 
 The options that set the model and the training come from the config dataclasses
-(``ntm.config``: flag, default, range and help in one place); the rest are about this process.
+(``ntm.training.config``: flag, default, range and help in one place); the rest are about this process.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from ntm.cli.common import (ConfigOption, TaskChoice, WordOrCount, available_cpus,
+from ntm.cli.common import (TaskChoice, WordOrCount, available_cpus, config_values,
                             config_options, quiet_tensorflow)
-from ntm.config import ModelConfig, TrainConfig
-from ntm.runs import default_run_dir, has_checkpoint
+from ntm.model.config import ModelConfig
+from ntm.training.config import TrainConfig
+from ntm.training.runs import default_run_dir, has_checkpoint
 
 POSITIVE = click.IntRange(min=1)
 
@@ -55,7 +56,7 @@ def train(ctx: click.Context, task: str, out: Path | None, resume: bool, threads
     # One intra-op thread: the operations are too small to split (one thread each was measured
     # fastest); the parallelism that pays is between them.
     quiet_tensorflow(1, inter_op=threads or available_cpus())
-    from ntm.trainer import Trainer
+    from ntm.training.trainer import Trainer
 
     out = out or default_run_dir(task)
     run = resumed_run(ctx, out, task) if resume else new_run(ctx, out, task)
@@ -77,18 +78,9 @@ def train(ctx: click.Context, task: str, out: Path | None, resume: bool, threads
         sys.exit(130)
 
 
-def config_values(ctx: click.Context, cls: type, given_only: bool = False) -> dict:
-    """{field: value} of the options that set ``cls``'s fields; ``given_only``: just those given
-    on the command line or through the environment."""
-    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-    return {p.config_field: ctx.params[p.name] for p in ctx.command.params
-            if isinstance(p, ConfigOption) and p.config_field in cls.__dataclass_fields__
-            and (not given_only or ctx.get_parameter_source(p.name) in given)}
-
-
 def new_run(ctx: click.Context, out: Path, task: str):
     """The run the options describe, refusing to train over an existing one."""
-    from ntm.runs import Run
+    from ntm.training.runs import Run
 
     if has_checkpoint(out):
         raise click.UsageError(f"{out} already holds a training run; continue it with "
@@ -99,7 +91,7 @@ def new_run(ctx: click.Context, out: Path, task: str):
 
 def resumed_run(ctx: click.Context, out: Path, task: str):
     """The run in ``out`` with the schedule options given on the command line applied."""
-    from ntm.runs import Run
+    from ntm.training.runs import Run
 
     if not has_checkpoint(out):
         raise click.UsageError(f"--resume: {out} has no checkpoint to resume", ctx)
@@ -115,7 +107,7 @@ def resumed_run(ctx: click.Context, out: Path, task: str):
 def make_strategy(train_config: TrainConfig, cpu_devices: int | None, ctx: click.Context):
     """Split the CPU into logical devices, then build the run's tf.distribute strategy (before
     any other TensorFlow op: both must precede TensorFlow's device initialisation)."""
-    from ntm.distribute import configure_logical_cpus, make_strategy, replica_batch_size
+    from ntm.training.distribute import configure_logical_cpus, make_strategy, replica_batch_size
 
     name = train_config.strategy
     if cpu_devices is None:

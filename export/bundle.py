@@ -26,7 +26,7 @@ def bundle(run_dir: Path, train_command: str, sequences: int = 100,
     """Export the run's latest checkpoint (or the one of step ``checkpoint``) with its card."""
     from ntm.export.exporter import export_run
     from ntm.files import write_json_atomic, write_text_atomic
-    from ntm.runs import Run
+    from ntm.training.runs import Run
 
     run = Run.load(run_dir, checkpoint)
     task, model_config, train_config, state = run.task, run.model_config, run.train_config, \
@@ -92,7 +92,7 @@ def reexport(run_dir: Path, note: str, out_dir: Path = PRETRAINED,
     from ntm.contract.tasks import get_task
     from ntm.export.exporter import export_run
     from ntm.files import write_json_atomic, write_text_atomic
-    from ntm.runs import Run
+    from ntm.training.runs import Run
 
     run = Run.load(run_dir, checkpoint)
     name = run.task.name
@@ -110,7 +110,7 @@ def reexport(run_dir: Path, note: str, out_dir: Path = PRETRAINED,
 
 
 def render_card(card: dict, length_name: str) -> str:
-    from ntm.evaluation import EvalRow, format_table
+    from ntm.training.evaluation import EvalRow, format_table
 
     rows = [EvalRow(**r) for r in card["evaluation"]]
     bars = "\n".join(f"| {b['point']} | <= {b['limit']} | {b['measured']:.3f} | "

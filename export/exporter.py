@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import ntm
 from ntm.contract import metadata as meta
+from ntm.contract.metadata import EXPORTS_ROOT
 from ntm.export.signatures import MEMORY_SIGNATURE, SEQUENCE_SIGNATURE, ExportModule, RowsTable
 from ntm.contract.errors import NtmError
 from ntm.contract.memory_plan import (DEFAULT_MAX_MEMORY_SIZE, MemoryLimitExceeded,
@@ -22,11 +23,10 @@ from ntm.export.verify import (CHUNK_TOLERANCE, CHUNKS, NOISE_FACTOR, PERTURBATI
                                Comparison, chunked, compare, one_shot, verification_points)
 from ntm.export import triton
 from ntm.export.writers import convert_to_onnx, replace_path, set_metadata, write_savedmodel
-from ntm.runs import Run, read_summary
+from ntm.training.runs import Run, read_summary
 
 FORMATS = ("savedmodel", "onnx", "triton")
 DEFAULT_OPSET = 17
-EXPORTS_ROOT = Path("exports")
 
 
 class ExportError(RuntimeError, NtmError):
@@ -361,7 +361,7 @@ def _metadata(run: Run, mode, length, opset, rows, module: ExportModule,
             "ragged": {"item_shape": triton.ITEM_SHAPE_NAME} if ragged else None,
             "heads": {"read": model_config.num_read_heads, "write": model_config.num_write_heads},
             # Memory rows: per call through the memory_size input (dynamic), or fixed.
-            # (the rules for rows beyond the trained ones are in ntm.model: grow_*)
+            # (the rules for rows beyond the trained ones are in ntm.model.cell: grow_*)
             # memory_size <= 0 (and a ragged model always): the first bucket whose longest
             # input holds the call's time steps.
             "memory": {"input": meta.MEMORY_SIZE_NAME if rows is None and not ragged else None,

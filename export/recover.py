@@ -7,7 +7,7 @@ one with a newer exporter while keeping its weights exactly, its TensorFlow vari
 back from the ONNX initializers. Each variable is found by its shape, which the model config in
 the file's metadata fixes; the learned initial weighting is stored as its softmax (tf2onnx folds
 it), so its logits are recovered as log-weights, equal to the trained logits up to a constant per
-head (softmax and the padding rule of ``ntm.cell.extend_initial_logits`` do not see it). Where
+head (softmax and the padding rule of ``ntm.model.cell.extend_initial_logits`` do not see it). Where
 two variables share a shape (the LSTM's initial h and c), every assignment is tried and the one
 whose TensorFlow outputs match the ONNX model's is kept. The rebuilt model must match the ONNX
 model to ``MATCH_TOLERANCE`` on fresh task inputs, or nothing is written.
@@ -35,11 +35,12 @@ from onnx import numpy_helper
 
 from ntm.contract import metadata as meta
 from ntm.contract.errors import NtmError
-from ntm.checkpoints import TrainingState
-from ntm.config import ModelConfig, TrainConfig, save_configs
-from ntm.model import NTM
+from ntm.training.checkpoints import TrainingState
+from ntm.model.config import ModelConfig
+from ntm.training.config import TrainConfig, save_configs
+from ntm.model.machine import NTM
 from ntm.files import write_json_atomic
-from ntm.runs import CHECKPOINT_DIR, SUMMARY_FILE
+from ntm.training.layout import CHECKPOINT_DIR, SUMMARY_FILE
 from ntm.contract.tasks import Difficulty, task_from_metadata
 
 MATCH_TOLERANCE = 1e-5

@@ -27,8 +27,8 @@ import tensorflow as tf
 from ntm.contract.memory_plan import DEFAULT_MAX_MEMORY_SIZE, bucket_table
 from ntm.contract.metadata import ATTENTION, INPUT_NAME, MEMORY_SIZE_NAME, PROBABILITIES
 from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
-from ntm.model import NTM
-from ntm.sequence_state import pack_state, state_rows, unpack_state
+from ntm.model.machine import NTM
+from ntm.model.state import pack_state, state_rows, unpack_state
 
 MEMORY_SIGNATURE = "with_memory_size"
 SEQUENCE_SIGNATURE = "sequence"

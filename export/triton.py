@@ -34,7 +34,7 @@ import tensorflow as tf
 from ntm.contract.metadata import ATTENTION, INPUT_NAME, MEMORY_SIZE_NAME, PROBABILITIES
 from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
 from ntm.export.signatures import RowsTable
-from ntm.model import NTM
+from ntm.model.machine import NTM
 
 ITEM_SHAPE_NAME = "item_shape"  # [batch, 2]: time steps and width of each sequence
 

@@ -1,7 +1,7 @@
 """ntm: a Neural Turing Machine that learns, exported to ONNX and served on CPU.
 
-Importing this package (or ``ntm.contract.tasks``, ``ntm.config``) never imports TensorFlow; the TensorFlow
-model lives in ``ntm.model`` and its layers, imported on demand.
+Importing this package (or ``ntm.contract``) never imports TensorFlow; the TensorFlow model
+lives in ``ntm.model``, its training in ``ntm.training``, imported on demand.
 
 The library, on onnxruntime alone::
 

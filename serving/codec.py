@@ -82,9 +82,16 @@ def pad_batch(sequences: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
+def request_field(index: int, count: int) -> str:
+    """How errors name request ``index`` of ``count`` (the one rule, on every surface): the
+    whole of a lone request is "request" (plain, or the only one of an envelope or a list),
+    the others "instances[i]"."""
+    return "request" if count == 1 else f"instances[{index}]"
+
+
 def field_path(field: str, name: str) -> str:
-    """Field ``name`` of the request called ``field``, as errors name it: "instances[2].sequence",
-    or "sequence" in a lone request ("request")."""
+    """Field ``name`` of the request called ``field`` (``request_field``), as errors name it:
+    "instances[2].sequence", or "sequence" in a lone request."""
     return name if field == "request" else f"{field}.{name}"
 
 
@@ -142,8 +149,7 @@ def encode_tasks(runtime: ModelRuntime, requests: Sequence[Any],
     """Encode and check ``requests``; errors name the field (``fields``: each request's name
     [default: "request" for one, "instances[i]" for several])."""
     if fields is None:
-        fields = [f"instances[{i}]" if len(requests) > 1 else "request"
-                  for i in range(len(requests))]
+        fields = [request_field(i, len(requests)) for i in range(len(requests))]
     encoded = [encode_request(runtime, r, f) for r, f in zip(requests, fields)]
     attention = [wants_attention(r, f) for r, f in zip(requests, fields)]
     probabilities = [wants_probabilities(r, f) for r, f in zip(requests, fields)]

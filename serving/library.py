@@ -72,9 +72,9 @@ class Model:
         return self.runtime.describe()
 
     def close(self) -> None:
-        """Release the onnxruntime session; the model answers nothing after this."""
+        """Release the onnxruntime sessions; the model answers nothing after this."""
         self.closed = True
-        self.runtime.session = None
+        self.runtime.close()
 
     def __enter__(self) -> Model:
         return self

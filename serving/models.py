@@ -13,9 +13,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ntm.contract.metadata import EXPORTS_ROOT
 from ntm.serving.errors import NotFound
 
-EXPORTS_ROOT = Path("exports")
 
 
 def bundled_dir() -> Path:

@@ -19,7 +19,8 @@ import numpy as np
 
 from ntm.contract import metadata as meta
 from ntm.serving.batcher import Batcher
-from ntm.serving.codec import Result, check_tensors, decode_tasks, encode_tasks
+from ntm.serving.codec import (Result, check_tensors, decode_tasks, encode_tasks,
+                               request_field)
 from ntm.serving.errors import NotFound
 from ntm.serving.metrics import Metrics
 from ntm.serving.runtime import ModelRuntime
@@ -96,18 +97,23 @@ class DataPlane:
             self.sequences.purge()
 
     async def predict(self, name: str, requests: Sequence[Any]) -> list[dict[str, Any]]:
-        """Answer the task requests of one v1 envelope (fields "instances[i]"). Requests of a
-        sequence (``"sequence_id"``) run one by one in order, on the model's kept state."""
+        """Answer the task requests of one v1 envelope (errors name them by ``request_field``).
+        Requests of a sequence (``"sequence_id"``) run one by one in order, on the model's kept
+        state."""
         if any(is_part(r) for r in requests):
             answers = []
             for i, request in enumerate(requests):
-                field = f"instances[{i}]" if len(requests) > 1 else "request"
-                answers.append(await predict_part(self, name, request, field)
-                               if is_part(request) else (await self.predict(name, [request]))[0])
+                field = request_field(i, len(requests))
+                answers.append(await predict_part(self, name, request, field) if is_part(request)
+                               else (await self._predict_whole(name, [request], [field]))[0])
             return answers
+        return await self._predict_whole(name, requests)
+
+    async def _predict_whole(self, name: str, requests: Sequence[Any],
+                             fields: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Task requests that are not parts of a sequence, batched."""
         runtime = self.get(name)
-        batch = encode_tasks(runtime, requests,
-                             [f"instances[{i}]" for i in range(len(requests))])
+        batch = encode_tasks(runtime, requests, fields)
         outputs = await self.batchers[name].submit_grouped(batch.runs())
         answers = decode_tasks(runtime, batch, outputs)
         for answer in answers:

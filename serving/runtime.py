@@ -87,6 +87,11 @@ class ModelRuntime:
             first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
             raise ModelLoadError(f"{self.path} is not a loadable ONNX model: {first}") from None
 
+    def close(self) -> None:
+        """Release the onnxruntime sessions (the large-batch one too)."""
+        self.session = None
+        self.large_session = None
+
     def threads_for(self, batch: int) -> int:
         """Intra-op threads a run of ``batch`` sequences uses when they are all idle."""
         return self.options.threads_for(batch)

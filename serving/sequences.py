@@ -22,10 +22,9 @@ from typing import Callable, Hashable
 
 import numpy as np
 
+from ntm.serving.settings import ServerSettings
 from ntm.serving.errors import BadRequest, ServingError
 
-DEFAULT_MAX_SEQUENCES = 1000
-DEFAULT_IDLE_SECONDS = 300.0
 EXPIRED_REMEMBERED = 10_000  # ids of dropped sequences remembered, to say "expired"
 
 
@@ -66,8 +65,8 @@ class Sequence:
 class SequenceStore:
     """Live sequences by (model, sequence id), with the cap and the idle timeout."""
 
-    def __init__(self, max_sequences: int = DEFAULT_MAX_SEQUENCES,
-                 idle_seconds: float = DEFAULT_IDLE_SECONDS,
+    def __init__(self, max_sequences: int = ServerSettings.max_sequences,
+                 idle_seconds: float = ServerSettings.sequence_idle_s,
                  clock: Callable[[], float] = time.monotonic):
         self.max_sequences = max_sequences
         self.idle_seconds = idle_seconds

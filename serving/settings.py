@@ -9,45 +9,42 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ntm.contract.fields import check_fields, setting
 from ntm.contract.memory_plan import DEFAULT_MAX_MEMORY_SIZE
 
-DEFAULT_MAX_TIME_STEPS = 4096  # documented limit for dynamic models (a copy of 2047 vectors)
+DEFAULT_MAX_TIME_STEPS = 4096  # a copy of 2047 vectors
 DEFAULT_MAX_INSTANCES = 256  # requests in one v1 envelope or input file
 
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """onnxruntime session settings.
+    """One model's onnxruntime sessions and limits (``ntm serve``, ``ntm predict`` and
+    ``ntm.load`` take them; the command lines generate their options from these fields)."""
 
-    intra_op_threads: threads inside one operator (1 suits this small model at small batches:
-        the per-step ops are too small to split; measured, see README). 0 lets onnxruntime
-        choose.
-    large_batch_threads: intra-op threads for a run of at least ``large_batch_from``
-        sequences, on a second session (1: one session for every batch, the default). Measured
-        on 2 cores, in process: 1.16-1.27x at batch 32, 1.31-1.32x at 64, but only with
-        onnxruntime's spinning worker threads (without: 0.87-0.89x), which burn CPU the other
-        runs could use; a server grants them only while they are idle (``ThreadBudget``): one
-        client's 64-sequence requests 1.12-1.20x faster, 32 clients 0.97-1.07x (three runs).
-    large_batch_from: the smallest run that gets ``large_batch_threads``.
-    graph_optimization: "disable", "basic", "extended" or "all".
-    max_time_steps: longest input accepted by a dynamic-length model.
-    memory_size: memory rows for every request [None: chosen per request].
-    max_memory_size: most memory rows a request may be given (more: 422).
-    """
-
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
-    large_batch_threads: int = 1
-    large_batch_from: int = 32
-    graph_optimization: str = "all"
-    max_time_steps: int = DEFAULT_MAX_TIME_STEPS
-    memory_size: int | None = None
-    max_memory_size: int = DEFAULT_MAX_MEMORY_SIZE
+    intra_op_threads: int = setting(
+        1, "onnxruntime threads inside one operator (0: onnxruntime chooses; this model's "
+           "per-step operators are too small to split).", flags=("--threads",), low=0)
+    inter_op_threads: int = setting(1, "onnxruntime threads across operators.", low=0,
+                                    cli=False)
+    large_batch_threads: int = setting(
+        1, "Intra-op threads for a merged batch of at least --large-batch-from sequences, on a "
+           "second session, taken only while they are idle among --inference-threads (1: every "
+           "run on one thread; measured in docs/performance.md).", low=1, high=64)
+    large_batch_from: int = setting(32, "The smallest merged batch that gets "
+                                        "--large-batch-threads.", low=1)
+    graph_optimization: str = setting("all", "onnxruntime graph optimisation level.",
+                                      choices=("disable", "basic", "extended", "all"), cli=False)
+    max_time_steps: int = setting(DEFAULT_MAX_TIME_STEPS,
+                                  "Longest sequence a dynamic-length model accepts.", low=1)
+    memory_size: int | None = setting(
+        None, "Memory rows for every request [default: per request, the smallest of the "
+              "trained rows x 1, 2, 4, ... that holds it].", low=1)
+    max_memory_size: int = setting(DEFAULT_MAX_MEMORY_SIZE,
+                                   "Most memory rows a request may get; one that needs more is "
+                                   "answered 422.", low=1)
 
     def __post_init__(self) -> None:
-        if self.large_batch_threads < 1 or self.large_batch_from < 1:
-            raise ValueError(f"large_batch_threads and large_batch_from must be at least 1, got "
-                             f"{self.large_batch_threads} and {self.large_batch_from}")
+        check_fields(self)
 
     @property
     def plans_large_batches(self) -> bool:
@@ -89,21 +86,44 @@ class RuntimeOptions:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """One server process: HTTP limits, batching, the key (each model's limits, such as the
-    longest sequence, are its RuntimeOptions)."""
+    """One server process: HTTP limits, batching, threads, sequences, the key, the log (each
+    model's own limits are its RuntimeOptions); ``ntm serve`` generates its options from
+    these fields."""
 
-    max_body_bytes: int = 8 * 1024 * 1024  # larger bodies are answered 413
-    max_batch_size: int = 64  # sequences per onnxruntime run, and per request
-    max_queue_delay_ms: float = 2.0  # how long a batch waits to fill
-    batching: bool = True  # dynamic batching on/off
-    max_instances: int = DEFAULT_MAX_INSTANCES  # requests in one V1 envelope
-    api_key: str | None = None  # when set, every endpoint but health needs it
-    max_sequences: int = 1000  # live sequences of stateful models kept at once (more: 429)
-    sequence_idle_s: float = 300.0  # a sequence idle this long is dropped
-    access_log: str = "text"  # one line per request: "text", "json" or "off"
-    grpc_port: int = 0  # the V2 gRPC service's port (0: none; ``--grpc-port``)
-    grpc_host: str = "127.0.0.1"  # where it listens (the HTTP server's host)
-    graceful_timeout_s: float = 30.0  # SIGTERM waits this long for calls in flight
-    inference_threads: int = 2  # threads running onnxruntime, shared by every run (a large
-    # batch may hold the idle ones: ThreadBudget); also how many merged batches of one model
-    # run at once (a second only when the waiting requests fill it: ``Batcher``)
+    max_body_bytes: int = setting(8 * 1024 * 1024, "Larger request bodies get 413.", low=1024)
+    max_batch_size: int = setting(64, "Most sequences merged into one run (and per request).",
+                                  low=1, high=4096)
+    max_queue_delay_ms: float = setting(2.0, "How long a batch waits for more requests.",
+                                        low=0, high=1000)
+    batching: bool = setting(True, "Merge concurrent requests into one run (--no-batching: "
+                                   "run every request alone).", flags=("--batching/--no-batching",))
+    max_instances: int = setting(DEFAULT_MAX_INSTANCES, "Requests in one V1 envelope.", low=1,
+                                 cli=False)
+    api_key: str | None = setting(
+        None, "Require this key (Authorization: Bearer KEY, or X-API-Key; gRPC: the same "
+              "metadata) on every endpoint but health. Also read from NTM_API_KEY.",
+        envvar="NTM_API_KEY")
+    inference_threads: int = setting(
+        2, "Threads running onnxruntime; also how many merged batches of a model run at once (a "
+           "second only when the waiting requests fill it).", low=1, high=64)
+    max_sequences: int = setting(
+        1000, "Most live sequences (requests with sequence_id on a model exported with "
+              "--stateful) kept at once; one more is answered 429. 0: no sequences.", low=0)
+    sequence_idle_s: float = setting(
+        300.0, "Drop a sequence idle this many seconds (its state lives in memory only).",
+        low=0, low_open=True)
+    grpc_port: int = setting(
+        0, "Also serve the V2 protocol over gRPC (KServe's and Triton's "
+           "inference.GRPCInferenceService) on this port, same host; 0: off, as it needs the "
+           "[grpc] extra and a second port nobody asked for (Triton's is 8001).",
+        low=0, high=65535)
+    grpc_host: str = setting("127.0.0.1", "Where gRPC listens (the HTTP server's --host).",
+                             cli=False)
+    access_log: str = setting("text", "One line per request on stderr (method, path, model, "
+                                      "status, ms, request id): for people, as JSON lines for "
+                                      "machines, or none.", choices=("text", "json", "off"))
+    graceful_timeout_s: float = setting(30.0, "Seconds SIGTERM waits for in-flight requests.",
+                                        flags=("--graceful-timeout",), low=0)
+
+    def __post_init__(self) -> None:
+        check_fields(self)

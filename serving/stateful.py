@@ -22,7 +22,7 @@ import numpy as np
 from ntm.contract import metadata as meta
 from ntm.contract.tasks import InvalidRequest
 from ntm.contract.tasks.task import RESPONSE_FLAGS
-from ntm.serving.errors import BadRequest
+from ntm.serving.errors import BadRequest, Unprocessable
 from ntm.serving.codec import (attention_dict, check_input_names, field_path, requested_rows,
                                wants_probabilities)
 from ntm.serving.metrics import Metrics
@@ -194,7 +194,7 @@ def encode_part(runtime: ModelRuntime, request: dict, context: dict, field: str)
     if encoded.inputs.shape[0] == 0:
         raise BadRequest(f"{field}: this part adds nothing to the sequence")
     if encoded.inputs.shape[0] > runtime.max_time_steps:
-        raise BadRequest(f"{field}: needs {encoded.inputs.shape[0]} time steps; model "
+        raise Unprocessable(f"{field}: needs {encoded.inputs.shape[0]} time steps; model "
                          f"{runtime.name} accepts at most {runtime.max_time_steps} per request")
     return encoded, context
 
@@ -205,18 +205,18 @@ def part_fields(request: dict, field: str) -> tuple[Hashable, bool, bool, int | 
     if isinstance(sid, bool) or not isinstance(sid, (int, str)) or sid in (0, "") or \
             (isinstance(sid, int) and not 0 < sid < 2 ** 64) or \
             (isinstance(sid, str) and len(sid) > 256):
-        raise BadRequest(f"{field}.sequence_id: must be a positive integer or a non-empty "
+        raise BadRequest(f"{field_path(field, 'sequence_id')}: must be a positive integer or a non-empty "
                          f"string (at most 256 characters), got {sid!r}")
     flags = []
     for key in ("start", "end", "return_attention"):
         value = request.get(key, False)
         if not isinstance(value, bool):
-            raise BadRequest(f"{field}.{key}: must be true or false, got {value!r}")
+            raise BadRequest(f"{field_path(field, key)}: must be true or false, got {value!r}")
         flags.append(value)
     rows = request.get("memory_size")
     if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int)):
-        raise BadRequest(f"{field}.memory_size: must be an integer, got {rows!r}")
+        raise BadRequest(f"{field_path(field, 'memory_size')}: must be an integer, got {rows!r}")
     if rows is not None and not flags[0]:
-        raise BadRequest(f"{field}.memory_size: the memory rows are chosen when a sequence "
+        raise BadRequest(f"{field_path(field, 'memory_size')}: the memory rows are chosen when a sequence "
                          f"starts (with \"start\": true)")
     return sid, flags[0], flags[1], rows

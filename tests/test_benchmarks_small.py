@@ -277,9 +277,9 @@ def test_repeat_count_small(tmp_path):
 def tiny_copy_run(run_dir: Path, steps: int, **train) -> Path:
     """A copy run of a tiny model trained for ``steps`` (a checkpoint every 10) in ``run_dir``."""
     pytest.importorskip("tensorflow")
-    from ntm.config import TrainConfig
-    from ntm.runs import Run
-    from ntm.trainer import Trainer
+    from ntm.training.config import TrainConfig
+    from ntm.training.runs import Run
+    from ntm.training.trainer import Trainer
 
     tc = TrainConfig(task="copy", max_length=4, batch_size=4, steps=steps, eval_every=10,
                      eval_size=8, checkpoint_every=10, log_every=10, target_error=-1, **train)

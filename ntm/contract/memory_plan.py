@@ -5,7 +5,7 @@ A model trained with N0 memory rows runs with N0 * 2**k rows, its "buckets" (128
 1024, 2048 for the paper's N0 = 128): the smallest bucket that holds what the request must store
 (``Task.memory_rows``). Few distinct sizes keep dynamic batching useful, since only requests of
 one size can share a run. The learned weights do not depend on N, except the initial weighting
-(extended by ``ntm.cell.extend_initial_logits``).
+(extended by ``ntm.model.cell.extend_initial_logits``).
 """
 
 from __future__ import annotations

@@ -14,10 +14,14 @@ model from the ONNX file alone, with no side files:
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from ntm.contract.errors import NtmError
 
+# Where `ntm export` writes by default and `ntm serve`/`ntm predict`/`ntm.load` look for
+# exports by name (relative to the working directory).
+EXPORTS_ROOT = Path("exports")
 KEYS = ("ntm.task", "ntm.model", "ntm.training", "ntm.export", "ntm.versions")
 INPUT_NAME = "inputs"
 # Dynamic exports take the number of memory rows N per call through this optional int32 input

@@ -13,7 +13,7 @@ server never needs to know what is inside; its layout, per sequence::
 
 Everything before the weightings has a fixed size; the last two grow with the memory rows N,
 so N can be read back from S (``rows_in_state``). NumPy-free and TensorFlow-free: the export
-(``ntm.sequence_state``) and the server both use it.
+(``ntm.model.state``) and the server both use it.
 """
 
 from __future__ import annotations

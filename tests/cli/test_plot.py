@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from ntm.cli.main import cli
-from ntm.plots import memory_window, running_median
+from ntm.cli.figures import memory_window, running_median
 
 pytest.importorskip("matplotlib")
 
@@ -127,9 +127,9 @@ def test_generalisation_of_a_bundled_model(tmp_path):
 @pytest.mark.slow
 def test_generalisation_of_a_run_dir(tmp_path):
     pytest.importorskip("tensorflow")
-    from ntm.config import TrainConfig
-    from ntm.runs import Run
-    from ntm.trainer import Trainer
+    from ntm.training.config import TrainConfig
+    from ntm.training.runs import Run
+    from ntm.training.trainer import Trainer
 
     run = tmp_path / "copy"
     tc = TrainConfig(task="copy", max_length=3, batch_size=2, steps=2, eval_every=2,

@@ -5,9 +5,9 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
-from ntm.config import TrainConfig  # noqa: E402
-from ntm.runs import Run  # noqa: E402
-from ntm.trainer import Trainer  # noqa: E402
+from ntm.training.config import TrainConfig
+from ntm.training.runs import Run  # noqa: E402
+from ntm.training.trainer import Trainer  # noqa: E402
 
 TINY = dict(memory_size=16, memory_width=6, controller_size=16, num_read_heads=2,
             num_write_heads=1)

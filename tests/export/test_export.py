@@ -15,7 +15,7 @@ tf = pytest.importorskip("tensorflow")
 from ntm.cli.main import cli  # noqa: E402
 from ntm.contract import metadata as meta  # noqa: E402
 from ntm.export.exporter import ExportError, export_run  # noqa: E402
-from ntm.runs import Run  # noqa: E402
+from ntm.training.runs import Run  # noqa: E402
 
 
 def tf_forward(run_dir, memory_size=None):

@@ -223,7 +223,7 @@ def test_matmul_and_bias_on_matrices_become_gemm():
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
     before, after = model(), model()
-    assert rw.matmul_add_to_gemm(after.graph, rw._ranks(after, after.graph)) == 1
+    assert rw.matmul_add_to_gemm(after.graph, rw._ranks(after)) == 1
     assert [n.op_type for n in after.graph.node] == ["Gemm"]
     a = {"a": rng.standard_normal((4, 5)).astype(np.float32)}
     np.testing.assert_allclose(run(after, a)[0], run(before, a)[0], rtol=1e-6, atol=1e-6)
@@ -234,4 +234,4 @@ def test_matmul_of_a_batch_of_matrices_is_not_gemm():
              helper.make_node("Add", ["mm", "b"], ["y"])]
     model = flat_model(nodes, [const("w", np.ones((5, 3)), np.float32),
                                const("b", np.ones(3), np.float32)], [2, 4, 3])
-    assert rw.matmul_add_to_gemm(model.graph, rw._ranks(model, model.graph)) == 0
+    assert rw.matmul_add_to_gemm(model.graph, rw._ranks(model)) == 0

@@ -21,7 +21,7 @@ def test_recover_rebuilds_the_bundled_copy_model(tmp_path):
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "matches it within" in run.stdout
-    from ntm.runs import Run
+    from ntm.training.runs import Run
 
     rebuilt = Run.load(out)
     assert rebuilt.train_config.task == "copy" and rebuilt.model_config.memory_size == 128

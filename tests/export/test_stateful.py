@@ -15,7 +15,7 @@ from ntm.contract.state_layout import (fixed_state_size, rows_in_state,  # noqa:
                                        state_size)
 from ntm.export.exporter import ExportError, export_run  # noqa: E402
 from ntm.export.verify import CHUNK_TOLERANCE, chunk_bounds  # noqa: E402
-from ntm.runs import Run  # noqa: E402
+from ntm.training.runs import Run  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from ntm.config import ModelConfig  # noqa: E402
+from ntm.model.config import ModelConfig
 
 SMALL = ModelConfig(input_size=5, output_size=4, memory_size=16, memory_width=6,
                     controller_size=12, num_read_heads=2, num_write_heads=2, shift_range=1)

@@ -5,9 +5,9 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from ntm.addressing import (content_weights, cosine_similarity, interpolate, sharpen, shift,  # noqa: E402
+from ntm.model.addressing import (content_weights, cosine_similarity, interpolate, sharpen, shift,  # noqa: E402
                             shift_indices)
-from ntm.memory import erase_and_add, read  # noqa: E402
+from ntm.model.memory import erase_and_add, read  # noqa: E402
 
 B, H, N, M = 3, 2, 7, 5
 rng = np.random.default_rng(0)

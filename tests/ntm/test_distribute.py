@@ -21,10 +21,11 @@ from click.testing import CliRunner
 tf = pytest.importorskip("tensorflow")
 
 from ntm.cli.main import cli  # noqa: E402
-from ntm.config import ConfigError, TrainConfig  # noqa: E402
-from ntm.distribute import parse_tf_config  # noqa: E402
-from ntm.runs import Run  # noqa: E402
-from ntm.trainer import Trainer  # noqa: E402
+from ntm.contract.fields import ConfigError
+from ntm.training.config import TrainConfig
+from ntm.training.distribute import parse_tf_config  # noqa: E402
+from ntm.training.runs import Run  # noqa: E402
+from ntm.training.trainer import Trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 5

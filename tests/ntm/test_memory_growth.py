@@ -7,10 +7,10 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from ntm.addressing import shift_indices, shift_indices_tensor  # noqa: E402
-import ntm.cell  # noqa: E402
-from ntm.cell import extend_initial_logits, strength_scale  # noqa: E402
-from ntm.model import NTM  # noqa: E402
+from ntm.model.addressing import shift_indices, shift_indices_tensor  # noqa: E402
+import ntm.model.cell  # noqa: E402
+from ntm.model.cell import extend_initial_logits, strength_scale  # noqa: E402
+from ntm.model.machine import NTM  # noqa: E402
 
 
 @pytest.mark.parametrize("n", [3, 16, 37, 128])
@@ -60,7 +60,7 @@ def test_a_grown_model_equals_a_model_built_with_that_many_rows(small_config, mo
     unrolled = model(x, unroll=True, memory_size=40)
     # The big model is at its own trained size (no scale): give it the grown model's scale.
     scale = strength_scale(40, small_config.memory_size, small_config.grow_strength_power)
-    monkeypatch.setattr(ntm.cell, "strength_scale", lambda *_: scale)
+    monkeypatch.setattr(ntm.model.cell, "strength_scale", lambda *_: scale)
     expected = big(x)
     for out in grown + [unrolled]:
         np.testing.assert_allclose(out.logits, expected.logits, atol=1e-5)

@@ -7,7 +7,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from ntm.model import NTM  # noqa: E402
+from ntm.model.machine import NTM  # noqa: E402
 
 
 @pytest.mark.parametrize("controller", ["lstm", "feedforward"])
@@ -93,7 +93,7 @@ def test_gradient_matches_finite_difference(small_config):
 
 
 def test_paper_sized_model_has_about_62k_parameters():
-    from ntm.config import ModelConfig
+    from ntm.model.config import ModelConfig
     model = NTM(ModelConfig())
     n = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     assert 55_000 < n < 75_000  # the paper's LSTM-NTM: about 62k-70k

@@ -5,9 +5,9 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from ntm.config import ModelConfig  # noqa: E402
-from ntm.model import NTM  # noqa: E402
-from ntm.steps import (loss_and_gradients, masked_loss, noisy_initial_state,  # noqa: E402
+from ntm.model.config import ModelConfig
+from ntm.model.machine import NTM  # noqa: E402
+from ntm.training.steps import (loss_and_gradients, masked_loss, noisy_initial_state,  # noqa: E402
                        write_entropy)
 
 
@@ -110,9 +110,9 @@ def test_the_training_loss_sees_the_controller_noise_and_a_feedforward_one_ignor
 
 
 def _noise_trainer(tmp_path, **changes):
-    from ntm.config import TrainConfig
-    from ntm.runs import Run
-    from ntm.trainer import Trainer
+    from ntm.training.config import TrainConfig
+    from ntm.training.runs import Run
+    from ntm.training.trainer import Trainer
 
     settings = dict(task="copy", max_length=3, batch_size=3, steps=200, eval_every=10,
                     eval_size=4, checkpoint_every=10, log_every=10, target_error=1000,
@@ -166,8 +166,9 @@ def test_controller_noise_follows_the_noise_schedule_per_time_step(tmp_path):
 
 
 def test_controller_noise_needs_an_lstm_controller(tmp_path):
-    from ntm.config import ConfigError, TrainConfig
-    from ntm.runs import Run
+    from ntm.contract.fields import ConfigError
+    from ntm.training.config import TrainConfig
+    from ntm.training.runs import Run
 
     tc = TrainConfig(task="copy", controller_noise=0.1)
     with pytest.raises(ConfigError, match="controller_noise needs the lstm controller"):
@@ -178,7 +179,8 @@ def test_controller_noise_needs_an_lstm_controller(tmp_path):
 
 
 def test_noise_after_must_leave_the_noise_some_polish_steps():
-    from ntm.config import ConfigError, TrainConfig
+    from ntm.contract.fields import ConfigError
+    from ntm.training.config import TrainConfig
 
     assert TrainConfig(task="copy", memory_noise=0.5, polish_steps=6000).noise_after == 3000
     assert TrainConfig(task="copy", memory_noise=0.5, polish_steps=100,
@@ -195,8 +197,9 @@ def test_noise_after_must_leave_the_noise_some_polish_steps():
 
 
 def test_a_resumed_run_keeps_its_noise_after_and_says_so_when_it_no_longer_fits(tmp_path):
-    from ntm.config import ConfigError, TrainConfig
-    from ntm.runs import Run
+    from ntm.contract.fields import ConfigError
+    from ntm.training.config import TrainConfig
+    from ntm.training.runs import Run
 
     run = Run.create(tmp_path / "run", TrainConfig(task="copy", max_length=3), memory_size=8,
                      memory_width=4, controller_size=8)  # copy's polish: noise after 3,000 of 6,000
@@ -209,9 +212,9 @@ def test_a_resumed_run_keeps_its_noise_after_and_says_so_when_it_no_longer_fits(
 
 
 def test_a_polishing_run_switches_the_term_on_at_the_target_and_trains_on(tmp_path):
-    from ntm.config import TrainConfig
-    from ntm.runs import Run
-    from ntm.trainer import Trainer
+    from ntm.training.config import TrainConfig
+    from ntm.training.runs import Run
+    from ntm.training.trainer import Trainer
 
     tc = TrainConfig(task="copy", max_length=3, batch_size=2, steps=200, eval_every=10,
                      eval_size=4, checkpoint_every=10, log_every=10, target_error=1000,
@@ -229,7 +232,7 @@ def test_a_polishing_run_switches_the_term_on_at_the_target_and_trains_on(tmp_pa
 
 
 def test_configs_without_the_new_fields_run_as_before():
-    from ntm.config import TrainConfig
+    from ntm.training.config import TrainConfig
 
     old = TrainConfig.from_dict({"task": "copy"})
     assert old.write_entropy == 0 and old.polish_steps == 0 and not old.polishes
@@ -240,9 +243,9 @@ def test_configs_without_the_new_fields_run_as_before():
 def test_resume_switches_polishing_on_and_says_what_starts_afresh(tmp_path):
     import io
 
-    from ntm.config import TrainConfig
-    from ntm.runs import Run
-    from ntm.trainer import Trainer
+    from ntm.training.config import TrainConfig
+    from ntm.training.runs import Run
+    from ntm.training.trainer import Trainer
 
     tc = TrainConfig(task="copy", max_length=3, batch_size=2, steps=20, eval_every=10,
                      eval_size=4, checkpoint_every=10, log_every=10, target_error=-1,

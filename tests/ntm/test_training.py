@@ -7,9 +7,9 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from ntm.config import TrainConfig  # noqa: E402
-from ntm.runs import Run  # noqa: E402
-from ntm.trainer import Trainer, TrainingError  # noqa: E402
+from ntm.training.config import TrainConfig
+from ntm.training.runs import Run  # noqa: E402
+from ntm.training.trainer import Trainer, TrainingError  # noqa: E402
 
 TINY_MODEL = dict(memory_size=12, memory_width=6, controller_size=24)
 
@@ -119,8 +119,8 @@ def test_a_polish_that_ends_at_the_target_or_no_polish_keeps_its_weights(tmp_pat
 
 
 def test_restart_reinitialises_weights_and_optimiser_and_goes_on(tmp_path):
-    from ntm.model import NTM
-    from ntm.trainer import RESTART_SEED_STRIDE
+    from ntm.model.machine import NTM
+    from ntm.training.trainer import RESTART_SEED_STRIDE
 
     trainer = make(tmp_path, steps=10, restart_at=20, restart_above=0.5, seed=3)
     trainer.run()

@@ -32,10 +32,10 @@ def tiny_exports(tmp_path_factory):
     """A tiny copy model exported dynamic and fixed (9 steps); needs the [train] extra."""
     pytest.importorskip("tensorflow")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    from ntm.config import TrainConfig
+    from ntm.training.config import TrainConfig
     from ntm.export.exporter import export_run
-    from ntm.runs import Run
-    from ntm.trainer import Trainer
+    from ntm.training.runs import Run
+    from ntm.training.trainer import Trainer
 
     root = tmp_path_factory.mktemp("tiny")
     tc = TrainConfig(task="copy", max_length=4, batch_size=4, steps=5, eval_every=5,

@@ -74,3 +74,10 @@ def test_import_ntm_stays_cheap():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert run.returncode == 0 and run.stdout.strip() == "[]", run.stderr[-2000:]
+
+
+def test_close_releases_every_session(bundled):
+    model = ntm.load("copy", large_batch_threads=2)
+    assert model.runtime.session is not None and model.runtime.large_session is not None
+    model.close()
+    assert model.runtime.session is None and model.runtime.large_session is None

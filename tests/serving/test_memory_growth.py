@@ -136,7 +136,7 @@ def test_server_grows_memory_limits_it_and_says_where_answers_stand(tiny_exports
     assert r.json()["predictions"][0]["output"] == copy_request(200, seed=2)["sequence"]
     r = httpx.post(server.url + "/v1/models/copy:predict", json=copy_request(300), timeout=60)
     assert r.status_code == 422
-    assert r.json()["error"] == "instances[0]: needs 302 memory rows; the limit is 256 " \
+    assert r.json()["error"] == "request: needs 302 memory rows; the limit is 256 " \
                                 "(--max-memory-size)"
     text = server.metrics()
     assert metric(text, "ntm_sequences_total",

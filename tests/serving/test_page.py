@@ -353,8 +353,8 @@ def test_a_length_500_copy_runs_with_grown_memory(server, visit):
 
 
 def test_memory_window_is_the_one_ntm_plot_draws(server, visit):
-    """The page's port of ``ntm.plots.memory_window`` picks the same rows, wrapping included."""
-    from ntm.plots import memory_window
+    """The page's port of ``ntm.cli.figures.memory_window`` picks the same rows, wrapping included."""
+    from ntm.cli.figures import memory_window
 
     v = visit(server.url + "/")
     v.wait_for_models()

@@ -42,10 +42,10 @@ def invert_export(tmp_path_factory):
     root = tmp_path_factory.mktemp("invert-page")
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(PLUGIN_DIR))  # the registry finds the plug-in's dist-info
-        from ntm.config import TrainConfig
+        from ntm.training.config import TrainConfig
         from ntm.export.exporter import export_run
-        from ntm.runs import Run
-        from ntm.trainer import Trainer
+        from ntm.training.runs import Run
+        from ntm.training.trainer import Trainer
 
         tc = TrainConfig(task="invert", max_length=4, batch_size=4, steps=5, eval_every=5,
                          eval_size=8, checkpoint_every=5, log_every=5, target_error=-1)

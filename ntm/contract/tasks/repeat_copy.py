@@ -107,6 +107,11 @@ class RepeatCopyTask(Task):
             "probabilities": np.round(bits.astype(np.float64), 6).tolist(),
         }
 
+    def answer_probabilities(self, answer, encoded):
+        out = super().answer_probabilities(answer, encoded)
+        out[encoded.output_steps.stop - 1, self.bits] = answer["end_marker"]  # the last step's
+        return out
+
     def request_example(self, rng, difficulty):
         seq = random_bits(rng, (difficulty.length, self.bits)).astype(int).tolist()
         return ({"sequence": seq, "repeats": difficulty.repeats},

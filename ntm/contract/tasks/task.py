@@ -212,6 +212,18 @@ class Task(abc.ABC):
     def decode(self, probabilities: np.ndarray, encoded: Encoded) -> dict[str, Any]:
         """Model output probabilities [time, output_size] for ``encoded`` -> the answer."""
 
+    def answer_probabilities(self, answer: dict[str, Any], encoded: Encoded) -> np.ndarray:
+        """The per-step probabilities [time, output_size] an answer (``decode``'s) carries for
+        ``encoded``, back in the model's layout (steps the answer has nothing for stay 0): what a
+        picture of a server's answer draws. Default: ``answer["probabilities"]`` are the
+        scored steps' first channels."""
+        steps = encoded.inputs.shape[0]
+        out = np.zeros((steps, self.output_size), np.float32)
+        scored = np.asarray(answer["probabilities"], np.float32)
+        first = encoded.output_steps.start
+        out[first:first + len(scored), :scored.shape[1]] = scored
+        return out
+
     @abc.abstractmethod
     def request_example(self, rng: np.random.Generator, difficulty: Difficulty) -> tuple[dict, dict]:
         """A random request and the answer a perfect model gives (for examples and tests)."""

@@ -1,8 +1,8 @@
-"""What a training session leaves in its run directory (``ntm.runs`` lists the files).
+"""What a training session leaves in its run directory (``ntm.training.runs`` lists the files).
 
 ``RunWriter`` owns every file: config.json when training starts, checkpoints through
 ``tf.train.CheckpointManager``, metrics.jsonl and TensorBoard events as the loop reports, and
-summary.json at the end. The loop (``ntm.trainer``) never touches a path.
+summary.json at the end. The loop (``ntm.training.trainer``) never touches a path.
 
 Only the chief writes the run directory; a multi-worker run's other workers write theirs into a
 scratch directory, removed by ``close``.
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from ntm.checkpoints import all_finite, checkpoint_step
-from ntm.config import save_configs
+from ntm.training.checkpoints import all_finite, checkpoint_step
+from ntm.training.config import save_configs
 from ntm.files import write_json_atomic, write_text_atomic
-from ntm.runs import (AT_TARGET_DIR, CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE, TENSORBOARD_DIR,
-                      Run, RunError)
+from ntm.training.runs import Run
+from ntm.training.layout import AT_TARGET_DIR, CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE, TENSORBOARD_DIR, RunError
 
 
 class RunWriter:

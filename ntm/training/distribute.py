@@ -3,7 +3,7 @@
 ``TrainConfig.strategy`` names one of:
 
     default       TensorFlow's default strategy: plain variables on one device, the
-                  single-device training step (``ntm.steps.make_train_step``).
+                  single-device training step (``ntm.training.steps.make_train_step``).
     mirrored      ``MirroredStrategy`` over this host's logical CPU devices, one replica each
                   (``configure_logical_cpus`` splits the CPU first).
     multi-worker  ``MultiWorkerMirroredStrategy`` over the cluster that TF_CONFIG describes,
@@ -13,7 +13,7 @@
                    "task": {"type": "worker", "index": 0}}
 
 ``batch_size`` stays the global batch: every replica trains on batch_size / replicas sequences
-of it (``ntm.steps.make_replicated_train_step``). Library code here is handed the TF_CONFIG
+of it (``ntm.training.steps.make_replicated_train_step``). Library code here is handed the TF_CONFIG
 text; it never reads the environment itself.
 """
 
@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from ntm.config import STRATEGIES, ConfigError
+from ntm.contract.fields import ConfigError
+from ntm.training.config import STRATEGIES
 from ntm.contract.errors import NtmError
 
 

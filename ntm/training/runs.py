@@ -1,17 +1,9 @@
-"""Training runs: where they live on disk, and ``Run``, the one way into a run (no TensorFlow
-until a model is asked for).
-
-A run directory holds:
-    config.json      model + training configuration (ntm.config)
-    checkpoints/     tf.train.CheckpointManager files
-    at-target/       a polishing run's weights at its last evaluation that met the target
-    metrics.jsonl    one JSON object per logged step / evaluation
-    tensorboard/     TensorBoard event files
-    summary.json     how the last training session ended
+"""Training runs: ``Run``, the one way into a run directory (no TensorFlow until a model is
+asked for; what the directory holds: ``ntm.training.layout``).
 
 ``Run.create`` configures a new run, ``Run.load`` opens a trained one; both build the run's task
 once. ``ntm train``, ``ntm evaluate``, ``ntm export``, ``ntm plot`` and the bundler all go
-through them (``ntm.run_writer`` writes the files while training).
+through them (``ntm.training.run_writer`` writes the files while training).
 """
 
 from __future__ import annotations
@@ -23,27 +15,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ntm.config import (CONFIG_FILE, ConfigError, ConfigFileError, ModelConfig, TrainConfig,
-                        load_configs, resumable_fields)
-from ntm.contract.errors import NtmError
+from ntm.contract.fields import ConfigError, ConfigFileError
+from ntm.model.config import ModelConfig
+from ntm.training.config import CONFIG_FILE, TrainConfig, load_configs, resumable_fields
 from ntm.contract.tasks import Difficulty, Task
+from ntm.training.layout import CHECKPOINT_DIR, RUNS_ROOT, SUMMARY_FILE, RunError
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ntm.evaluation import EvalRow
-
-RUNS_ROOT = Path("runs")
-CHECKPOINT_DIR = "checkpoints"
-AT_TARGET_DIR = "at-target"
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
-TENSORBOARD_DIR = "tensorboard"
-
-
-class RunError(ValueError, NtmError):
-    """A run directory is missing, empty or corrupt; the message says which and why."""
-
+    from ntm.training.evaluation import EvalRow
 
 def check_controller_noise(model_config: ModelConfig, train_config: TrainConfig) -> None:
     """ConfigError when controller noise is asked of a controller without a state to add it to
@@ -103,7 +84,7 @@ def read_summary(run_dir: Path) -> dict:
 class Run:
     """One training run: its directory, configs and task; its model on demand.
 
-    ``model`` and ``state`` (``ntm.checkpoints.TrainingState``) restore the latest checkpoint
+    ``model`` and ``state`` (``ntm.training.checkpoints.TrainingState``) restore the latest checkpoint
     the first time they are read (that imports TensorFlow); ``probabilities`` and ``evaluate``
     run that model.
     """
@@ -169,7 +150,7 @@ class Run:
     # -- the trained model (TensorFlow) ----------------------------------------------------
     @cached_property
     def _restored(self) -> tuple:
-        from ntm.checkpoints import restore_checkpoint
+        from ntm.training.checkpoints import restore_checkpoint  # TensorFlow: when asked for
 
         return restore_checkpoint(self.directory, self.model_config, self.train_config.seed,
                                   self.checkpoint)
@@ -177,27 +158,27 @@ class Run:
     @property
     def model(self):
         """The NTM with the weights of the latest checkpoint (or of ``checkpoint``'s step)
-        (``ntm.model.NTM``)."""
+        (``ntm.model.machine.NTM``)."""
         return self._restored[0]
 
     @property
     def state(self):
-        """That checkpoint's counters (``ntm.checkpoints.TrainingState``)."""
+        """That checkpoint's counters (``ntm.training.checkpoints.TrainingState``)."""
         return self._restored[1]
 
     @cached_property
     def probabilities(self) -> Callable[["np.ndarray", int], "np.ndarray"]:
         """probabilities(inputs [batch, time, in], rows) -> [batch, time, out], NumPy in and
         out, with ``rows`` memory rows (one compiled graph for every length and size)."""
-        from ntm.steps import make_predict_with_rows
+        from ntm.training.steps import make_predict_with_rows
 
         return make_predict_with_rows(self.model)
 
     def evaluate(self, points: Sequence[Difficulty], sequences: int, batch_size: int = 50,
                  seed: int = 1234, memory_size: int | None = None) -> list["EvalRow"]:
         """Bits/seq at ``points`` on fresh sequences, each point with the memory rows
-        ``ntm.evaluation.rows_for_points`` gives it (``memory_size``: every point with that)."""
-        from ntm.evaluation import evaluate, rows_for_points
+        ``ntm.training.evaluation.rows_for_points`` gives it (``memory_size``: every point with that)."""
+        from ntm.training.evaluation import evaluate, rows_for_points
 
         return evaluate(self.probabilities, self.task, points, sequences, batch_size, seed,
                         rows_for=rows_for_points(self.task, self.model_config.memory_size,

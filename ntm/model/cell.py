@@ -33,10 +33,10 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from ntm.addressing import address, shift_indices, shift_indices_tensor
-from ntm.config import ModelConfig
-from ntm.controller import FeedforwardController, LSTMController, glorot
-from ntm.memory import erase_and_add, read
+from ntm.model.addressing import address, shift_indices, shift_indices_tensor
+from ntm.model.config import ModelConfig
+from ntm.model.controller import FeedforwardController, LSTMController, glorot
+from ntm.model.memory import erase_and_add, read
 
 MemorySize = int | tf.Tensor  # N: a Python int (static) or an int32 scalar tensor (per call)
 

@@ -12,7 +12,7 @@ R read heads, W write heads, H = R + W, S = 2 * shift_range + 1 shifts.
 
 from __future__ import annotations
 
-from ntm.config import ModelConfig
+from ntm.model.config import ModelConfig
 
 
 def controller_flops(c: ModelConfig) -> int:

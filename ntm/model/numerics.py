@@ -16,7 +16,7 @@ def safe_norm(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
     at x = 0.
 
     sqrt(sum x^2 + eps^2): d/dx is x / norm, bounded by 1/eps even when x is all zeros.
-    This is the norm of the cosine in ``ntm.addressing``, which computes the
+    This is the norm of the cosine in ``ntm.model.addressing``, which computes the
     product of two of them as one square root (fewer ONNX nodes per step) instead of calling
     this. (There, as here, the epsilon goes on before a size-1 axis is inserted: onnxruntime
     adds it to a [batch, N] tensor far faster than to [batch, N, 1], measured 87 us vs ~3 us

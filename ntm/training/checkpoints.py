@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ntm.config import ModelConfig
-from ntm.model import NTM
-from ntm.runs import CHECKPOINT_DIR, RunError
+from ntm.model.config import ModelConfig
+from ntm.model.machine import NTM
+from ntm.training.layout import CHECKPOINT_DIR, RunError
 
 
 class TrainingState(tf.Module):
@@ -63,7 +63,7 @@ def all_finite(variables) -> bool:
 def restore_checkpoint(run_dir: Path, model_config: ModelConfig, seed: int,
                        step: int | None = None) -> tuple[NTM, TrainingState]:
     """The model of ``model_config`` and the training counters, restored from the latest
-    checkpoint in ``run_dir``, or from the one of ``step`` (``ntm.runs.Run.model`` calls this;
+    checkpoint in ``run_dir``, or from the one of ``step`` (``ntm.training.runs.Run.model`` calls this;
     open runs through ``Run``).
 
     Raises RunError with a one-line message when no checkpoint is readable, or when the run

@@ -3,9 +3,9 @@
 Everything a run needs to continue exactly lives in its directory: the config, checkpoints with
 the weights, optimiser slots, step, sequences seen, wall time and curriculum stage. The data for
 step s is drawn from ``default_rng([seed, 0, s])``, so a resumed run sees the same batches as an
-uninterrupted one. The files are ``ntm.run_writer``'s business; this module only trains.
+uninterrupted one. The files are ``ntm.training.run_writer``'s business; this module only trains.
 
-Under a ``tf.distribute`` strategy (``ntm.distribute``) every replica trains on its slice of that
+Under a ``tf.distribute`` strategy (``ntm.training.distribute``) every replica trains on its slice of that
 same global batch, and every worker runs this whole loop, evaluation included (the weights are
 identical everywhere, so are the curriculum and stopping decisions, and no worker waits for
 another outside the training step). Only the chief writes the run directory (``RunWriter``).
@@ -21,17 +21,17 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ntm.checkpoints import PolishState, RestartState, TrainingState, make_checkpoint
+from ntm.training.checkpoints import PolishState, RestartState, TrainingState, make_checkpoint
 from ntm.contract.errors import NtmError
 from ntm.contract.tasks import Batch, Difficulty, bit_errors
-from ntm.curriculum import Curriculum
-from ntm.distribute import is_chief, is_replicated, replica_batch_size
-from ntm.model import NTM
-from ntm.optimizers import make_optimizer
-from ntm.progress import Progress
-from ntm.run_writer import RunWriter
-from ntm.runs import Run
-from ntm.steps import make_predict, make_replicated_train_step, make_train_step
+from ntm.training.curriculum import Curriculum
+from ntm.training.distribute import is_chief, is_replicated, replica_batch_size
+from ntm.model.machine import NTM
+from ntm.training.optimizers import make_optimizer
+from ntm.training.progress import Progress
+from ntm.training.run_writer import RunWriter
+from ntm.training.runs import Run
+from ntm.training.steps import make_predict, make_replicated_train_step, make_train_step
 
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before restoring the last checkpoint
 MAX_RESTORES = 3  # restores without a good step in between before giving up
@@ -63,9 +63,9 @@ class _Guard:
 
 
 class Trainer:
-    """Trains one run (``ntm.runs.Run.create``, or ``Run.load`` to go on with ``resume``).
+    """Trains one run (``ntm.training.runs.Run.create``, or ``Run.load`` to go on with ``resume``).
 
-    ``strategy`` (``ntm.distribute.make_strategy``) places the variables and the training step;
+    ``strategy`` (``ntm.training.distribute.make_strategy``) places the variables and the training step;
     None is TensorFlow's default strategy: one device, the plain training step.
     """
 

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from ntm.model import NTM
+from ntm.model.machine import NTM
 
 
 def masked_loss(logits: tf.Tensor, targets: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -70,7 +70,7 @@ def loss_and_gradients(model: NTM, variables, inputs: tf.Tensor, targets: tf.Ten
     ``memory_noise`` [batch, N, M] (N, M: the configured memory) is added to the initial memory
     (``noisy_initial_state``); None starts from the plain initial state.
     ``controller_noise`` [batch, time, units] is added to an LSTM controller's cell state after
-    every step (``ntm.model.add_to_cell_state``); a feedforward controller has no state, and
+    every step (``ntm.model.machine.add_to_cell_state``); a feedforward controller has no state, and
     the noise is ignored.
     """
     if model.config.controller != "lstm":

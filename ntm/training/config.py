@@ -1,176 +1,25 @@
-"""Typed configuration: one frozen dataclass per concern, saved beside every checkpoint and export.
-
-``ModelConfig`` fixes the architecture (paper §3, defaults from the paper's Tables 1-3);
-``TrainConfig`` fixes the optimiser, data and schedule. Both round-trip through plain dicts
-(JSON); an unknown key fails loudly and lists the valid ones.
-
-Every field says, in its metadata (``setting``), its help text, its allowed range or choices,
-its command-line flag and whether a resumed run may change it. The dataclasses check their
-values against that metadata, and ``ntm train`` generates its options from it
-(``ntm.cli.common.config_options``): default, range and help live here alone.
-"""
+"""``TrainConfig``: the optimiser, data and schedule of a run, a frozen dataclass saved beside
+every checkpoint (with the ``ModelConfig``, in ``config.json``); ``ntm train`` generates its
+options from the fields' metadata (``ntm.contract.fields``)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from ntm.contract.errors import NtmError
+from ntm.contract.fields import (POSITIVE, ConfigError, ConfigFileError, check_fields,
+                                 from_dict, setting)
 from ntm.contract.tasks import Task, get_task
 from ntm.files import write_json_atomic
+from ntm.model.config import ModelConfig
 
-T = TypeVar("T")
-
-
-class ConfigError(ValueError, NtmError):
-    """A configuration value or key is invalid; the message names it, ``config_field`` the
-    field when there is one. A usage error: the values come from the user (exit code 2)."""
-
-    exit_code = 2
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.config_field = field
-
-
-class ConfigFileError(ConfigError):
-    """A run's config.json is missing or corrupt (exit code 1: the file is wrong, not the
-    command)."""
-
-    exit_code = 1
-
-
-def setting(default: Any, help: str, *, flags: tuple[str, ...] = (),
-            choices: tuple[str, ...] | None = None, low: float | None = None,
-            high: float | None = None, low_open: bool = False, high_open: bool = False,
-            resumable: bool = False, cli: bool = True) -> Any:
-    """A config field with its metadata: ``help``; the allowed values (``choices``, or the range
-    ``low``..``high``, each end open or closed; None = unbounded); ``flags``, the command-line
-    spellings [default: --field-name]; ``resumable``: a resumed run may change it; ``cli``:
-    False for fields the command line does not set."""
-    return dataclasses.field(default=default, metadata={
-        "help": help, "flags": flags, "choices": choices, "low": low, "high": high,
-        "low_open": low_open, "high_open": high_open, "resumable": resumable, "cli": cli})
-
-
-def value_type(cls: type, field: dataclasses.Field) -> type:
-    """The field's value type (int, float, str), None-ness aside."""
-    hint = typing.get_type_hints(cls)[field.name]
-    if isinstance(hint, types.UnionType):
-        hint = next(t for t in typing.get_args(hint) if t is not type(None))
-    return hint
-
-
-def describe_range(low, high, low_open: bool, high_open: bool) -> str:
-    """'>= 1', '> 0', 'in (0, 1]'..."""
-    if high is None:
-        return f"{'>' if low_open else '>='} {low:g}"
-    if low is None:
-        return f"{'<' if high_open else '<='} {high:g}"
-    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-
-
-def check_fields(config: Any) -> None:
-    """ConfigError naming the first field whose value breaks its metadata (type, range,
-    choices); a None value passes for a field whose default is None."""
-    for f in dataclasses.fields(config):
-        value, meta = getattr(config, f.name), f.metadata
-        if not meta or (value is None and f.default is None):
-            continue
-        if meta["choices"] is not None:
-            if value not in meta["choices"]:
-                raise ConfigError(f"{f.name} must be one of {', '.join(meta['choices'])}, "
-                                  f"got {value!r}", f.name)
-            continue
-        low, high = meta["low"], meta["high"]
-        if low is None and high is None:
-            continue
-        kind = value_type(type(config), f)
-        number = (int,) if kind is int else (int, float)
-        ok = isinstance(value, number) and not isinstance(value, bool)
-        if ok:
-            ok = ((low is None or (value > low if meta["low_open"] else value >= low))
-                  and (high is None or (value < high if meta["high_open"] else value <= high)))
-        if not ok:
-            what = "an integer " if kind is int else ""
-            raise ConfigError(f"{f.name} must be {what}"
-                              f"{describe_range(low, high, meta['low_open'], meta['high_open'])}, "
-                              f"got {value!r}", f.name)
-
-
-def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(
-            f"unknown {cls.__name__} key(s) {unknown}; valid keys: {sorted(names)}"
-        )
-    return cls(**data)
-
-
-POSITIVE = dict(low=1)  # an integer >= 1
 # TrainConfig fields whose None means "the task's own default" (Task.train_defaults).
 TASK_DEFAULTS = ("restart_at", "write_entropy", "memory_noise", "blank_runs", "polish_steps")
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of the NTM (paper §3).
-
-    The defaults are the paper's LSTM-NTM: memory 128 x 20, one LSTM layer of 100 units,
-    one read head and one write head, shifts -1..+1.
-    """
-
-    input_size: int = setting(9, "Width of an input vector (fixed by the task).", cli=False,
-                              **POSITIVE)
-    output_size: int = setting(8, "Width of an output vector (fixed by the task).", cli=False,
-                               **POSITIVE)
-    memory_size: int = setting(128, "Memory rows (N).", **POSITIVE)
-    memory_width: int = setting(20, "Memory row width (M).", **POSITIVE)
-    controller: str = setting("lstm", "Controller network.", choices=("lstm", "feedforward"))
-    controller_size: int = setting(100, "Controller units.", **POSITIVE)
-    num_read_heads: int = setting(1, "Read heads.", flags=("--read-heads",), **POSITIVE)
-    num_write_heads: int = setting(1, "Write heads.", flags=("--write-heads",), **POSITIVE)
-    shift_range: int = setting(1, "Allowed shifts -R..R.", low=0)
-    # Controller outputs (head parameters, logits) are clipped to +-clip_value.
-    clip_value: float = setting(20.0, "Controller output clip.", low=0, low_open=True)
-    # Constant initial memory (Collier & Beel 2018).
-    memory_init: float = setting(1e-6, "Constant initial memory value.", low=0)
-    # Running with more rows than memory_size (ntm.cell; both measured, see README):
-    grow_logit_margin: float = setting(
-        30.0, "Added rows' initial logits: each head's minimum minus this.", low=0, cli=False)
-    grow_strength_power: float = setting(
-        2.0, "Key strength x (log N / log memory_size) ** this.", low=0, cli=False)
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        if 2 * self.shift_range + 1 > self.memory_size:
-            raise ConfigError(
-                f"shift_range {self.shift_range} needs memory_size >= {2 * self.shift_range + 1}, "
-                f"got {self.memory_size}", "shift_range")
-
-    @property
-    def num_heads(self) -> int:
-        return self.num_read_heads + self.num_write_heads
-
-    @property
-    def num_shifts(self) -> int:
-        return 2 * self.shift_range + 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        return _from_dict(cls, data)
-
-
-STRATEGIES = ("default", "mirrored", "multi-worker")  # tf.distribute strategies (ntm.distribute)
+STRATEGIES = ("default", "mirrored", "multi-worker")  # tf.distribute strategies (ntm.training.distribute)
 
 
 @dataclass(frozen=True)
@@ -347,7 +196,7 @@ class TrainConfig:
         # A run written before restarts existed never restarts (its checkpoints have no
         # restart counters to restore).
         # A config.json written before a setting existed ran without it.
-        return _from_dict(cls, {**{name: 0 for name in TASK_DEFAULTS}, **data})
+        return from_dict(cls, {**{name: 0 for name in TASK_DEFAULTS}, **data})
 
 
 def resumable_fields() -> set[str]:

@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from ntm.cell import MemorySize, NTMCell, NTMState
-from ntm.config import ModelConfig
+from ntm.model.cell import MemorySize, NTMCell, NTMState
+from ntm.model.config import ModelConfig
 
 
 class ModelOutput(NamedTuple):
@@ -55,7 +55,7 @@ class NTM(tf.Module):
 
         ``unroll=True`` needs a static time dimension; otherwise the time axis may be ``None``.
         ``memory_size``: N for this call, a Python int or an int32 scalar tensor [default: the
-        configured N]; the learned initial weighting is extended to it (``ntm.cell``).
+        configured N]; the learned initial weighting is extended to it (``ntm.model.cell``).
         """
         if unroll:
             return self.run_unrolled(inputs, return_memory, memory_size)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ntm.numerics import EPSILON, normalize_sum
+from ntm.model.numerics import EPSILON, normalize_sum
 
 
 def cosine_similarity(key: tf.Tensor, memory: tf.Tensor) -> tf.Tensor:

@@ -3,7 +3,7 @@ generalisation (matplotlib, NumPy; no TensorFlow, no onnxruntime).
 
 Every ``*_figure`` function takes arrays or plain dicts and returns a ``matplotlib.figure.Figure``
 drawn with the Agg canvas, so nothing touches pyplot's global state or an interactive backend.
-matplotlib is imported inside the functions: ``import ntm.plots`` works without it, and the
+matplotlib is imported inside the functions: ``import ntm.cli.figures`` works without it, and the
 NumPy helpers (``memory_window``, ``running_median``) need nothing else.
 
 Names:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ntm.cell import NTMState
-from ntm.config import ModelConfig
+from ntm.model.cell import NTMState
+from ntm.model.config import ModelConfig
 from ntm.contract.state_layout import fixed_state_size, per_row_state_size
 
 
