@@ -1,7 +1,8 @@
 """``ntm train``: train the NTM on a task, with checkpoints, resume and TensorBoard logs.
 
 The options that set the model and the training come from the config dataclasses
-(``ntm.training.config``: flag, default, range and help in one place); the rest are about this process.
+(``ntm.model.config``, ``ntm.training.config``: flag, default, range and help in one place);
+the rest are about this process.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 ``POST /v1/models/{name}:predict`` and ``POST /v2/models/{name}/infer`` carry nearly all of a
 busy server's requests. Through FastAPI each paid for its exception and exit-stack middleware,
 a walk over every route, dependency solving and the endpoint wrapper: about as much event-loop
-CPU per request as the rest of the request together (docs/performance.md). This ASGI middleware answers those two paths with the very handlers the FastAPI
-routes call (``v1.predict``, ``v2.counted_infer``: same body limits, errors, metrics); every
-other request, and every other method on these paths, goes on to FastAPI. The routes stay in
+CPU per request as the rest of the request together (docs/performance.md). This ASGI
+middleware answers those two paths with the very handlers the FastAPI routes call
+(``v1.predict``, ``v2.counted_infer``: same body limits, errors, metrics); every other
+request, and every other method on these paths, goes on to FastAPI. The routes stay in
 the app, so the OpenAPI document is unchanged. It sits inside the API key check and inside
 Starlette's error middleware, which answers anything unexpected with a logged 500.
 """

@@ -205,8 +205,8 @@ def part_fields(request: dict, field: str) -> tuple[Hashable, bool, bool, int | 
     if isinstance(sid, bool) or not isinstance(sid, (int, str)) or sid in (0, "") or \
             (isinstance(sid, int) and not 0 < sid < 2 ** 64) or \
             (isinstance(sid, str) and len(sid) > 256):
-        raise BadRequest(f"{field_path(field, 'sequence_id')}: must be a positive integer or a non-empty "
-                         f"string (at most 256 characters), got {sid!r}")
+        raise BadRequest(f"{field_path(field, 'sequence_id')}: must be a positive integer or a "
+                         f"non-empty string (at most 256 characters), got {sid!r}")
     flags = []
     for key in ("start", "end", "return_attention"):
         value = request.get(key, False)

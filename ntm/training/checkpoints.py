@@ -63,7 +63,7 @@ def all_finite(variables) -> bool:
 def restore_checkpoint(run_dir: Path, model_config: ModelConfig, seed: int,
                        step: int | None = None) -> tuple[NTM, TrainingState]:
     """The model of ``model_config`` and the training counters, restored from the latest
-    checkpoint in ``run_dir``, or from the one of ``step`` (``ntm.training.runs.Run.model`` calls this;
+    checkpoint in ``run_dir``, or from the one of ``step`` (``Run.model`` calls this;
     open runs through ``Run``).
 
     Raises RunError with a one-line message when no checkpoint is readable, or when the run

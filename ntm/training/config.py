@@ -19,7 +19,8 @@ from ntm.model.config import ModelConfig
 # TrainConfig fields whose None means "the task's own default" (Task.train_defaults).
 TASK_DEFAULTS = ("restart_at", "write_entropy", "memory_noise", "blank_runs", "polish_steps")
 
-STRATEGIES = ("default", "mirrored", "multi-worker")  # tf.distribute strategies (ntm.training.distribute)
+# tf.distribute strategies (ntm.training.distribute)
+STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from ntm.training.checkpoints import all_finite, checkpoint_step
 from ntm.training.config import save_configs
 from ntm.files import write_json_atomic, write_text_atomic
 from ntm.training.runs import Run
-from ntm.training.layout import AT_TARGET_DIR, CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE, TENSORBOARD_DIR, RunError
+from ntm.training.layout import (AT_TARGET_DIR, CHECKPOINT_DIR, METRICS_FILE, SUMMARY_FILE,
+                                 TENSORBOARD_DIR, RunError)
 
 
 class RunWriter:

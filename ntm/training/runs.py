@@ -84,7 +84,7 @@ def read_summary(run_dir: Path) -> dict:
 class Run:
     """One training run: its directory, configs and task; its model on demand.
 
-    ``model`` and ``state`` (``ntm.training.checkpoints.TrainingState``) restore the latest checkpoint
+    ``model`` and ``state`` (``checkpoints.TrainingState``) restore the latest checkpoint
     the first time they are read (that imports TensorFlow); ``probabilities`` and ``evaluate``
     run that model.
     """
@@ -177,7 +177,7 @@ class Run:
     def evaluate(self, points: Sequence[Difficulty], sequences: int, batch_size: int = 50,
                  seed: int = 1234, memory_size: int | None = None) -> list["EvalRow"]:
         """Bits/seq at ``points`` on fresh sequences, each point with the memory rows
-        ``ntm.training.evaluation.rows_for_points`` gives it (``memory_size``: every point with that)."""
+        ``evaluation.rows_for_points`` gives it (``memory_size``: every point with that)."""
         from ntm.training.evaluation import evaluate, rows_for_points
 
         return evaluate(self.probabilities, self.task, points, sequences, batch_size, seed,

@@ -5,7 +5,7 @@ the weights, optimiser slots, step, sequences seen, wall time and curriculum sta
 step s is drawn from ``default_rng([seed, 0, s])``, so a resumed run sees the same batches as an
 uninterrupted one. The files are ``ntm.training.run_writer``'s business; this module only trains.
 
-Under a ``tf.distribute`` strategy (``ntm.training.distribute``) every replica trains on its slice of that
+Under a ``tf.distribute`` strategy (``distribute``) every replica trains on its slice of that
 same global batch, and every worker runs this whole loop, evaluation included (the weights are
 identical everywhere, so are the curriculum and stopping decisions, and no worker waits for
 another outside the training step). Only the chief writes the run directory (``RunWriter``).
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ntm.training.checkpoints import PolishState, RestartState, TrainingState, make_checkpoint
+from ntm.training.checkpoints import TrainingState, make_checkpoint
 from ntm.contract.errors import NtmError
 from ntm.contract.tasks import Batch, Difficulty, bit_errors
 from ntm.training.curriculum import Curriculum
@@ -31,13 +31,11 @@ from ntm.training.optimizers import make_optimizer
 from ntm.training.progress import Progress
 from ntm.training.run_writer import RunWriter
 from ntm.training.runs import Run
+from ntm.training.schedule import Schedule
 from ntm.training.steps import make_predict, make_replicated_train_step, make_train_step
 
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before restoring the last checkpoint
 MAX_RESTORES = 3  # restores without a good step in between before giving up
-# A restarted run's weights come from seed + RESTART_SEED_STRIDE * attempt: far from the seeds a
-# sweep uses side by side (1, 2, 3...), so a restart never repeats another seed's start.
-RESTART_SEED_STRIDE = 7919
 
 
 class TrainingError(RuntimeError, NtmError):
@@ -65,7 +63,7 @@ class _Guard:
 class Trainer:
     """Trains one run (``ntm.training.runs.Run.create``, or ``Run.load`` to go on with ``resume``).
 
-    ``strategy`` (``ntm.training.distribute.make_strategy``) places the variables and the training step;
+    ``strategy`` (``distribute.make_strategy``) places the variables and the training step;
     None is TensorFlow's default strategy: one device, the plain training step.
     """
 
@@ -84,10 +82,10 @@ class Trainer:
             self.optimizer = make_optimizer(train_config.optimizer, self.model.trainable_variables,
                                             train_config.learning_rate, train_config.momentum)
             self.state = TrainingState()
-            self.restarts = RestartState() if train_config.restart_at else None
-            self.polish = PolishState() if train_config.polishes else None
+            self.schedule = Schedule(train_config, run.model_config)
         self.writer = RunWriter(run, make_checkpoint(self.model, self.optimizer, self.state,
-                                                     self.restarts, self.polish),
+                                                     self.schedule.restarts,
+                                                     self.schedule.polish),
                                 chief=is_chief(self.strategy))
         self.out_dir = self.writer.out_dir  # where this process writes
         self.resume_note = self.writer.restore_run() if resume else None
@@ -107,8 +105,7 @@ class Trainer:
         """The plain step under the default strategy (no replica overhead); else the replicated
         one."""
         cfg = self.config
-        # Polishing: the term's weight is a variable, 0 until the target is first reached.
-        weight = self.polish.entropy_weight if self.polish is not None else cfg.write_entropy
+        weight = self.schedule.entropy_weight
         if is_replicated(self.strategy):
             return make_replicated_train_step(self.strategy, self.model, self.optimizer,
                                               cfg.grad_clip_value, cfg.grad_clip_norm, weight,
@@ -121,42 +118,7 @@ class Trainer:
         lengths, repeats = self.curriculum.ranges(int(self.state.stage.numpy()))
         rng = np.random.default_rng([self.config.seed, 0, step])
         batch = self.task.batch(rng, self.config.batch_size, lengths, repeats)
-        if self.config.blank_runs and self.noise_on(step):
-            batch = self.task.with_blank_runs(
-                batch, np.random.default_rng([self.config.seed, 5, step]), self.config.blank_runs)
-        return batch
-
-    def memory_noise_for(self, step: int, batch_size: int) -> np.ndarray:
-        """What ``step``'s sequences add to their initial memory, [batch, N, M] float32
-        (``_noise``, scale ``memory_noise``)."""
-        shape = (batch_size, self.model_config.memory_size, self.model_config.memory_width)
-        return self._noise(step, 3, self.config.memory_noise, shape)
-
-    def controller_noise_for(self, step: int, batch: Batch) -> np.ndarray:
-        """What ``step``'s sequences add to the controller's cell state after each time step,
-        [batch, time, units] float32 (``_noise``, scale ``controller_noise``)."""
-        shape = (batch.batch_size, batch.inputs.shape[1], self.model_config.controller_size)
-        return self._noise(step, 4, self.config.controller_noise, shape)
-
-    def _noise(self, step: int, stream: int, scale: float, shape: tuple[int, ...]) -> np.ndarray:
-        """Zeros unless ``step`` trains with noise (``noise_on``) and ``scale`` > 0; then
-        Gaussian, its standard deviation drawn per sequence (the first axis) from [0, scale].
-        A pure function of (seed, stream, step), like the batch."""
-        if not scale or not self.noise_on(step):
-            return np.zeros(shape, np.float32)
-        rng = np.random.default_rng([self.config.seed, stream, step])
-        per_sequence = scale * rng.uniform(size=(shape[0],) + (1,) * (len(shape) - 1))
-        return (per_sequence * rng.standard_normal(shape)).astype(np.float32)
-
-    def noise_on(self, step: int) -> bool:
-        """True when ``step`` trains with noise (memory, controller): the run has some, from
-        the first step, or (a run that polishes) once ``noise_after`` polish steps are done."""
-        if not self.config.noisy:
-            return False
-        if self.polish is None:
-            return True
-        since = int(self.polish.since.numpy())
-        return since >= 0 and step - since > self.config.noise_after
+        return self.schedule.with_blank_runs(step, batch, self.task)
 
     def error_on(self, batch: Batch) -> float:
         probs, _ = self.predict(batch.inputs)
@@ -173,25 +135,15 @@ class Trainer:
         """Checkpoint now, unless a weight is non-finite (then keep the last good one)."""
         return self.writer.save(int(self.state.step.numpy()), self.model.trainable_variables)
 
-    def restart_due(self, step: int, heldout: float) -> bool:
-        """True when ``restart_at`` steps have passed since the start (or the last restart) and
-        held-out bits/seq is still above ``restart_above``: the run is stuck on a plateau."""
-        cfg = self.config
-        return (self.restarts is not None and heldout > cfg.restart_above
-                and step - int(self.restarts.since.numpy()) >= cfg.restart_at)
-
     def restart(self, step: int) -> int:
         """Re-initialise the weights from a new seed and reset the optimiser; the step counter,
         data stream, curriculum stage and clock go on. Returns the new weights' seed."""
-        attempt = int(self.restarts.count.numpy()) + 1
-        seed = self.config.seed + RESTART_SEED_STRIDE * attempt
+        _, seed = self.schedule.next_restart(step)
         fresh = NTM(self.model_config, seed=seed)
         for variable, value in zip(self.model.trainable_variables, fresh.trainable_variables,
                                    strict=True):
             variable.assign(value)
         self.optimizer.reset()
-        self.restarts.count.assign(attempt)
-        self.restarts.since.assign(step)
         self.state.good_evals.assign(0)
         return seed
 
@@ -251,9 +203,9 @@ class Trainer:
         if lr != self._lr:  # the config is the source of truth, also after resume
             self.optimizer.learning_rate.assign(lr)
             self._lr = lr
-        noise = [self.memory_noise_for(step, batch.batch_size)]
+        noise = [self.schedule.memory_noise_for(step, batch.batch_size)]
         if self.config.controller_noise:
-            noise.append(self.controller_noise_for(step, batch))
+            noise.append(self.schedule.controller_noise_for(step, batch))
         loss, bits, finite = self.train_step(batch.inputs, batch.targets, batch.mask, *noise)
         now = time.monotonic()
         self.state.elapsed.assign_add(now - self._clock)
@@ -326,9 +278,10 @@ class Trainer:
                 self.state.stage.assign(new_stage)
                 progress.message(f"step {step}: curriculum stage {new_stage}/{self.curriculum.stages}"
                                  f" (lengths {self.curriculum.ranges(new_stage)[0]})")
-        if self.restart_due(step, heldout):
+        if self.schedule.restart_due(step, heldout):
             seed = self.restart(step)
-            record["restart"] = {"attempt": int(self.restarts.count.numpy()), "seed": seed}
+            record["restart"] = {"attempt": int(self.schedule.restarts.count.numpy()),
+                                 "seed": seed}
             progress.message(f"step {step}: held-out {heldout:.3f} bits/seq after "
                              f"{self.config.restart_at} steps: weights re-initialised with seed "
                              f"{seed} (restart {record['restart']['attempt']})")
@@ -339,14 +292,15 @@ class Trainer:
         reached = (self.curriculum.is_last(stage) and self.config.target_error >= 0
                    and heldout <= self.config.target_error)
         self.state.good_evals.assign(int(self.state.good_evals.numpy()) + 1 if reached else 0)
-        if reached and self.polish_begins(step):
+        if reached and self.schedule.polish_begins(step):
+            self.state.good_evals.assign(0)  # the target must hold again, polished
             progress.message(f"step {step}: target reached; polishing for "
                              f"{self.config.polish_steps} steps with write entropy "
-                             f"{self.config.write_entropy:g}" + self._noise_plan())
-        if reached and self.polish is not None:
+                             f"{self.config.write_entropy:g}" + self.schedule.noise_plan())
+        if reached and self.schedule.polish is not None:
             self.writer.save_at_target(step, self.model.trainable_variables)
         return (int(self.state.good_evals.numpy()) >= self.config.patience_evals
-                and self.polish_done(step))
+                and self.schedule.polish_done(step))
 
     def revert_failed_polish(self, progress: Progress) -> None:
         """At the step budget, a polishing run whose last held-out evaluation is above the
@@ -354,7 +308,7 @@ class Trainer:
         it over and it did not recover in time): training never ends on a model worse than one
         it had. The step, data and optimiser stay where they are (``--resume`` trains on)."""
         cfg = self.config
-        if self.polish is None or cfg.target_error < 0:
+        if self.schedule.polish is None or cfg.target_error < 0:
             return
         last = float(self.state.last_eval.numpy())
         if last <= cfg.target_error:
@@ -370,30 +324,3 @@ class Trainer:
         progress.message(f"polishing ended above the target ({last:.3f} bits/seq held out): "
                          f"back to the weights of step {kept} ({heldout:.3f} bits/seq), the last "
                          f"that met it")
-
-    def polish_begins(self, step: int) -> bool:
-        """Switch the write-entropy term on at the first time the target is reached (a run that
-        polishes); True when it begins now. The target must then hold again to stop."""
-        if self.polish is None or int(self.polish.since.numpy()) >= 0:
-            return False
-        self.polish.since.assign(step)
-        self.polish.entropy_weight.assign(self.config.write_entropy)
-        self.state.good_evals.assign(0)
-        return True
-
-    def _noise_plan(self) -> str:
-        cfg = self.config
-        if not cfg.noisy:
-            return ""
-        kinds = [f"{kind} {value:g}" for kind, value in
-                 (("memory noise", cfg.memory_noise), ("controller noise", cfg.controller_noise),
-                  ("blank runs", cfg.blank_runs)) if value]
-        return f", {' and '.join(kinds)} from polish step {cfg.noise_after + 1}"
-
-    def polish_done(self, step: int) -> bool:
-        """True unless the run polishes and has not yet trained its polish steps."""
-        if self.polish is None:
-            return True
-        since = int(self.polish.since.numpy())
-        return since >= 0 and step - since >= self.config.polish_steps
-

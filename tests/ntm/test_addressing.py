@@ -5,8 +5,8 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from ntm.model.addressing import (content_weights, cosine_similarity, interpolate, sharpen, shift,  # noqa: E402
-                            shift_indices)
+from ntm.model.addressing import (content_weights, cosine_similarity, interpolate,  # noqa: E402
+                                  sharpen, shift, shift_indices)
 from ntm.model.memory import erase_and_add, read  # noqa: E402
 
 B, H, N, M = 3, 2, 7, 5

@@ -1,8 +1,8 @@
 """The FLOP count of one step, checked against a hand count of the paper's default model."""
 
 from ntm.model.config import ModelConfig
-from ntm.model.flops import (addressing_flops, controller_flops, flops_per_step, head_parameter_flops,
-                       memory_flops, output_flops)
+from ntm.model.flops import (addressing_flops, controller_flops, flops_per_step,
+                             head_parameter_flops, memory_flops, output_flops)
 
 
 def test_default_copy_model_hand_count():

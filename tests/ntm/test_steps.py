@@ -126,14 +126,16 @@ def _noise_trainer(tmp_path, **changes):
 def test_memory_noise_waits_for_its_polish_steps_and_is_drawn_from_seed_and_step(tmp_path):
     trainer = _noise_trainer(tmp_path)  # 25 polish steps: noise after 12 of them (half)
     assert trainer.config.polishes and trainer.config.noise_after == 12
-    assert not trainer.noise_on(5) and not trainer.memory_noise_for(5, 3).any()  # no target yet
-    trainer.polish.since.assign(10)  # the target reached at step 10
-    assert not trainer.noise_on(22) and trainer.noise_on(23)  # polish steps 11-22 plain
-    assert not trainer.memory_noise_for(22, 3).any()
-    noise = trainer.memory_noise_for(30, 3)
+    # no target yet
+    assert not trainer.schedule.noise_on(5) and not trainer.schedule.memory_noise_for(5, 3).any()
+    trainer.schedule.polish.since.assign(10)  # the target reached at step 10
+    # polish steps 11-22 plain
+    assert not trainer.schedule.noise_on(22) and trainer.schedule.noise_on(23)
+    assert not trainer.schedule.memory_noise_for(22, 3).any()
+    noise = trainer.schedule.memory_noise_for(30, 3)
     assert noise.shape == (3, 16, 8) and noise.dtype == np.float32
-    np.testing.assert_array_equal(noise, trainer.memory_noise_for(30, 3))  # resumable
-    assert not np.array_equal(noise, trainer.memory_noise_for(31, 3))
+    np.testing.assert_array_equal(noise, trainer.schedule.memory_noise_for(30, 3))  # resumable
+    assert not np.array_equal(noise, trainer.schedule.memory_noise_for(31, 3))
     spread = noise.reshape(3, -1).std(axis=1)  # one scale per sequence, within [0, 0.5]
     assert len(set(np.round(spread, 3))) == 3 and spread.max() < 0.5 * 1.3
     result = trainer.run()  # polishing already begun: it trains its 25 steps, then stops
@@ -142,25 +144,27 @@ def test_memory_noise_waits_for_its_polish_steps_and_is_drawn_from_seed_and_step
 
 def test_memory_noise_without_polish_steps_is_on_from_the_first_step(tmp_path):
     trainer = _noise_trainer(tmp_path, polish_steps=0)
-    assert trainer.polish is None and trainer.noise_on(1)
-    assert trainer.memory_noise_for(1, 3).any()
+    assert trainer.schedule.polish is None and trainer.schedule.noise_on(1)
+    assert trainer.schedule.memory_noise_for(1, 3).any()
     off = _noise_trainer(tmp_path / "off", polish_steps=0, memory_noise=0.0)
-    assert not off.noise_on(1) and not off.memory_noise_for(1, 3).any()
+    assert not off.schedule.noise_on(1) and not off.schedule.memory_noise_for(1, 3).any()
 
 
 def test_controller_noise_follows_the_noise_schedule_per_time_step(tmp_path):
     trainer = _noise_trainer(tmp_path, memory_noise=0.0, controller_noise=0.2)
     assert trainer.config.noisy and trainer.config.noise_after == 12
     batch = trainer.batch_for(30)
-    assert not trainer.noise_on(30) and not trainer.controller_noise_for(30, batch).any()
-    trainer.polish.since.assign(10)
-    assert not trainer.controller_noise_for(22, trainer.batch_for(22)).any()
-    noise = trainer.controller_noise_for(30, batch)
+    schedule = trainer.schedule
+    assert not schedule.noise_on(30) and not schedule.controller_noise_for(30, batch).any()
+    trainer.schedule.polish.since.assign(10)
+    assert not trainer.schedule.controller_noise_for(22, trainer.batch_for(22)).any()
+    noise = trainer.schedule.controller_noise_for(30, batch)
     assert noise.shape == (3, batch.inputs.shape[1], 8) and noise.dtype == np.float32
-    np.testing.assert_array_equal(noise, trainer.controller_noise_for(30, batch))  # resumable
+    # resumable
+    np.testing.assert_array_equal(noise, trainer.schedule.controller_noise_for(30, batch))
     spread = noise.reshape(3, -1).std(axis=1)  # one scale per sequence, within [0, 0.2]
     assert len(set(np.round(spread, 4))) == 3 and spread.max() < 0.2 * 1.3
-    assert not trainer.memory_noise_for(30, 3).any()  # the memory noise stays off
+    assert not trainer.schedule.memory_noise_for(30, 3).any()  # the memory noise stays off
     result = trainer.run()  # the five-tensor step trains
     assert result.step == 40 and result.reason == "target"
 
@@ -221,14 +225,14 @@ def test_a_polishing_run_switches_the_term_on_at_the_target_and_trains_on(tmp_pa
                      patience_evals=1, write_entropy=0.5, polish_steps=25)
     run = Run.create(tmp_path / "run", tc, memory_size=8, memory_width=4, controller_size=8)
     trainer = Trainer(run)
-    assert float(trainer.polish.entropy_weight.numpy()) == 0.0
+    assert float(trainer.schedule.polish.entropy_weight.numpy()) == 0.0
     result = trainer.run()
     # reached at the first evaluation (step 10), polished 25 steps, stopped at the next
     # evaluation that found the target again (step 40)
-    assert int(trainer.polish.since.numpy()) == 10 and result.step == 40
-    assert float(trainer.polish.entropy_weight.numpy()) == 0.5
+    assert int(trainer.schedule.polish.since.numpy()) == 10 and result.step == 40
+    assert float(trainer.schedule.polish.entropy_weight.numpy()) == 0.5
     resumed = Trainer(Run.load(tmp_path / "run"), resume=True)
-    assert int(resumed.polish.since.numpy()) == 10
+    assert int(resumed.schedule.polish.since.numpy()) == 10
 
 
 def test_configs_without_the_new_fields_run_as_before():
@@ -259,5 +263,5 @@ def test_resume_switches_polishing_on_and_says_what_starts_afresh(tmp_path):
     trainer = Trainer(run, resume=True, stream=out)
     assert "starts afresh" in trainer.resume_note
     trainer.run()
-    assert int(trainer.polish.since.numpy()) == 30  # reached at step 30, the last one
+    assert int(trainer.schedule.polish.since.numpy()) == 30  # reached at step 30, the last one
     assert "starts afresh" in out.getvalue()

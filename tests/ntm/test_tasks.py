@@ -13,7 +13,8 @@ TASK_NAMES = ["copy", "repeat-copy", "recall"]
 
 
 def test_importing_tasks_does_not_import_tensorflow():
-    code = "import ntm.contract.tasks, ntm.contract.fields, ntm.training.evaluation, ntm.training.config, sys; print('tensorflow' in sys.modules)"
+    code = ("import sys, ntm.contract.tasks, ntm.contract.fields, ntm.training.evaluation, "
+            "ntm.training.config; print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

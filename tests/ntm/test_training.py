@@ -120,7 +120,7 @@ def test_a_polish_that_ends_at_the_target_or_no_polish_keeps_its_weights(tmp_pat
 
 def test_restart_reinitialises_weights_and_optimiser_and_goes_on(tmp_path):
     from ntm.model.machine import NTM
-    from ntm.training.trainer import RESTART_SEED_STRIDE
+    from ntm.training.schedule import RESTART_SEED_STRIDE
 
     trainer = make(tmp_path, steps=10, restart_at=20, restart_above=0.5, seed=3)
     trainer.run()
@@ -132,7 +132,8 @@ def test_restart_reinitialises_weights_and_optimiser_and_goes_on(tmp_path):
         np.testing.assert_array_equal(got.numpy(), want.numpy())
     assert int(trainer.optimizer.iterations.numpy()) == 0
     assert all(not np.any(s.numpy()) for s in trainer.optimizer.m + trainer.optimizer.v)
-    assert (int(trainer.restarts.count.numpy()), int(trainer.restarts.since.numpy())) == (1, 10)
+    restarts = trainer.schedule.restarts
+    assert (int(restarts.count.numpy()), int(restarts.since.numpy())) == (1, 10)
     assert int(trainer.state.step.numpy()) == 10  # steps, data and clock go on
 
 
@@ -143,7 +144,7 @@ def test_a_run_stuck_above_the_bar_restarts_every_restart_at_steps(tmp_path):
     restarts = [m["restart"] for m in metrics(tmp_path) if "restart" in m]
     assert [r["attempt"] for r in restarts] == [1, 2]
     resumed = make(tmp_path, steps=60, restart_at=20, restart_above=0.0, resume=True)
-    assert int(resumed.restarts.count.numpy()) == 2
+    assert int(resumed.schedule.restarts.count.numpy()) == 2
     resumed.run()
     steps = [m["step"] for m in metrics(tmp_path) if "restart" in m]
     assert steps == [20, 40, 60]
@@ -151,7 +152,7 @@ def test_a_run_stuck_above_the_bar_restarts_every_restart_at_steps(tmp_path):
 
 def test_restarts_off_by_default_and_older_checkpoints_restore(tmp_path):
     trainer = make(tmp_path, steps=20, restart_above=0.0)
-    assert trainer.restarts is None
+    assert trainer.schedule.restarts is None
     trainer.run()
     assert not [m for m in metrics(tmp_path) if "restart" in m]
     assert int(make(tmp_path, steps=30, resume=True).state.step.numpy()) == 20
@@ -187,7 +188,7 @@ def test_copy_polishes_by_default_and_older_copy_runs_do_not():
 def test_a_config_looks_its_task_defaults_up_once(monkeypatch):
     """Each lookup reads the installed plug-ins' entry points (~20 ms), and ``ntm --help``
     builds a config: one lookup per default was a tenth of a second of every command's start."""
-    import ntm.config as config
+    import ntm.training.config as config
     looked_up, real = [], config.get_task
     monkeypatch.setattr(config, "get_task", lambda name: looked_up.append(name) or real(name))
     assert TrainConfig(task="recall").restart_at == 8000
@@ -202,9 +203,10 @@ def test_blank_runs_follow_the_noise_schedule(tmp_path):
     plain = make(tmp_path / "plain", max_length=8)
     blanking = make(tmp_path / "blank", max_length=8, blank_runs=1.0, write_entropy=0.01,
                     polish_steps=10, noise_after=4)
-    assert blanking.config.noisy and "blank runs 1" in blanking._noise_plan()
+    assert blanking.config.noisy and "blank runs 1" in blanking.schedule.noise_plan()
     np.testing.assert_array_equal(blanking.batch_for(7).inputs, plain.batch_for(7).inputs)
-    blanking.polish.since.assign(5)  # polishing since step 5: noise (and blanks) from step 10
+    # polishing since step 5: noise (and blanks) from step 10
+    blanking.schedule.polish.since.assign(5)
     np.testing.assert_array_equal(blanking.batch_for(9).inputs, plain.batch_for(9).inputs)
     on, off = blanking.batch_for(10), plain.batch_for(10)
     assert not np.array_equal(on.inputs, off.inputs)
