@@ -34,9 +34,8 @@ def quiet_tensorflow(threads: int | None = None, inter_op: int | None = None):
     fastest for this small recurrent model's operations on CPU.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # oneDNN's kernels are slower for this small recurrent model (measured: 22 vs 27 ms per
-    # training step at batch 1, 7 vs 13 ms per 41-step forward pass) and drift further from
-    # onnxruntime's results; off unless the user asks for it.
+    # oneDNN's kernels are slower for this small recurrent model (docs/performance.md) and
+    # drift further from onnxruntime's results; off unless the user asks for it.
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     if "tensorflow" not in sys.modules:
         # TensorFlow's C++ start-up lines (oneDNN, CUDA probing) ignore TF_CPP_MIN_LOG_LEVEL on

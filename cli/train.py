@@ -37,8 +37,8 @@ POSITIVE = click.IntRange(min=1)
               default="auto", show_default=True,
               help="TensorFlow inter-op threads: independent operations of the training step "
                    "(the backward pass has many) run this many at once, each on one thread "
-                   "[auto: the CPUs this process may use; 1.1-1.4x faster per step than 1 on 2 "
-                   "CPUs, benchmarks/train_threads.py]. Use 1 when trainings share the machine.")
+                   "[auto: the CPUs this process may use; faster per step than 1, "
+                   "benchmarks/train_threads.py]. Use 1 when trainings share the machine.")
 @click.pass_context
 def train(ctx: click.Context, task: str, out: Path | None, resume: bool, threads: int | None,
           cpu_devices: int | None, **_) -> None:

@@ -103,7 +103,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 T = TypeVar("T")
 
 # Bodies of at least this many bytes are decoded on a worker thread. The strict decoder takes
-# ~0.1 s per MiB (orjson, when it may decode, several times less; but any body may go the
+# about a tenth of a second per MiB (orjson, when it may decode, less; but any body may go the
 # strict way): on the event loop a multi-megabyte body would hold every other request,
 # health checks included, until it was done. Smaller bodies decode faster than a thread hop.
 OFF_LOOP_BYTES = 256 * 1024

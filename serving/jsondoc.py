@@ -68,8 +68,7 @@ def loads(data: bytes | str, what: str = "request") -> dict | list:
 
 def fast(raw: bytes) -> Any:
     """orjson's decoding of ``raw`` when it equals the strict decoder's, else None (with its
-    checks, 3.5x faster than ``strict`` on a length-20 copy request, 4.4x on a V2 JSON batch
-    of 16 such inputs). orjson itself refuses NaN, Infinity, numbers beyond a float, bytes
+    checks, several times faster than ``strict``: docs/performance.md). orjson itself refuses NaN, Infinity, numbers beyond a float, bytes
     that are not UTF-8 and lone surrogates; left to the strict decoder are integers of 19 or
     more digits (orjson makes a float of one beyond 64 bits; json an int) and objects that
     repeat a key (orjson keeps the last one). A repeated key shows as fewer keys decoded than

@@ -1,14 +1,12 @@
 """The server's onnxruntime threads, planned per run: ``ThreadBudget``.
 
-A merged batch of many sequences runs faster on two intra-op threads than on one (measured on
-the 2-core machine: 1.16-1.27x at batch 32, 1.31-1.32x at batch 64), a small one does not
-(0.94x at batch 1). Two batches side by side on one thread each do more work than one batch on
+A merged batch of many sequences runs faster on two intra-op threads than on one, a small one
+does not (docs/performance.md). Two batches side by side on one thread each do more work than one batch on
 two, so a large batch takes the extra threads only when they are idle: every run holds one of
 the server's ``--inference-threads``, and a large one also the idle ones it can use. A run
 never waits for extra threads; the next run waits while a large one holds them all. Off by
 default (``--large-batch-threads 1``): onnxruntime's extra thread spins between operators, and
-under many clients that CPU is missed elsewhere (0.97-1.07x at 32 clients; 1.12-1.20x for one
-client's 64-sequence requests).
+under many clients that CPU is missed elsewhere.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ def cosine_similarity(key: tf.Tensor, memory: tf.Tensor) -> tf.Tensor:
     product: sqrt((|k|^2 + eps^2)(|M(i)|^2 + eps^2)), the same value to a float32 rounding:
     the denominator then costs fewer ONNX nodes per step (``ntm.export.onnx_rewrite``
     makes each square-and-sum one ReduceSumSquare). The key's sum keeps its axis; the memory's
-    runs along the last axis (over the transposed memory's middle axis it cost onnxruntime
-    ~180 us per step at batch 64) and gets its size-1 axis after the epsilon (see ``safe_norm``).
+    runs along the last axis (onnxruntime reduces a middle axis far more slowly) and gets its
+    size-1 axis after the epsilon (see ``safe_norm``). Figures: docs/performance.md.
     """
     dot = tf.linalg.matmul(key, memory, transpose_b=True)  # [batch, heads, N]
     key_sq = tf.reduce_sum(tf.square(key), axis=2, keepdims=True) + EPSILON * EPSILON
@@ -92,11 +92,10 @@ def shift(weights: tf.Tensor, shift_weights: tf.Tensor, indices: tf.Tensor) -> t
     weights: [batch, heads, N]; shift_weights: [batch, heads, S]; indices: [S, N] from
     ``shift_indices`` -> [batch, heads, N].
 
-    Laid out for onnxruntime, where the layout decides the cost (measured): the gather runs
-    along the leading axis of an [N, batch, heads] view, so it copies whole rows (along the last
-    axis it copies element by element: ~600 us per step at batch 64), and the sum over the S
-    shifts runs along the leading axis too (over a middle axis it took ~20 us per step even at
-    batch 1, a quarter of the whole step).
+    Laid out for onnxruntime, where the layout decides the cost: the gather runs along the
+    leading axis of an [N, batch, heads] view, so it copies whole rows (along the last axis it
+    copies element by element), and the sum over the S shifts runs along the leading axis too
+    (over a middle axis it is slow even at batch 1). Figures: docs/performance.md.
     """
     rows = tf.transpose(weights, [2, 0, 1])  # [N, batch, heads]
     shifted = tf.gather(rows, indices)  # [S, N, batch, heads]: w(i - offset_j)

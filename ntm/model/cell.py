@@ -24,7 +24,7 @@ static and unchanged):
   (p = ``config.grow_strength_power``, 2): a softmax over more rows spreads its mass over more
   near-matches, and a larger strength restores the focus the model learned (the "log n"
   scaling of attention logits for longer inputs).
-Both were chosen by measurement (``benchmarks/memory_rules.py``; README, "Memory that grows").
+Both were chosen by measurement (``benchmarks/memory_rules.py``; docs/memory.md).
 """
 
 from __future__ import annotations

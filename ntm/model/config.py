@@ -34,7 +34,7 @@ class ModelConfig:
     clip_value: float = setting(20.0, "Controller output clip.", low=0, low_open=True)
     # Constant initial memory (Collier & Beel 2018).
     memory_init: float = setting(1e-6, "Constant initial memory value.", low=0)
-    # Running with more rows than memory_size (ntm.model.cell; both measured, see README):
+    # Running with more rows than memory_size (ntm.model.cell; both measured, docs/memory.md):
     grow_logit_margin: float = setting(
         30.0, "Added rows' initial logits: each head's minimum minus this.", low=0, cli=False)
     grow_strength_power: float = setting(

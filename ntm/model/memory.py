@@ -32,7 +32,7 @@ def erase_and_add(
     """
     if weights.shape[1] == 1:
         # One write head (the paper's setting): two outer products, no reduction. (Rewriting it
-        # as M + w (a - M e) saves one node but was 2x slower in onnxruntime at batch 64: its
+        # as M + w (a - M e) saves one node but is slower in onnxruntime at large batches: its
         # broadcasts over the short M axis cost more than the two small matrix products.)
         w = tf.transpose(weights, [0, 2, 1])  # [batch, N, 1]
         return memory * (1.0 - tf.linalg.matmul(w, erase)) + tf.linalg.matmul(w, add)

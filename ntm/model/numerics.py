@@ -19,8 +19,8 @@ def safe_norm(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
     This is the norm of the cosine in ``ntm.model.addressing``, which computes the
     product of two of them as one square root (fewer ONNX nodes per step) instead of calling
     this. (There, as here, the epsilon goes on before a size-1 axis is inserted: onnxruntime
-    adds it to a [batch, N] tensor far faster than to [batch, N, 1], measured 87 us vs ~3 us
-    per step at batch 64, as its broadcast loop runs per innermost span.)
+    adds it to a [batch, N] tensor far faster than to [batch, N, 1], as its broadcast loop
+    runs per innermost span; docs/performance.md.)
     """
     return tf.sqrt(tf.reduce_sum(tf.square(x), axis=axis) + EPSILON * EPSILON)
 

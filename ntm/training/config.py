@@ -27,7 +27,7 @@ STRATEGIES = ("default", "mirrored", "multi-worker")
 class TrainConfig:
     """Optimiser, data and schedule of one training run.
 
-    Defaults chosen by measured time to < 0.1 bits/seq on copy (see README, "Choosing the
+    Defaults chosen by measured time to < 0.1 bits/seq on copy (docs/training.md, "Choosing the
     defaults"): RMSProp (the paper's optimiser) at batch 4 and lr 2e-4 converged in about two
     minutes on this 2-core CPU; Adam 1e-3 at batch 16, and a length curriculum, were slower.
     """
