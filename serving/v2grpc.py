@@ -204,8 +204,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         plane, name = self.plane, request.model_name
         start, code = time.perf_counter(), grpc.StatusCode.OK
         model = name if name in plane.runtimes else "_unknown"
-        rid = request_id(dict(context.invocation_metadata() or ()).get(REQUEST_ID))
-        await context.send_initial_metadata(((REQUEST_ID, rid),))
+        rid = request_id(next((v for k, v in context.invocation_metadata() or ()
+                               if k == REQUEST_ID), None))
+        # with the status, not as a header of its own: no extra write per call
+        context.set_trailing_metadata(((REQUEST_ID, rid),))
         in_flight = plane.metrics.in_flight.labels(model, "grpc")
         in_flight.inc()
         try:

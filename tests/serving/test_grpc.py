@@ -258,3 +258,21 @@ def test_grpc_calls_get_a_request_id_and_an_access_log_line(grpc_server, bundled
     wait_until(lambda: any(line.startswith("gRPC /inference.GRPCInferenceService/ModelInfer 200")
                            and "model=copy" in line and "id=g-1" in line
                            for line in server.lines), "the gRPC call's access log line")
+
+
+def test_grpc_returns_the_request_id_with_the_status(grpc_server, bundled):
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    server, address = grpc_server("--model", "copy")
+    x = task_inputs("copy", batch=1)
+    request = service_pb2.ModelInferRequest(model_name="copy")
+    request.inputs.add(name="inputs", datatype="FP32", shape=x.shape)
+    request.raw_input_contents.append(x.tobytes())
+    with grpc.insecure_channel(address) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        _, call = stub.ModelInfer.with_call(request, metadata=(("x-request-id", "g-2"),))
+        assert ("x-request-id", "g-2") in call.trailing_metadata()
+        _, call = stub.ModelInfer.with_call(request)
+        made = dict(call.trailing_metadata())["x-request-id"]
+        assert len(made) == 32
