@@ -12,8 +12,8 @@ import asyncio
 import os
 import re
 import subprocess
+import tempfile
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,26 +113,26 @@ class Server:
     def __init__(self, args: list[str], timeout: float = 60.0):
         cmd = [sys.executable, "-m", "ntm.cli.main", "serve", "--host", "127.0.0.1", "--port", "0",
                *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True,
+        # Its output (the access log too) goes to a file, as a deployed server's would: read
+        # from a pipe here, it would take CPU from the load generator in this very process.
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="ntm-serve-", suffix=".log")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.port = self._wait_for_port(timeout)
 
     def _wait_for_port(self, timeout: float) -> int:
         deadline = time.time() + timeout
-        lines = []
         while time.time() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+            text = Path(self.log.name).read_text(errors="replace")
+            match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", text)
             if match:
-                # Keep draining its output so a full pipe never blocks the server.
-                threading.Thread(target=self.proc.stdout.read, daemon=True).start()
                 return int(match.group(1))
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
         self.stop()
-        raise RuntimeError("ntm serve did not start:\n" + "".join(lines[-20:]))
+        raise RuntimeError("ntm serve did not start:\n" + "\n".join(
+            Path(self.log.name).read_text(errors="replace").splitlines()[-20:]))
 
     def rss_bytes(self) -> int:
         """Resident set size of the server process (Linux /proc)."""
