@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import sys
@@ -215,3 +216,91 @@ def run_grpc_load(address: str, method: str, requests: list[bytes], concurrency:
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` (its threads included)."""
     return _stat_cpu_seconds(f"/proc/{pid}/stat")
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TritonServer:
+    """tritonserver on loopback over ``repository``, its output in the file ``log`` (a context
+    manager). Started with strict config and every address on loopback; ready when every model
+    has left loading: ``index`` is Triton's repository index then (READY, or UNAVAILABLE with its
+    reason). ``verbose`` logs the schedulers' decisions (sequence expiry among them)."""
+
+    def __init__(self, binary: str | Path, backends: str | Path, repository: Path, log: Path,
+                 verbose: bool = False, timeout: float = 180.0):
+        import json
+        import urllib.request
+
+        self.http_port, self.grpc_port = free_port(), free_port()
+        self.http, self.grpc = f"127.0.0.1:{self.http_port}", f"127.0.0.1:{self.grpc_port}"
+        self.log = Path(log)
+        self.proc = subprocess.Popen(
+            [str(binary), "--model-repository", str(repository),
+             "--backend-directory", str(backends),
+             "--http-address", "127.0.0.1", "--http-port", str(self.http_port),
+             "--grpc-address", "127.0.0.1", "--grpc-port", str(self.grpc_port),
+             "--allow-metrics", "false", "--strict-model-config", "true",
+             "--exit-on-error", "false", *(["--log-verbose", "1"] if verbose else [])],
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                request = urllib.request.Request(f"http://{self.http}/v2/repository/index",
+                                                 data=b"", method="POST")
+                models = json.loads(urllib.request.urlopen(request, timeout=5).read())
+            except (OSError, ValueError):
+                models = []
+            if models and all(m.get("state") in ("READY", "UNAVAILABLE") for m in models):
+                self.index = models
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("tritonserver did not load its repository:\n"
+                           + self.log_text()[-3000:])
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def __enter__(self) -> "TritonServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def pooled_rounds(runs: list[dict]) -> dict:
+    """Rounds of one load as one row: the median of requests/s and of the server's CPU per
+    request, latency percentiles over every request of every round, errors summed."""
+    latencies = np.array([x for r in runs for x in r["latencies"]]) * 1e3
+    return {
+        "rounds": len(runs),
+        "requests_per_s": round(float(np.median([r["requests_per_s"] for r in runs])), 1),
+        "requests_per_s_each": [r["requests_per_s"] for r in runs],
+        "p50_ms": round(float(np.percentile(latencies, 50)), 2) if len(latencies) else None,
+        "p99_ms": round(float(np.percentile(latencies, 99)), 2) if len(latencies) else None,
+        "errors": sum(r["errors"] for r in runs),
+        "error_kinds": {kind: sum(r["error_kinds"].get(kind, 0) for r in runs)
+                        for kind in sorted({k for r in runs for k in r["error_kinds"]})},
+        "server_cpu_ms_per_request": round(float(np.median(
+            [r["server_cpu_ms_per_request"] for r in runs])), 3),
+    }

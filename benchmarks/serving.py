@@ -36,7 +36,7 @@ from ntm.serving.plane import predict_tasks
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.loadgen import Server, http_post, run_load  # noqa: E402
+from benchmarks.loadgen import Server, http_post, pooled_rounds, run_load  # noqa: E402
 from benchmarks.results_io import write_results  # noqa: E402
 
 TARGETS = {"batching_speedup": 3.0, "server_fraction_of_in_process": 0.7,
@@ -140,21 +140,11 @@ def measure_load(server: Server, bodies: list[bytes], concurrency: int, check) -
 
 
 def pooled(runs: list[dict]) -> dict:
-    """Rounds of one load as one row: medians of requests/s, CPU per request and mean batch;
-    latency percentiles over every request of every round; errors summed."""
-    latencies = np.array([x for r in runs for x in r["latencies"]]) * 1e3
+    """Rounds of one load as one row (``pooled_rounds``), with the medians of the event loop's
+    and the other threads' CPU per request and of the mean merged batch."""
     batches = [r["mean_merged_batch"] for r in runs if r["mean_merged_batch"] is not None]
     return {
-        "rounds": len(runs),
-        "requests_per_s": round(float(np.median([r["requests_per_s"] for r in runs])), 1),
-        "requests_per_s_each": [r["requests_per_s"] for r in runs],
-        "p50_ms": round(float(np.percentile(latencies, 50)), 2) if len(latencies) else None,
-        "p99_ms": round(float(np.percentile(latencies, 99)), 2) if len(latencies) else None,
-        "errors": sum(r["errors"] for r in runs),
-        "error_kinds": {kind: sum(r["error_kinds"].get(kind, 0) for r in runs)
-                        for kind in sorted({k for r in runs for k in r["error_kinds"]})},
-        "server_cpu_ms_per_request": round(float(np.median(
-            [r["server_cpu_ms_per_request"] for r in runs])), 3),
+        **pooled_rounds(runs),
         "event_loop_cpu_ms_per_request": round(float(np.median(
             [r["event_loop_cpu_ms_per_request"] for r in runs])), 3),
         "other_threads_cpu_ms_per_request": round(float(np.median(

@@ -25,13 +25,9 @@ import argparse
 import json
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -39,62 +35,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.loadgen import (Server, http_post, process_cpu_seconds, run_grpc_load,  # noqa: E402
-                                run_load)
+from benchmarks.loadgen import (Server, TritonServer, free_port, http_post,  # noqa: E402
+                                pooled_rounds, run_grpc_load, run_load)
 from benchmarks.results_io import write_results  # noqa: E402
 
 MODEL = "copy"
 INFER = "/inference.GRPCInferenceService/ModelInfer"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Triton:
-    """tritonserver on loopback, serving ``repository`` (a context manager)."""
-
-    def __init__(self, binary: str, backends: str, repository: Path):
-        self.http_port, self.grpc_port = free_port(), free_port()
-        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(
-            [binary, "--model-repository", str(repository), "--backend-directory", backends,
-             "--http-address", "127.0.0.1", "--http-port", str(self.http_port),
-             "--grpc-address", "127.0.0.1", "--grpc-port", str(self.grpc_port),
-             "--allow-metrics", "false", "--strict-model-config", "true"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                url = f"http://127.0.0.1:{self.http_port}/v2/models/{MODEL}/ready"
-                if urllib.request.urlopen(url, timeout=2).status == 200:
-                    return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("tritonserver did not get ready:\n"
-                           + Path(self.log.name).read_text()[-3000:])
-
-    def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.proc.pid)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-    def __enter__(self) -> "Triton":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def triton_binary(where: Path) -> tuple[str, str]:
@@ -184,20 +130,6 @@ def measure(load, cpu_seconds, count: int) -> dict:
     return summary
 
 
-def pooled(runs: list[dict]) -> dict:
-    latencies = np.array([x for r in runs for x in r["latencies"]]) * 1e3
-    return {
-        "rounds": len(runs),
-        "requests_per_s": round(float(np.median([r["requests_per_s"] for r in runs])), 1),
-        "requests_per_s_each": [r["requests_per_s"] for r in runs],
-        "p50_ms": round(float(np.percentile(latencies, 50)), 2) if len(latencies) else None,
-        "p99_ms": round(float(np.percentile(latencies, 99)), 2) if len(latencies) else None,
-        "errors": sum(r["errors"] for r in runs),
-        "server_cpu_ms_per_request": round(float(np.median(
-            [r["server_cpu_ms_per_request"] for r in runs])), 3),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000, help="requests per load")
@@ -222,7 +154,10 @@ def main() -> None:
     grpc_port = free_port()
     serve_flags = ["--model", MODEL, "--grpc-port", str(grpc_port), *args.serve_args.split()]
     runs: dict[str, list[dict]] = {}
-    with Server(serve_flags) as serve, Triton(binary, backends, repository) as triton:
+    with Server(serve_flags) as serve, \
+            TritonServer(binary, backends, repository, work / "tritonserver.log") as triton:
+        if not any(m["name"] == MODEL and m.get("state") == "READY" for m in triton.index):
+            raise SystemExit(f"Triton did not load {MODEL}: {triton.index}")
         def load(protocol: str, port: int):
             """A load of the first ``n`` requests on ``port`` over ``protocol``."""
             if protocol == "http":
@@ -247,7 +182,7 @@ def main() -> None:
                 run, cpu = targets[name]
                 runs.setdefault(name, []).append(
                     measure(lambda: run(args.requests), cpu, args.requests))
-    rows = {name: pooled(r) for name, r in runs.items()}
+    rows = {name: pooled_rounds(r) for name, r in runs.items()}
     ratios = {
         "http_binary": round(rows["ntm serve, HTTP binary"]["requests_per_s"]
                              / rows["Triton, HTTP binary"]["requests_per_s"], 3),

@@ -9,15 +9,13 @@ it the tests skip, saying why, except under ``CI=true``, where they fail.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.serving.conftest import REPO, ServerProcess, wait_until
+from benchmarks.loadgen import TritonServer
+from tests.serving.conftest import REPO, ServerProcess
 
 IDLE_SECONDS = 1  # copy_idle's sequence idle timeout
 
@@ -30,12 +28,6 @@ def triton_dir() -> Path | None:
         if candidate and (Path(candidate) / "setup.sh").is_file():
             return Path(candidate)
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -82,54 +74,13 @@ def triton_repository(tmp_path_factory) -> Path:
     return repo
 
 
-class Triton:
-    """tritonserver as a real process on loopback, its log in a file."""
-
-    def __init__(self, binary: Path, backends: Path, repository: Path, log: Path):
-        self.http_port, self.grpc_port = _free_port(), _free_port()
-        self.log = log
-        self.proc = subprocess.Popen(
-            [str(binary), "--model-repository", str(repository),
-             "--backend-directory", str(backends),
-             "--http-address", "127.0.0.1", "--http-port", str(self.http_port),
-             "--grpc-address", "127.0.0.1", "--grpc-port", str(self.grpc_port),
-             "--allow-metrics", "false", "--strict-model-config", "true",
-             "--exit-on-error", "false", "--log-verbose", "1"],
-            stdout=log.open("w"), stderr=subprocess.STDOUT)
-        self.http = f"127.0.0.1:{self.http_port}"
-        self.grpc = f"127.0.0.1:{self.grpc_port}"
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tritonserver exited: {self.log_text()[-3000:]}")
-            try:
-                index = httpx.post(f"http://{self.http}/v2/repository/index", timeout=5)
-            except httpx.TransportError:
-                return False
-            models = index.json() if index.status_code == 200 else []
-            # every model has left loading (READY or UNAVAILABLE with Triton's reason)
-            return models and all(m.get("state") in ("READY", "UNAVAILABLE") for m in models) \
-                and models
-
-        self.index = wait_until(ready, "tritonserver to load the repository", timeout=180)
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
 @pytest.fixture(scope="session")
 def triton(tritonserver, triton_repository, tmp_path_factory):
     binary, backends = tritonserver
-    server = Triton(binary, backends, triton_repository,
-                    tmp_path_factory.mktemp("triton-log") / "tritonserver.log")
+    # verbose: the sequence batcher logs when it ends an idle sequence (a test waits on it)
+    server = TritonServer(binary, backends, triton_repository,
+                          tmp_path_factory.mktemp("triton-log") / "tritonserver.log",
+                          verbose=True)
     yield server
     server.stop()
 

@@ -100,7 +100,8 @@ def test_concurrent_requests_of_mixed_lengths_are_batched_and_equal_one_by_one(t
             answers = list(pool.map(together, range(16)))
         for x, a, b in zip(inputs, answers, alone):
             assert a.shape == b.shape == (1, x.shape[1], 8)
-            np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+            # the same to float32 rounding: BLAS blocks a batch differently from one sequence
+            np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
         after = batch_sizes(triton, "copy")
         if any(size > 1 and count > before.get(size, 0) for size, count in after.items()):
             return
