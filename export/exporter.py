@@ -253,7 +253,7 @@ def _prove_ragged(reference, forward, task, rows: RowsTable, prove, points) -> l
     import numpy as np
 
     def candidate(x, n):
-        chosen = rows.buckets[int(np.searchsorted(rows.longest, x.shape[1]))]
+        chosen = rows.rows_for_steps(x.shape[1])
         if chosen != n:
             raise ExportError(f"the Triton model would run {x.shape[1]} time steps with "
                               f"{chosen} memory rows, the proof with {n}")
@@ -265,8 +265,8 @@ def _prove_ragged(reference, forward, task, rows: RowsTable, prove, points) -> l
     together = forward(inputs)
     worst = 0.0
     for x, p in zip(inputs, together):
-        n = rows.buckets[int(np.searchsorted(rows.longest, x.shape[1]))]
-        worst = max(worst, float(np.abs(reference(x, n)[0] - p).max()))
+        worst = max(worst, float(np.abs(reference(x, rows.rows_for_steps(x.shape[1]))[0]
+                                        - p).max()))
     mixed = Comparison(label="every point above in one ragged batch", time_steps=max(
         x.shape[1] for x in inputs), batch=sum(len(x) for x in inputs),
         probabilities_diff=worst, attention_diff=None)

@@ -56,6 +56,10 @@ class RowsTable:
         return cls(*bucket_table(trained, task.memory_rows_for_time_steps,
                                  max(maximum, trained)))
 
+    def rows_for_steps(self, time_steps: int) -> int:
+        """``rows_for`` in Python: the rows an input of ``time_steps`` steps runs with."""
+        return self.buckets[sum(time_steps > limit for limit in self.longest)]
+
     def rows_for(self, time_steps: tf.Tensor, chosen: tf.Tensor | None = None) -> tf.Tensor:
         """int32 [...] time steps -> int32 [...] rows (where ``chosen`` [...] bool is false,
         bucket 0 without looking at the limit: an input the caller gave rows for may be longer

@@ -56,7 +56,7 @@ def tritonserver(tmp_path_factory) -> tuple[Path, Path]:
 def triton_repository(tmp_path_factory) -> Path:
     """The bundled copy model, rebuilt as a run and exported as a Triton repository: ``copy``
     (dynamic length, ragged batching), ``copy_stateful`` (sequence batcher) and
-    ``copy_idle`` (the same with a 1 s idle timeout)."""
+    ``copy_idle`` (the same with a 1 s idle timeout) and ``copy_fixed41`` (41 steps, unrolled)."""
     pytest.importorskip("tensorflow")
     from ntm.export.exporter import export_run
     from ntm.export.recover import recover
@@ -71,6 +71,7 @@ def triton_repository(tmp_path_factory) -> Path:
     export_run(run, "triton", out=repo, model_name="copy_stateful", stateful=True)
     export_run(run, "triton", out=repo, model_name="copy_idle", stateful=True,
                triton_settings=TritonSettings(sequence_idle_us=IDLE_SECONDS * 1_000_000))
+    export_run(run, "triton", out=repo, model_name="copy_fixed41", length=41)
     return repo
 
 

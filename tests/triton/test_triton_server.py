@@ -18,7 +18,7 @@ http = pytest.importorskip("tritonclient.http")
 grpc = pytest.importorskip("tritonclient.grpc")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-MODELS = ("copy", "copy_stateful", "copy_idle")
+MODELS = ("copy", "copy_stateful", "copy_idle", "copy_fixed41")
 
 
 def copy_inputs(length: int, seed: int) -> np.ndarray:
@@ -50,6 +50,17 @@ def test_every_model_is_ready(triton, clients):
     for client, _ in clients.values():
         assert client.is_server_ready()
         assert all(client.is_model_ready(name) for name in MODELS)
+
+
+def test_the_fixed_length_model_answers_with_attention(clients, ntm_serve):
+    client, module = clients["grpc"]
+    x = copy_inputs(20, 8)  # 41 steps: the model's length
+    tensor = module.InferInput("inputs", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x)
+    result = client.infer("copy_fixed41", [tensor])
+    assert result.as_numpy("attention").shape == (1, 41, 2, 128)
+    expected = infer(http.InferenceServerClient(f"127.0.0.1:{ntm_serve.port}"), http, "copy", x)
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
