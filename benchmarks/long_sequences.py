@@ -60,11 +60,13 @@ def score(name: str, how: str, length: int, answers: list[dict], truths: list[di
 
 
 def via_predict(name: str, requests: list[dict], workdir: Path) -> list[dict]:
-    """``ntm predict FILE --model NAME`` in a child process -> its predictions."""
+    """``ntm predict FILE --model NAME`` in a child process -> its predictions. It runs in
+    ``workdir``: an export of the same name in the working directory's exports/ would replace
+    the bundled model."""
     path = workdir / f"{name}.json"
     path.write_text(json.dumps(requests))
     run = subprocess.run([sys.executable, "-m", "ntm.cli.main", "predict", str(path), "--model",
-                          name], cwd=REPO, capture_output=True, text=True, timeout=3600)
+                          name], cwd=workdir, capture_output=True, text=True, timeout=3600)
     if run.returncode != 0:
         raise SystemExit(f"ntm predict failed: {run.stderr.strip()[-500:]}")
     return json.loads(run.stdout)["predictions"]
@@ -127,7 +129,8 @@ def main() -> None:
     points = SMALL_POINTS if args.small else POINTS
     n = 3 if args.small else args.sequences
     rows, trained = [], {}
-    with tempfile.TemporaryDirectory() as tmp, Server([]) as server:
+    bundled = [f"--model={name}={path}" for name, path in bundled_models().items()]
+    with tempfile.TemporaryDirectory() as tmp, Server(bundled) as server:
         url = f"http://127.0.0.1:{server.port}"
         wait_ready(url)
         for name, lengths in points.items():

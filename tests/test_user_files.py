@@ -13,7 +13,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SELECTED = ["tests/serving/test_sequences.py", "tests/serving/test_workers.py",
-            "tests/serving/test_library.py", "tests/serving/test_predict_cli.py"]
+            "tests/serving/test_library.py", "tests/serving/test_predict_cli.py",
+            "tests/test_benchmarks_small.py::test_long_sequences_small"]
 
 
 def test_the_suite_ignores_runs_and_exports_in_the_checkout(tmp_path):
