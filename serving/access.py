@@ -1,4 +1,5 @@
-"""The access log: one line per request, and the ``x-request-id`` that ties a line to a call.
+"""Access: the API key check, the access log (one line per request), and the ``x-request-id``
+that ties a line to a call, for HTTP and gRPC alike.
 
 Text (the default) for people, JSON lines for machines (``ntm serve --access-log json``), or
 off. A line says method, path, model, status, milliseconds and request id; the id is the
@@ -8,6 +9,7 @@ in the same header). gRPC calls are logged the same way, with their method as pa
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 import sys
@@ -19,6 +21,22 @@ ACCESS_LOG_FORMATS = ("text", "json", "off")
 REQUEST_ID = "x-request-id"
 _MODEL_IN_PATH = re.compile(r"^/v[12]/models/([^/:]+)")
 _VALID_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces: safe to echo
+
+
+KEY_HINT = "send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
+
+
+def key_matches(key: bytes, x_api_key: bytes | str | None, authorization: bytes | str | None
+                ) -> bool:
+    """Whether a request carries ``key``: as ``X-API-Key: KEY`` or ``Authorization: Bearer KEY``
+    (HTTP headers or gRPC metadata), compared in constant time."""
+    def raw(value) -> bytes:
+        return value.encode("latin-1") if isinstance(value, str) else (value or b"")
+
+    supplied, auth = raw(x_api_key), raw(authorization)
+    if not supplied and auth.lower().startswith(b"bearer "):
+        supplied = auth[7:]
+    return hmac.compare_digest(supplied, key)
 
 
 class AccessLog:

@@ -16,14 +16,13 @@ in the access log (``ntm.serving.access``).
 
 from __future__ import annotations
 
-import hmac
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 import ntm
 from ntm.serving import operations, page, v1, v2
-from ntm.serving.access import AccessLog, AccessLogMiddleware
+from ntm.serving.access import KEY_HINT, AccessLog, AccessLogMiddleware, key_matches
 from ntm.serving.hotpaths import HotPaths
 from ntm.serving.http import add_error_handlers, error_response
 from ntm.serving.plane import DataPlane
@@ -47,13 +46,9 @@ class ApiKeyGuard:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
             headers = dict(scope["headers"])
-            supplied = headers.get(b"x-api-key", b"")
-            auth = headers.get(b"authorization", b"")
-            if not supplied and auth.lower().startswith(b"bearer "):
-                supplied = auth[7:]
-            if not hmac.compare_digest(supplied, self.key):
-                response = error_response(401, "missing or wrong API key: send "
-                                               "'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+            if not key_matches(self.key, headers.get(b"x-api-key"),
+                               headers.get(b"authorization")):
+                response = error_response(401, f"missing or wrong API key: {KEY_HINT}")
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -8,7 +8,6 @@ Every error is ``{"error": message}``: a ``ServingError`` with its own status, a
 from __future__ import annotations
 
 import json
-import time
 from typing import Awaitable, Callable, TypeVar
 
 from fastapi import FastAPI, Request
@@ -123,18 +122,10 @@ async def counted(plane: DataPlane, name: str, protocol: str, request: Request,
     """Run an inference handler's ``work`` with its request counted in the metrics (in
     flight, answered by status, latency); an NtmError becomes its response here, so that its
     status is the one counted. Anything else goes on to the app's handler (logged, 500)."""
-    start = time.perf_counter()
-    status = 500
-    model = name if name in plane.runtimes else "_unknown"
-    in_flight = plane.metrics.in_flight.labels(model, protocol)
-    in_flight.inc()
-    try:
+    with plane.counting(name, protocol) as answered:
         try:
             response = await work()
         except NtmError as err:
             response = response_for(err, request)
-        status = response.status_code
+        answered.status = response.status_code
         return response
-    finally:
-        in_flight.dec()
-        plane.metrics.observe_request(model, protocol, status, time.perf_counter() - start)

@@ -12,6 +12,9 @@ server's: the models, their batchers and the metrics of one server process.
 from __future__ import annotations
 
 import asyncio
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
@@ -46,6 +49,15 @@ def predict_tasks(runtime: ModelRuntime, requests: Sequence[Any],
 
 # -- the server's plane ----------------------------------------------------------------------
 SWEEP_SECONDS = 30.0  # the longest pause between two sweeps for idle sequences
+@dataclass
+class Answered:
+    """What ``DataPlane.counting`` records of a request: its status (HTTP's numbers, for every
+    protocol) and, once it is answered, its seconds."""
+
+    status: int = 500
+    seconds: float = 0.0
+
+
 class DataPlane:
     """The models, their batchers, the metrics and the settings of one server process; every
     HTTP surface answers through ``predict`` (task requests) and ``infer`` (tensors)."""
@@ -66,6 +78,23 @@ class DataPlane:
         self._sweeper: asyncio.Task | None = None
         self.metrics.track_sequences(self.sequences)
         self.ready = False
+
+    @contextmanager
+    def counting(self, name: str, protocol: str):
+        """Count one inference request to model ``name`` over ``protocol`` in the metrics: in
+        flight while the block runs, then answered with the status the block sets on the
+        yielded ``Answered`` (500 unless it does), and its latency."""
+        start = time.perf_counter()
+        model = name if name in self.runtimes else "_unknown"
+        answered = Answered()
+        in_flight = self.metrics.in_flight.labels(model, protocol)
+        in_flight.inc()
+        try:
+            yield answered
+        finally:
+            in_flight.dec()
+            answered.seconds = time.perf_counter() - start
+            self.metrics.observe_request(model, protocol, answered.status, answered.seconds)
 
     def get(self, name: str) -> ModelRuntime:
         """The model served as ``name``; NotFound (404) lists the served ones."""

@@ -20,7 +20,8 @@ from ntm.serving.http import INFER_ERRORS, READ_ERRORS, counted, decode_body, \
 from ntm.serving.plane import DataPlane
 from ntm.serving.schema import json_schema, request_body
 from ntm.serving.v2codec import HEADER_LENGTH, InferRequestBody, InferResponseBody, \
-    VERSION, ModelMetadata, encode_response, model_metadata, parse_request
+    OUTPUT_NAMES, VERSION, ModelMetadata, check_output_names, encode_response, model_metadata, \
+    parse_request
 
 # JSON, or the binary tensor extension when the request asks for binary outputs.
 INFER_RESPONSES = {**INFER_ERRORS, 200: {"description": "output tensors", "content": {
@@ -95,12 +96,8 @@ async def infer(plane: DataPlane, name: str, request: Request) -> Response:
         raise BadRequest("Content-Encoding is not supported; send the body uncompressed")
     header_length = request.headers.get(HEADER_LENGTH.lower())
     parsed = await decode_body(body, lambda data: parse_request(data, header_length))
-    names = (meta.PROBABILITIES, meta.ATTENTION)
-    wanted = parsed.outputs or [(n, parsed.binary_default) for n in names]
-    unknown = [n for n, _ in wanted if n not in names]
-    if unknown:
-        raise BadRequest(f"outputs: {unknown[0]!r} is not an output; outputs: "
-                         f"{', '.join(names)}")
+    wanted = parsed.outputs or [(n, parsed.binary_default) for n in OUTPUT_NAMES]
+    check_output_names([n for n, _ in wanted])
     tensors, parameters = await plane.infer(name, parsed.inputs, parsed.sequence,
                                             attention=any(n == meta.ATTENTION for n, _ in wanted))
     content, header = encode_response(

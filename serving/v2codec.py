@@ -24,6 +24,7 @@ from ntm.serving.schema import validate
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 VERSION = "1"  # the one version of each model served
+OUTPUT_NAMES = (meta.PROBABILITIES, meta.ATTENTION)  # a model's V2 outputs, in order
 
 # V2 datatype <-> NumPy dtype (little-endian, as the protocol's binary data is).
 DATATYPES: dict[str, np.dtype] = {
@@ -288,3 +289,11 @@ def model_parameters(runtime: ModelRuntime) -> dict[str, Any]:
     range)."""
     return {"stateful": runtime.stateful, "memory_grows": runtime.grows,
             "max_trained_time_steps": runtime.task.max_trained_time_steps}
+
+
+def check_output_names(names: list[str]) -> None:
+    """BadRequest naming the first requested output the models do not have."""
+    unknown = [n for n in names if n not in OUTPUT_NAMES]
+    if unknown:
+        raise BadRequest(f"outputs: {unknown[0]!r} is not an output; outputs: "
+                         f"{', '.join(OUTPUT_NAMES)}")

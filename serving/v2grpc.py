@@ -16,7 +16,6 @@ metadata, and the server drains in-flight calls when the process is told to stop
 
 from __future__ import annotations
 
-import time
 from http import HTTPStatus
 from typing import Any
 
@@ -29,11 +28,11 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 import ntm
 from ntm.contract import metadata as meta
 from ntm.contract.errors import NtmError
-from ntm.serving.access import REQUEST_ID, AccessLog, request_id
+from ntm.serving.access import REQUEST_ID, AccessLog, key_matches, request_id
 from ntm.serving.errors import BadRequest, NotFound, ServingError
 from ntm.serving.plane import DataPlane
-from ntm.serving.v2codec import (DATATYPES, NUMPY_TO_V2, VERSION, InferParameters,
-                                 model_metadata, sequence_flags)
+from ntm.serving.v2codec import (DATATYPES, NUMPY_TO_V2, OUTPUT_NAMES, VERSION, InferParameters,
+                                 check_output_names, model_metadata, sequence_flags)
 
 SERVICE = "inference.GRPCInferenceService"
 PUBLIC_METHODS = (f"/{SERVICE}/ServerLive", f"/{SERVICE}/ServerReady")
@@ -201,37 +200,33 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         return await self._answer(context, config)
 
     async def ModelInfer(self, request, context):
-        plane, name = self.plane, request.model_name
-        start, code = time.perf_counter(), grpc.StatusCode.OK
-        model = name if name in plane.runtimes else "_unknown"
+        name = request.model_name
         rid = request_id(next((v for k, v in context.invocation_metadata() or ()
                                if k == REQUEST_ID), None))
         # with the status, not as a header of its own: no extra write per call
         context.set_trailing_metadata(((REQUEST_ID, rid),))
-        in_flight = plane.metrics.in_flight.labels(model, "grpc")
-        in_flight.inc()
+        answered = None
         try:
-            return await self._infer(request)
-        except NtmError as err:
-            code = grpc_code(err)
-            await context.abort(code, str(err))
+            with self.plane.counting(name, "grpc") as answered:
+                try:
+                    response = await self._infer(request)
+                except NtmError as err:
+                    code = grpc_code(err)
+                    answered.status = http_status(code)
+                    await context.abort(code, str(err))
+                answered.status = 200
+                return response
         finally:
-            in_flight.dec()
-            seconds = time.perf_counter() - start
-            plane.metrics.observe_request(model, "grpc", http_status(code), seconds)
-            self.log.write("gRPC", f"/{SERVICE}/ModelInfer", http_status(code), seconds, rid,
-                           model=name)
+            if answered is not None:
+                self.log.write("gRPC", f"/{SERVICE}/ModelInfer", answered.status,
+                               answered.seconds, rid, model=name)
 
     async def _infer(self, request) -> pb.ModelInferResponse:
         runtime = self._runtime(request.model_name, request.model_version)
         inputs = decode_inputs(request)
         sequence = sequence_flags(request_parameters(request))
-        names = (meta.PROBABILITIES, meta.ATTENTION)
-        wanted = [o.name for o in request.outputs] or list(names)
-        unknown = [n for n in wanted if n not in names]
-        if unknown:
-            raise BadRequest(f"outputs: {unknown[0]!r} is not an output; outputs: "
-                             f"{', '.join(names)}")
+        wanted = [o.name for o in request.outputs] or list(OUTPUT_NAMES)
+        check_output_names(wanted)
         tensors, parameters = await self.plane.infer(runtime.name, inputs, sequence,
                                                      attention=meta.ATTENTION in wanted)
         response = pb.ModelInferResponse(model_name=runtime.name, model_version=VERSION,
@@ -253,16 +248,10 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         self.key = api_key.encode()
 
     async def intercept_service(self, continuation, details):
-        import hmac
-
         if details.method in PUBLIC_METHODS:
             return await continuation(details)
         metadata = {k.lower(): v for k, v in (details.invocation_metadata or ())}
-        supplied = metadata.get("x-api-key", "")
-        auth = metadata.get("authorization", "")
-        if not supplied and auth.lower().startswith("bearer "):
-            supplied = auth[7:]
-        if hmac.compare_digest(str(supplied).encode(), self.key):
+        if key_matches(self.key, metadata.get("x-api-key"), metadata.get("authorization")):
             return await continuation(details)
 
         async def refuse(request, context):
