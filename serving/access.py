@@ -100,6 +100,8 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            path = scope["path"] + (f"?{scope['query_string'].decode('latin-1')}"
-                                    if scope.get("query_string") else "")
-            self.log.write(scope["method"], path, status[0], time.perf_counter() - start, rid)
+            if self.log.fmt != "off":  # nothing to build for a log that writes nothing
+                path = scope["path"] + (f"?{scope['query_string'].decode('latin-1')}"
+                                        if scope.get("query_string") else "")
+                self.log.write(scope["method"], path, status[0], time.perf_counter() - start,
+                               rid)

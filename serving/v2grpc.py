@@ -36,6 +36,7 @@ from ntm.serving.v2codec import (DATATYPES, NUMPY_TO_V2, OUTPUT_NAMES, VERSION, 
 
 SERVICE = "inference.GRPCInferenceService"
 PUBLIC_METHODS = (f"/{SERVICE}/ServerLive", f"/{SERVICE}/ServerReady")
+INFER_METHOD = f"/{SERVICE}/ModelInfer"
 
 # An error's HTTP status -> the gRPC status of the same meaning (google.rpc.Code's mapping).
 GRPC_CODES = {
@@ -218,7 +219,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 return response
         finally:
             if answered is not None:
-                self.log.write("gRPC", f"/{SERVICE}/ModelInfer", answered.status,
+                self.log.write("gRPC", INFER_METHOD, answered.status,
                                answered.seconds, rid, model=name)
 
     async def _infer(self, request) -> pb.ModelInferResponse:
