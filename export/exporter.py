@@ -189,8 +189,9 @@ def _onnx(run: Run, module: ExportModule, workdir: Path, out: Path, fmt: str, op
         converted = triton.RaggedModule(module.model, module.rows)
         proto = convert_to_onnx(converted, opset)
     else:
-        proto = convert_to_onnx(module, opset)
-        if fmt == "triton" and module.stateful:
+        for_triton = fmt == "triton" and module.stateful
+        proto = convert_to_onnx(module, opset, triton.stateful_defaults() if for_triton else None)
+        if for_triton:
             triton.prepare_stateful(proto)
     entries = _metadata(run, "dynamic" if length is None else "fixed", length, opset, rows,
                         module, ragged)

@@ -22,6 +22,7 @@ stateful model's ``sequence`` takes all four inputs.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from ntm.contract.memory_plan import DEFAULT_MAX_MEMORY_SIZE, bucket_table
@@ -30,6 +31,11 @@ from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
 from ntm.model.machine import NTM
 from ntm.model.state import pack_state, state_rows, unpack_state
 
+# Symbolic names of the variable axes, by input or output name.
+DIM_NAMES = {INPUT_NAME: ["batch", "time", None], PROBABILITIES: ["batch", "time", None, None],
+             ATTENTION: ["batch", "time", None, "rows"], MEMORY_SIZE_NAME: ["memory_sizes"],
+             START_NAME: ["starts"], STATE_NAME: ["state_batch", "state_size"],
+             STATE_OUT_NAME: ["batch", "state_out_size"]}
 MEMORY_SIGNATURE = "with_memory_size"
 SEQUENCE_SIGNATURE = "sequence"
 
@@ -117,6 +123,20 @@ class ExportModule(tf.Module):
             self.memory_size = memory_size or c.memory_size
             self.signature = [self.input_spec]
             self.serve = tf.function(self._serve_fixed, input_signature=self.signature)
+
+    dim_names = DIM_NAMES
+
+    def input_defaults(self) -> dict[str, np.ndarray]:
+        """What a caller may leave out of the exported model: ``memory_size`` (the trained N, so
+        ``inputs`` alone runs the model as trained) and, stateful, ``sequence_start`` and
+        ``state`` (a caller that knows nothing of sequences starts afresh)."""
+        defaults = {}
+        if self.length is None:
+            defaults[MEMORY_SIZE_NAME] = np.array([self.model.config.memory_size], np.int32)
+        if self.stateful:
+            defaults[START_NAME] = np.array([1], np.int32)
+            defaults[STATE_NAME] = np.zeros([1, 0], np.float32)
+        return defaults
 
     def _serve_dynamic(self, inputs, memory_size):
         n = self.rows.resolve(memory_size, tf.shape(inputs)[1])

@@ -74,6 +74,12 @@ class RaggedModule(tf.Module):
         self.serve = tf.function(self._serve, input_signature=self.signature)
         self.input_size, self.output_size = c.input_size, c.output_size
 
+    dim_names = {INPUT_NAME: ["elements"], ITEM_SHAPE_NAME: ["batch", None],
+                 PROBABILITIES: ["steps", None]}
+
+    def input_defaults(self) -> dict:
+        return {}  # Triton's batcher gives both inputs
+
     def _serve(self, inputs, item_shape):
         lengths = item_shape[:, 0]  # [batch]
         batch = tf.shape(lengths)[0]
@@ -102,20 +108,19 @@ class RaggedModule(tf.Module):
         return {PROBABILITIES: tf.gather_nd(probabilities, tf.where(valid))}
 
 
-def prepare_stateful(proto: onnx.ModelProto) -> None:
-    """A stateful ONNX model as Triton's sequence batcher wants it (in place): the backend
-    lists no input that has a default (an initializer) as a model input, so ``sequence_start``
-    and ``state`` must have none; a control input's dims must be exactly [1]; and an omitted
-    ``memory_size`` means "the rows the first request needs" (0)."""
+def stateful_defaults() -> dict:
+    """The input defaults of a stateful model for Triton's sequence batcher: the backend lists
+    no input that has a default (an initializer) as a model input, so ``sequence_start`` and
+    ``state`` get none; an omitted ``memory_size`` means "the rows the first request needs"
+    (0)."""
     import numpy as np
-    from onnx import numpy_helper
 
-    kept = [t for t in proto.graph.initializer
-            if t.name not in (START_NAME, STATE_NAME, MEMORY_SIZE_NAME)]
-    del proto.graph.initializer[:]
-    proto.graph.initializer.extend(kept)
-    proto.graph.initializer.append(numpy_helper.from_array(np.array([0], np.int32),
-                                                           MEMORY_SIZE_NAME))
+    return {MEMORY_SIZE_NAME: np.array([0], np.int32)}
+
+
+def prepare_stateful(proto: onnx.ModelProto) -> None:
+    """A stateful ONNX model (converted with ``stateful_defaults``) as Triton's sequence
+    batcher wants it (in place): a control input's dims must be exactly [1]."""
     for value in proto.graph.input:
         if value.name == START_NAME:
             dim = value.type.tensor_type.shape.dim[0]

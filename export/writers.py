@@ -15,10 +15,8 @@ import tensorflow as tf
 import numpy as np
 from onnx import numpy_helper
 
-from ntm.contract.metadata import ATTENTION, INPUT_NAME, MEMORY_SIZE_NAME, PROBABILITIES
-from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
 from ntm.export.signatures import ExportModule
-from ntm.export.triton import ITEM_SHAPE_NAME, RaggedModule
+from ntm.export.triton import RaggedModule
 
 
 def write_savedmodel(module: ExportModule, path: Path) -> None:
@@ -27,24 +25,15 @@ def write_savedmodel(module: ExportModule, path: Path) -> None:
     tf.saved_model.save(module, str(path), signatures=module.savedmodel_signatures())
 
 
-# Symbolic names of the variable axes, by input or output name.
-DIM_NAMES = {INPUT_NAME: ["batch", "time", None], PROBABILITIES: ["batch", "time", None, None],
-             ATTENTION: ["batch", "time", None, "rows"], MEMORY_SIZE_NAME: ["memory_sizes"],
-             START_NAME: ["starts"], STATE_NAME: ["state_batch", "state_size"],
-             STATE_OUT_NAME: ["batch", "state_out_size"]}
-RAGGED_DIM_NAMES = {INPUT_NAME: ["elements"], ITEM_SHAPE_NAME: ["batch", None],
-                    PROBABILITIES: ["steps", None]}
-
-
-def convert_to_onnx(module: ExportModule | RaggedModule, opset: int) -> onnx.ModelProto:
+def convert_to_onnx(module: ExportModule | RaggedModule, opset: int,
+                    defaults: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
     """tf2onnx conversion of the serving function (not Keras: its from_keras breaks on Keras 3).
 
-    Variable axes get symbolic names (``DIM_NAMES``: ``batch``, ``time``, ``rows``...). A
-    dynamic model's ``memory_size`` input gets a default (an initializer of the same name): the
-    trained N, so a caller that sends only ``inputs`` runs the model as it was trained; a
-    stateful one's ``sequence_start`` and ``state`` too (start afresh).
-    The Loop bodies are then made leaner by ``ntm.export.onnx_rewrite`` (the export proof checks
-    the result against TensorFlow like any other conversion).
+    Variable axes get the module's symbolic names (``dim_names``: ``batch``, ``time``,
+    ``rows``...); inputs get ``defaults`` [the module's ``input_defaults()``] as initializers of
+    the same names, so a caller may leave them out. The Loop bodies are then made leaner by
+    ``ntm.export.onnx_rewrite`` (the export proof checks the result against TensorFlow like any
+    other conversion).
     """
     import tf2onnx
 
@@ -53,19 +42,12 @@ def convert_to_onnx(module: ExportModule | RaggedModule, opset: int) -> onnx.Mod
     model_proto, _ = tf2onnx.convert.from_function(
         module.serve, input_signature=module.signature, opset=opset)
     rewrite(model_proto)
-    ragged = isinstance(module, RaggedModule)
-    names = RAGGED_DIM_NAMES if ragged else DIM_NAMES
     for value in list(model_proto.graph.input) + list(model_proto.graph.output):
         dims = value.type.tensor_type.shape.dim
-        for dim, name in zip(dims, names.get(value.name, [])):
+        for dim, name in zip(dims, module.dim_names.get(value.name, [])):
             if name and not dim.HasField("dim_value"):
                 dim.dim_param = name
-    defaults = {}
-    if not ragged and module.length is None:
-        defaults[MEMORY_SIZE_NAME] = np.array([module.model.config.memory_size], np.int32)
-    if not ragged and module.stateful:  # a caller that knows nothing of sequences needs neither
-        defaults[START_NAME] = np.array([1], np.int32)
-        defaults[STATE_NAME] = np.zeros([1, 0], np.float32)
+    defaults = module.input_defaults() if defaults is None else defaults
     for name, value in defaults.items():
         model_proto.graph.initializer.append(numpy_helper.from_array(value, name))
     return model_proto
