@@ -227,6 +227,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def setup_triton(where: Path, base: Path = Path("/tmp")) -> tuple[Path, Path]:
+    """(the tritonserver binary, its backend directory) from ``where``/setup.sh (the
+    ``../shared/triton`` folder), installed under ``base`` (the script's own default, /tmp).
+    RuntimeError with the script's last words when it fails."""
+    done = subprocess.run(["bash", str(where / "setup.sh"), str(base)], capture_output=True,
+                          text=True, timeout=1800)
+    if done.returncode:
+        raise RuntimeError(f"{where}/setup.sh failed:\n{done.stderr[-3000:]}")
+    return Path(done.stdout.strip().splitlines()[-1]), base / "triton-backends"
+
+
 class TritonServer:
     """tritonserver on loopback over ``repository``, its output in the file ``log`` (a context
     manager). Started with strict config and every address on loopback; ready when every model

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -36,18 +35,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.loadgen import (Server, TritonServer, free_port, http_post,  # noqa: E402
-                                pooled_rounds, run_grpc_load, run_load)
+                                pooled_rounds, run_grpc_load, run_load, setup_triton)
 from benchmarks.results_io import write_results  # noqa: E402
 
 MODEL = "copy"
 INFER = "/inference.GRPCInferenceService/ModelInfer"
-
-
-def triton_binary(where: Path) -> tuple[str, str]:
-    """(tritonserver, backend directory) from ``where``/setup.sh."""
-    done = subprocess.run(["bash", str(where / "setup.sh")], capture_output=True, text=True,
-                          check=True)
-    return done.stdout.strip().splitlines()[-1], "/tmp/triton-backends"
 
 
 def export_repository(out: Path) -> Path:
@@ -145,7 +137,7 @@ def main() -> None:
     if args.small:
         args.requests, args.rounds, args.concurrency = 64, 1, 8
 
-    binary, backends = triton_binary(args.triton_dir)
+    binary, backends = setup_triton(args.triton_dir)
     work = Path(tempfile.mkdtemp(prefix="ntm-triton-bench-"))
     repository = export_repository(work)
     inputs = copy_inputs(args.requests, args.length, 0)

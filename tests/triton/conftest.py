@@ -9,12 +9,11 @@ it the tests skip, saying why, except under ``CI=true``, where they fail.
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from benchmarks.loadgen import TritonServer
+from benchmarks.loadgen import TritonServer, setup_triton
 from tests.serving.conftest import REPO, ServerProcess
 
 IDLE_SECONDS = 1  # copy_idle's sequence idle timeout
@@ -40,16 +39,10 @@ def tritonserver(tmp_path_factory) -> tuple[Path, Path]:
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
-    base = Path(os.environ.get("NTM_TRITON_CACHE", "/tmp"))
-    done = subprocess.run(["bash", str(where / "setup.sh")]
-                          + ([str(base)] if "NTM_TRITON_CACHE" in os.environ else []),
-                          capture_output=True, text=True, timeout=1800)
-    if done.returncode:
-        pytest.fail(f"{where}/setup.sh failed:\n{done.stderr[-3000:]}")
-    binary = Path(done.stdout.strip().splitlines()[-1])
-    backends = (base / "triton-backends") if "NTM_TRITON_CACHE" in os.environ \
-        else Path("/tmp/triton-backends")
-    return binary, backends
+    try:
+        return setup_triton(where, Path(os.environ.get("NTM_TRITON_CACHE", "/tmp")))
+    except RuntimeError as err:
+        pytest.fail(str(err))
 
 
 @pytest.fixture(scope="session")
