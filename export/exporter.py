@@ -21,11 +21,12 @@ from ntm.contract.tasks import Difficulty
 from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
 from ntm.export.verify import (CHUNK_TOLERANCE, CHUNKS, NOISE_FACTOR, PERTURBATION, TOLERANCE,
                                Comparison, chunked, compare, one_shot, verification_points)
-from ntm.export import triton
+from ntm.export import fused, triton
 from ntm.export.writers import convert_to_onnx, replace_path, set_metadata, write_savedmodel
 from ntm.training.runs import Run, read_summary
 
 FORMATS = ("savedmodel", "onnx", "triton")
+KERNELS = ("standard", "fused")  # standard operators (a Loop), or the ntm_ops library's one op
 DEFAULT_OPSET = 17
 
 
@@ -75,7 +76,8 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
                out: Path | None = None, model_name: str | None = None,
                memory_size: int | None = None, stateful: bool = False,
                max_memory_size: int = DEFAULT_MAX_MEMORY_SIZE,
-               triton_settings: triton.TritonSettings = triton.TritonSettings()) -> ExportResult:
+               triton_settings: triton.TritonSettings = triton.TritonSettings(),
+               kernel: str = "standard") -> ExportResult:
     """Export the latest checkpoint of ``run`` (a ``Run``, or its directory); verify against
     TensorFlow before replacing anything at ``out``. Raises ExportError (with the measured
     difference) when the proof fails.
@@ -90,9 +92,27 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
     ``max_memory_size``: the most rows a model that chooses its own rows (``memory_size`` 0, or
     a Triton model) gives an input. ``triton_settings``: scheduling and threads of a Triton
     entry (``ntm.export.triton``).
+
+    ``kernel="fused"``: the model is one node of the ``ntm_ops`` library (``ntm.export.fused``),
+    proven like the standard one with the library registered; a Triton entry gets the library
+    beside its model and ``model_operations`` naming it.
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if kernel not in KERNELS:
+        raise ExportError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+    if kernel == "fused" and fmt == "savedmodel":
+        raise ExportError("--kernel fused is an ONNX model (--format onnx or triton); a "
+                          "SavedModel runs TensorFlow's own operators")
+    if kernel == "fused" and length is not None:
+        raise ExportError("--kernel fused exports have a dynamic length (drop --length): the "
+                          "kernel has no Loop to unroll")
+    if kernel == "fused":
+        from ntm.kernel.library import KernelUnavailable, require_library
+        try:
+            require_library()
+        except KernelUnavailable as err:
+            raise ExportError(str(err)) from None
     if length is not None and length < 1:
         raise ExportError(f"--length must be 'dynamic' or an integer >= 1, got {length}")
     if stateful and length is not None:
@@ -137,7 +157,7 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
         else:
             tmp, final, files, comparisons = _onnx(run, module, workdir, out, fmt, opset, name,
                                                    rows, prove, reference, points,
-                                                   triton_settings)
+                                                   triton_settings, kernel, max_memory_size)
         replace_path(tmp, final)
         return ExportResult(final, fmt, mode, files, comparisons)
     finally:
@@ -180,21 +200,27 @@ def _savedmodel(module: ExportModule, workdir: Path, out: Path, prove) -> tuple:
 
 def _onnx(run: Run, module: ExportModule, workdir: Path, out: Path, fmt: str, opset: int,
           name: str, rows: int | None, prove, reference, points,
-          settings: triton.TritonSettings) -> tuple:
+          settings: triton.TritonSettings, kernel: str = "standard",
+          max_memory_size: int = DEFAULT_MAX_MEMORY_SIZE) -> tuple:
     """Convert, prove and write an ONNX model (alone, or as a Triton repository entry) in
     ``workdir``; the proof goes into its metadata -> (written, final path, files, proof)."""
     length, config = module.length, run.model_config
     ragged = fmt == "triton" and length is None and not module.stateful
-    if ragged:
-        converted = triton.RaggedModule(module.model, module.rows)
-        proto = convert_to_onnx(converted, opset)
+    for_triton = fmt == "triton" and module.stateful
+    defaults = triton.stateful_defaults() if for_triton else module.input_defaults()
+    if kernel == "fused":
+        kind = "ragged" if ragged else "stateful" if module.stateful else "dynamic"
+        proto = fused.fused_graph(fused.model_weights(module.model), config.to_dict(),
+                                  module.rows, max_memory_size, kind, opset,
+                                  None if ragged else defaults)
+    elif ragged:
+        proto = convert_to_onnx(triton.RaggedModule(module.model, module.rows), opset)
     else:
-        for_triton = fmt == "triton" and module.stateful
-        proto = convert_to_onnx(module, opset, triton.stateful_defaults() if for_triton else None)
-        if for_triton:
-            triton.prepare_stateful(proto)
+        proto = convert_to_onnx(module, opset, defaults)
+    if for_triton:
+        triton.prepare_stateful(proto)
     entries = _metadata(run, "dynamic" if length is None else "fixed", length, opset, rows,
-                        module, ragged)
+                        module, ragged, kernel)
     set_metadata(proto, meta.encode(entries))
     onnx.checker.check_model(proto)
     if ragged:
@@ -211,6 +237,11 @@ def _onnx(run: Run, module: ExportModule, workdir: Path, out: Path, fmt: str, op
     tmp, final = workdir / name, out / name
     (tmp / "1").mkdir(parents=True)
     onnx.save(proto, str(tmp / "1" / "model.onnx"))
+    operations = ""
+    if kernel == "fused":  # the library travels with the model; Triton opens it by path
+        from ntm.kernel.library import LIBRARY_NAME, require_library
+        shutil.copy2(require_library(), tmp / LIBRARY_NAME)
+        operations = triton.model_operations(final.resolve() / LIBRARY_NAME)
     if ragged:
         text = triton.ragged_config(name, config.input_size, config.output_size, settings)
     elif module.stateful:
@@ -219,9 +250,9 @@ def _onnx(run: Run, module: ExportModule, workdir: Path, out: Path, fmt: str, op
     else:
         text = triton.fixed_config(name, config.input_size, config.output_size,
                                    config.num_heads, length, rows, settings)
-    (tmp / "config.pbtxt").write_text(text)
-    files = [(final / "config.pbtxt", (tmp / "config.pbtxt").stat().st_size),
-             (final / "1" / "model.onnx", (tmp / "1" / "model.onnx").stat().st_size)]
+    (tmp / "config.pbtxt").write_text(text + operations)
+    files = [(final / p.relative_to(tmp), p.stat().st_size)
+             for p in sorted(tmp.rglob("*")) if p.is_file()]
     return tmp, final, files, comparisons
 
 
@@ -308,9 +339,13 @@ def _input_names(module: ExportModule) -> list[str]:
 def _session(proto: onnx.ModelProto):
     import onnxruntime as ort
 
+    from ntm.kernel.library import register, uses_kernel
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3  # not the note that an input with a default is not folded
+    if uses_kernel([o.domain for o in proto.opset_import]):
+        register(options)
     return ort.InferenceSession(proto.SerializeToString(), options,
                                 providers=["CPUExecutionProvider"])
 
@@ -337,7 +372,7 @@ def _onnx_forward(proto: onnx.ModelProto, stateful: bool = False):
 
 
 def _metadata(run: Run, mode, length, opset, rows, module: ExportModule,
-              ragged: bool = False) -> dict:
+              ragged: bool = False, kernel: str = "standard") -> dict:
     import tf2onnx
 
     summary = read_summary(run.directory)
@@ -374,6 +409,10 @@ def _metadata(run: Run, mode, length, opset, rows, module: ExportModule,
             "stateful": {"start": START_NAME, "state": STATE_NAME, "state_out": STATE_OUT_NAME,
                          "proven_chunks": CHUNKS, "chunk_tolerance": CHUNK_TOLERANCE}
             if module.stateful else None,
+            # "fused": one node of the ntm_ops library (kernels/, ntm.kernel), which a session
+            # must register; "standard": ONNX operators only.
+            "kernel": {"name": kernel, "domain": fused.DOMAIN, "op_version": fused.OP_VERSION}
+            if kernel == "fused" else {"name": "standard"},
         },
         "ntm.versions": {"ntm": ntm.__version__, "tensorflow": tf.__version__,
                          "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,

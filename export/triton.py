@@ -128,6 +128,14 @@ def prepare_stateful(proto: onnx.ModelProto) -> None:
             dim.dim_value = 1
 
 
+def model_operations(library) -> str:
+    """The config lines that make the onnxruntime backend register the fused kernel's library
+    (``ntm export --kernel fused``) before it loads the model. The path is absolute: the
+    backend hands it to dlopen, which would read a relative one against the server's working
+    directory; moving the repository means exporting again (or editing this path)."""
+    return f'model_operations {{\n  op_library_filename: [ "{library}" ]\n}}\n'
+
+
 RAGGED = "    allow_ragged_batch: true\n"
 OPTIONAL = "    optional: true\n"
 
