@@ -29,6 +29,8 @@ class EvalRow:
     worst_bits: float
     perfect_fraction: float  # share of sequences with no wrong bit
     memory_size: int | None = None  # memory rows the point ran with (None: not recorded)
+    # The task's own measures, means over the sequences (Task.measures; None: it has none)
+    measures: dict[str, float] | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +48,8 @@ def evaluate(
     """Bits/seq at each point on ``sequences`` fresh sequences (seeded, so repeatable).
 
     With ``rows_for``, each point runs with ``rows_for(point)`` memory rows:
-    ``probabilities`` is then called as ``probabilities(inputs, rows)``.
+    ``probabilities`` is then called as ``probabilities(inputs, rows)``. A task's own
+    measures (``Task.measures``) are averaged beside.
     """
     rows = []
     for point in points:
@@ -54,17 +57,20 @@ def evaluate(
         forward = probabilities if n_rows is None else \
             (lambda x, fn=probabilities, n=n_rows: fn(x, n))
         rng = np.random.default_rng([seed, point.length, point.repeats or 0])
-        errors = []
+        errors, measured = [], {}
         remaining = sequences
         while remaining > 0:
             n = min(batch_size, remaining)
             batch = task.fixed_batch(rng, n, point)
             probs = forward(batch.inputs)
             errors.append(bit_errors(probs, batch.targets, batch.mask))
+            for name, values in task.measures(probs, batch).items():
+                measured.setdefault(name, []).append(values)
             remaining -= n
         e = np.concatenate(errors)
+        means = {name: float(np.concatenate(v).mean()) for name, v in measured.items()}
         rows.append(EvalRow(point.length, point.repeats, len(e), float(e.mean()), float(e.max()),
-                            float((e == 0).mean()), n_rows))
+                            float((e == 0).mean()), n_rows, means or None))
     return rows
 
 
@@ -79,17 +85,21 @@ def rows_for_points(task: Task, trained: int,
 
 
 def format_table(rows: Sequence[EvalRow], length_name: str = "length") -> str:
-    """A plain-text table of ``rows``."""
+    """A plain-text table of ``rows``, the task's own measures in columns after."""
     has_repeats = any(r.repeats is not None for r in rows)
     has_rows = any(r.memory_size is not None for r in rows)
+    measures = list(dict.fromkeys(name for r in rows for name in (r.measures or {})))
     head = f"{length_name:>8}" + (f" {'repeats':>8}" if has_repeats else "")
     lines = [head + f" {'bits/seq':>10} {'worst':>7} {'perfect':>8} {'n':>5}"
-             + (f" {'rows':>5}" if has_rows else "")]
+             + (f" {'rows':>5}" if has_rows else "")
+             + "".join(f" {name:>12}" for name in measures)]
     for r in rows:
         line = f"{r.length:>8}" + (f" {r.repeats:>8}" if has_repeats else "")
         lines.append(line + f" {r.mean_bits:>10.3f} {r.worst_bits:>7.0f} "
                             f"{100 * r.perfect_fraction:>7.1f}% {r.sequences:>5}"
-                     + (f" {r.memory_size or '':>5}" if has_rows else ""))
+                     + (f" {r.memory_size or '':>5}" if has_rows else "")
+                     + "".join(f" {(r.measures or {}).get(name, float('nan')):>12.3f}"
+                               for name in measures))
     return "\n".join(lines)
 
 

@@ -198,6 +198,12 @@ class Task(abc.ABC):
     def default_eval_points(self) -> list[Difficulty]:
         """The generalisation table's default points (inside and beyond the training range)."""
 
+    def measures(self, probabilities: np.ndarray, batch: Batch) -> dict[str, np.ndarray]:
+        """This task's own measures beside bits wrong, per sequence, for the evaluation table:
+        probabilities [batch, time, output_size] of ``batch`` -> {name: float64 [batch]}
+        (N-grams: its cost in bits and the optimal estimator's). None by default."""
+        return {}
+
     def quality_bars(self) -> dict[Difficulty, float]:
         """{point: most bits/seq allowed} that a bundled model of this task must meet (its
         model card reports each); none by default."""
