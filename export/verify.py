@@ -13,7 +13,8 @@ Where the model is well conditioned (copy and recall at every tested length) the
 ~1e-6 and the bound stays 1e-4; a conversion error shows up there, far above it.
 
 A dynamic export is also proven with more memory rows than it was trained with: at the shortest
-sequence that needs twice the trained rows, both run with that many rows.
+sequence that needs twice the trained rows (a task whose rows never grow: its longest training
+sequence), both run with that many rows.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from ntm.contract.memory_plan import UNLIMITED_STEPS
 from ntm.contract.tasks import Difficulty, Task
 
 TOLERANCE = 1e-4
@@ -82,8 +84,11 @@ def verification_points(task: Task, fixed_length: int | None, trained_rows: int,
         candidates = [Difficulty(lo, rlo), Difficulty(hi, rhi), Difficulty(2 * hi, rhi)]
         extra = [Difficulty(n, r) for n in range(lo, 2 * hi + 1) for r in (rlo, rhi)]
     if fixed_length is None:
+        # A task whose rows never grow (N-grams) still gets the grown graph proven, on its
+        # longest training sequence.
+        grown = growth_point(task, trained_rows) or candidates[1]
         return [ProofPoint(d, trained_rows) for d in candidates] + \
-            [ProofPoint(growth_point(task, trained_rows), 2 * trained_rows)]
+            [ProofPoint(grown, 2 * trained_rows)]
     fitting = [p for p in candidates + extra if task.time_steps(p) <= fixed_length]
     if not fitting:
         return []
@@ -93,11 +98,13 @@ def verification_points(task: Task, fixed_length: int | None, trained_rows: int,
             for d in dict.fromkeys([shortest, longest])]
 
 
-def growth_point(task: Task, trained_rows: int) -> Difficulty:
+def growth_point(task: Task, trained_rows: int) -> Difficulty | None:
     """The shortest difficulty (fewest repeats) whose sequences need more than
-    ``trained_rows`` memory rows."""
+    ``trained_rows`` memory rows; None when no length does (the task's rows do not grow)."""
     repeats = task.train_repeats[0] if task.train_repeats else None
     length = task.train_lengths[1]
+    if task.memory_rows(Difficulty(UNLIMITED_STEPS, repeats)) <= trained_rows:
+        return None
     while task.memory_rows(Difficulty(length, repeats)) <= trained_rows:
         length += 1
     return Difficulty(length, repeats)

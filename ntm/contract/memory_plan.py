@@ -45,12 +45,19 @@ def choose_memory_size(rows_needed: int, trained: int,
     raise MemoryLimitExceeded(rows_needed, memory_buckets(trained, maximum)[-1])
 
 
+# The longest input a bucket can be said to hold: the exported graph keeps the limits as int32.
+UNLIMITED_STEPS = 2 ** 31 - 1
+
+
 def longest_input(rows: int, rows_for_time_steps) -> int:
     """The most time steps whose ``rows_for_time_steps(T)`` (a task's
     ``memory_rows_for_time_steps``, non-decreasing in T) still fits in ``rows`` rows; 0 when
-    not even one step fits."""
+    not even one step fits; UNLIMITED_STEPS when every length fits (a task whose rows do not
+    grow with the input, such as N-grams)."""
     if rows_for_time_steps(1) > rows:
         return 0
+    if rows_for_time_steps(UNLIMITED_STEPS) <= rows:
+        return UNLIMITED_STEPS
     lo, hi = 1, 2
     while rows_for_time_steps(hi) <= rows:
         lo, hi = hi, hi * 2

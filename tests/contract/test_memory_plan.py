@@ -2,7 +2,8 @@
 
 import pytest
 
-from ntm.contract.memory_plan import MemoryLimitExceeded, choose_memory_size, memory_buckets
+from ntm.contract.memory_plan import (UNLIMITED_STEPS, MemoryLimitExceeded, bucket_table,
+                                     choose_memory_size, memory_buckets)
 from ntm.contract.tasks import Difficulty, get_task
 
 
@@ -30,7 +31,8 @@ def test_more_than_the_largest_bucket_names_the_limit():
     ("copy", Difficulty(20), 22), ("copy", Difficulty(1000), 1002),
     ("repeat-copy", Difficulty(10, 1000), 12),
     ("recall", Difficulty(6), 35),  # 30 steps before the answer, at most 7/8 full
-    ("recall", Difficulty(26), 126), ("recall", Difficulty(27), 131)])
+    ("recall", Difficulty(26), 126), ("recall", Difficulty(27), 131),
+    ("ngrams", Difficulty(200), 33), ("ngrams", Difficulty(100_000), 33)])  # counts per context
 def test_rows_a_request_needs(name, difficulty, rows):
     task = get_task(name)
     assert task.memory_rows(difficulty) == rows
@@ -48,3 +50,9 @@ def test_within_training_range_at_the_edges(name, inside, outside):
     task = get_task(name)
     assert all(task.within_training_range(d) for d in inside)
     assert not any(task.within_training_range(d) for d in outside)
+
+
+def test_a_task_whose_rows_never_grow_holds_any_length_in_every_bucket():
+    buckets, longest = bucket_table(128, get_task("ngrams").memory_rows_for_time_steps, 512)
+    assert buckets == [128, 256, 512] and longest == [UNLIMITED_STEPS] * 3
+    assert bucket_table(128, get_task("copy").memory_rows_for_time_steps, 256)[1] == [254, 510]

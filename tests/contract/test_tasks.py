@@ -7,9 +7,16 @@ import numpy as np
 import pytest
 
 from ntm.contract.tasks import (CopyTask, Difficulty, InvalidRequest, RecallTask, RepeatCopyTask,
-                       bit_errors, get_task, task_from_metadata)
+                       bit_errors, get_task, task_from_metadata, task_names)
 
-TASK_NAMES = ["copy", "repeat-copy", "recall"]
+TASK_NAMES = ["copy", "repeat-copy", "recall", "ngrams"]
+
+
+def test_the_registry_lists_every_built_in_task():
+    from ntm.contract.tasks.registry import BUILT_IN
+
+    assert [cls.name for cls in BUILT_IN] == TASK_NAMES
+    assert set(TASK_NAMES) <= set(task_names())
 
 
 def test_importing_tasks_does_not_import_tensorflow():
@@ -96,6 +103,10 @@ def test_encode_decode_round_trip_with_perfect_output(name):
     request, answer = task.request_example(rng, point)
     encoded = task.encode(request)
     assert encoded.inputs.shape[1] == task.input_size
+    if name == "ngrams":  # no right answer, the best: the optimal estimator's probabilities
+        decoded = task.decode(task.answer_probabilities(answer, encoded), encoded)
+        assert decoded["cost_bits"] == pytest.approx(answer["cost_bits"], abs=1e-4)
+        return
     # A perfect model's output: the target at the answer steps.
     probs = np.zeros((encoded.inputs.shape[0], task.output_size), np.float32)
     key = "item" if name == "recall" else "output"
@@ -174,7 +185,8 @@ def test_guess_task_picks_the_most_specific_task():
     assert guess_task({"sequence": [[0] * 8], "repeats": 2}) == "repeat-copy"
     assert guess_task({"instances": [{"items": [], "query": []}]}) == "recall"
     assert guess_task([{"sequence": []}]) == "copy"
-    assert guess_task({"bits": 1}) is None and guess_task(3) is None
+    assert guess_task({"bits": [0, 1]}) == "ngrams"
+    assert guess_task({"values": 1}) is None and guess_task(3) is None
 
 
 def test_with_training_ranges_keeps_parameters_and_checks_ranges():

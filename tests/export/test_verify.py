@@ -49,6 +49,13 @@ def test_a_dynamic_export_is_proven_with_grown_memory():
     assert recall.memory_rows(grown) > 128 >= recall.memory_rows(Difficulty(grown.length - 1))
 
 
+def test_a_task_whose_rows_never_grow_is_proven_with_grown_memory_at_its_training_length():
+    ngrams = get_task("ngrams")
+    assert growth_point(ngrams, 128) is None
+    assert verification_points(ngrams, None, trained_rows=128)[-1] == \
+        ProofPoint(Difficulty(200), 256)
+
+
 def test_a_fixed_length_export_is_proven_at_its_own_rows():
     points = verification_points(TASK, 81, trained_rows=16, fixed_rows=64)
     assert {p.memory_size for p in points} == {64}

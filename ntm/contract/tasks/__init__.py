@@ -9,6 +9,7 @@ subclasses ``Task`` and may build on the request validators (``as_bit_matrix``, 
 from ntm.contract.tasks.base import (Batch, InvalidRequest, as_bit_matrix, as_int, bit_errors,
                                      bits_block, random_bits)
 from ntm.contract.tasks.copy import CopyTask
+from ntm.contract.tasks.ngrams import NGramsTask
 from ntm.contract.tasks.recall import RecallTask
 from ntm.contract.tasks.registry import (ENTRY_POINT_GROUP, get_task, guess_task, task_classes,
                                          task_from_metadata, task_names)
@@ -16,6 +17,6 @@ from ntm.contract.tasks.repeat_copy import RepeatCopyTask
 from ntm.contract.tasks.task import Difficulty, Encoded, Task
 
 __all__ = ["Batch", "CopyTask", "Difficulty", "ENTRY_POINT_GROUP", "Encoded", "InvalidRequest",
-           "RecallTask", "RepeatCopyTask", "Task", "as_bit_matrix", "as_int", "bit_errors",
-           "bits_block", "get_task", "guess_task", "random_bits", "task_classes",
-           "task_from_metadata", "task_names"]
+           "NGramsTask", "RecallTask", "RepeatCopyTask", "Task",
+           "as_bit_matrix", "as_int", "bit_errors", "bits_block", "get_task", "guess_task",
+           "random_bits", "task_classes", "task_from_metadata", "task_names"]
