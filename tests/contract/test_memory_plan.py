@@ -32,7 +32,8 @@ def test_more_than_the_largest_bucket_names_the_limit():
     ("repeat-copy", Difficulty(10, 1000), 12),
     ("recall", Difficulty(6), 35),  # 30 steps before the answer, at most 7/8 full
     ("recall", Difficulty(26), 126), ("recall", Difficulty(27), 131),
-    ("ngrams", Difficulty(200), 33), ("ngrams", Difficulty(100_000), 33)])  # counts per context
+    ("ngrams", Difficulty(200), 33), ("ngrams", Difficulty(100_000), 33),  # counts per context
+    ("priority-sort", Difficulty(20), 22), ("priority-sort", Difficulty(200), 202)])
 def test_rows_a_request_needs(name, difficulty, rows):
     task = get_task(name)
     assert task.memory_rows(difficulty) == rows

@@ -9,7 +9,7 @@ import pytest
 from ntm.contract.tasks import (CopyTask, Difficulty, InvalidRequest, RecallTask, RepeatCopyTask,
                        bit_errors, get_task, task_from_metadata, task_names)
 
-TASK_NAMES = ["copy", "repeat-copy", "recall", "ngrams"]
+TASK_NAMES = ["copy", "repeat-copy", "recall", "ngrams", "priority-sort"]
 
 
 def test_the_registry_lists_every_built_in_task():
@@ -186,6 +186,8 @@ def test_guess_task_picks_the_most_specific_task():
     assert guess_task({"instances": [{"items": [], "query": []}]}) == "recall"
     assert guess_task([{"sequence": []}]) == "copy"
     assert guess_task({"bits": [0, 1]}) == "ngrams"
+    assert guess_task({"vectors": [[0] * 8], "priorities": [0.5]}) == "priority-sort"
+    assert guess_task({"vectors": [[0] * 8]}) is None
     assert guess_task({"values": 1}) is None and guess_task(3) is None
 
 

@@ -1,4 +1,4 @@
-"""Where tasks come from: the four built in, and any other package's, found through the
+"""Where tasks come from: the five built in, and any other package's, found through the
 ``ntm.tasks`` entry-point group.
 
 A package adds a task by subclassing ``ntm.contract.tasks.Task`` and declaring it::
@@ -19,12 +19,14 @@ from typing import Any
 
 from ntm.contract.tasks.copy import CopyTask
 from ntm.contract.tasks.ngrams import NGramsTask
+from ntm.contract.tasks.priority_sort import PrioritySortTask
 from ntm.contract.tasks.recall import RecallTask
 from ntm.contract.tasks.repeat_copy import RepeatCopyTask
 from ntm.contract.tasks.task import Task
 
 ENTRY_POINT_GROUP = "ntm.tasks"
-BUILT_IN: tuple[type[Task], ...] = (CopyTask, RepeatCopyTask, RecallTask, NGramsTask)
+BUILT_IN: tuple[type[Task], ...] = (CopyTask, RepeatCopyTask, RecallTask, NGramsTask,
+                                     PrioritySortTask)
 
 
 def _plugged_in() -> dict[str, type[Task]]:
