@@ -52,10 +52,16 @@ def human_size(n: int) -> str:
 @click.option("--max-sequences", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Triton, --stateful: live sequences at once (one sequence-batcher slot "
                    "each).")
+@click.option("--kernel", type=click.Choice(["standard", "fused"]), default="standard",
+              show_default=True,
+              help="standard: ONNX operators only, runs on any onnxruntime (the portable "
+                   "artifact); fused: one node of the ntm_ops library (`ntm build-kernel`), "
+                   "several times faster, needs the library where it runs (onnx, triton; "
+                   "dynamic length).")
 @checkpoint_option
 def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: Path | None,
            name: str | None, memory_size: int | None, stateful: bool, max_memory_size: int,
-           instances: int, sequence_idle_s: float, max_sequences: int,
+           instances: int, sequence_idle_s: float, max_sequences: int, kernel: str,
            checkpoint: int | None) -> None:
     """Export the run in RUN_DIR [default: the latest run under runs/].
 
@@ -67,16 +73,21 @@ def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: 
     from ntm.training.runs import Run, latest_run
 
     run_dir = run_dir or latest_run()
+    run = Run.load(run_dir, checkpoint)
+    if not run.model_config.has_memory:
+        raise click.UsageError(f"{run_dir} holds the LSTM baseline: the exports carry the NTM's "
+                               f"memory rows and attention, which it has not; `ntm evaluate "
+                               f"{run_dir}` measures it")
     quiet_tensorflow(1)
     from ntm.export.exporter import export_run
     from ntm.export.triton import TritonSettings
 
     settings = TritonSettings(instances=instances, max_sequences=max_sequences,
                               sequence_idle_us=round(sequence_idle_s * 1e6))
-    result = export_run(Run.load(run_dir, checkpoint), fmt, length, opset, out, name,
-                        memory_size, stateful, max_memory_size, settings)
+    result = export_run(run, fmt, length, opset, out, name, memory_size, stateful,
+                        max_memory_size, settings, kernel)
     click.echo(f"exported {run_dir} as {result.format} ({result.mode}"
-               + (", stateful" if stateful else "")
+               + (", stateful" if stateful else "") + (", fused kernel" if kernel == "fused" else "")
                + (f", {length} time steps" if length else "") + f") to {result.path}")
     for path, size in result.files:
         click.echo(f"  {path}  {human_size(size)}")

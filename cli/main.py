@@ -24,6 +24,7 @@ def cli() -> None:
 def _register() -> None:
     from ntm.cli.evaluate import evaluate
     from ntm.cli.export import export
+    from ntm.cli.kernel import build_kernel
     from ntm.cli.models import models
     from ntm.cli.plot import plot
     from ntm.cli.predict import predict
@@ -37,6 +38,7 @@ def _register() -> None:
     cli.add_command(serve)
     cli.add_command(models)
     cli.add_command(plot)
+    cli.add_command(build_kernel)
 
 
 _register()

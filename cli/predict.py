@@ -24,7 +24,8 @@ from ntm.serving.settings import RuntimeOptions
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the JSON answer here instead of standard output.")
 @click.option("--pretty", is_flag=True, help="Draw inputs and answers as bit rows.")
-@config_options(RuntimeOptions, only=("intra_op_threads", "memory_size", "max_memory_size"))
+@config_options(RuntimeOptions, only=("intra_op_threads", "memory_size", "max_memory_size",
+                                      "engine"))
 @click.pass_context
 def predict(ctx: click.Context, input_file: str, model: str | None, output: Path | None,
             pretty: bool, **_) -> None:

@@ -10,7 +10,7 @@ from ntm.cli.common import config_options, config_values
 from ntm.serving.settings import RuntimeOptions, ServerSettings
 
 RUNTIME_OPTIONS = ("max_time_steps", "memory_size", "max_memory_size", "large_batch_threads",
-                   "large_batch_from")
+                   "large_batch_from", "engine")
 
 
 @click.command(short_help="Serve models over HTTP and gRPC (TF Serving REST + KServe V2).")

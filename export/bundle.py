@@ -2,6 +2,7 @@
 
     python -m ntm.export.bundle RUN_DIR --train-command "ntm train --task copy ..."
     python -m ntm.export.bundle RUN_DIR --reexport --note "why"   # same weights, new export
+    python -m ntm.export.bundle --fused-twins     # NAME.fused.onnx beside every bundled model
 
 The card (``NAME.json`` and ``NAME.md``) records the exact commands, seed, steps, sequences
 seen, training wall time, the export proof and the ``ntm evaluate`` table (100+ fresh sequences
@@ -109,6 +110,43 @@ def reexport(run_dir: Path, note: str, out_dir: Path = PRETRAINED,
     return card
 
 
+# The fused twins' op refuses more rows than this (a bad memory_size gets an error, not an
+# allocation); far above what ntm serve's --max-memory-size gives by default.
+TWIN_MAX_MEMORY_SIZE = 16384
+
+
+def fused_twins(out_dir: Path = PRETRAINED) -> list[Path]:
+    """``NAME.fused.onnx`` for every bundled ``NAME.onnx``: its weights read back from the
+    ONNX file (``ntm.export.recover``), exported with ``--kernel fused --stateful`` and proven
+    against TensorFlow like any export; the card records the twin's proof."""
+    import json
+    import tempfile
+
+    from ntm.export.exporter import export_run
+    from ntm.export.recover import recover
+    from ntm.files import write_json_atomic
+
+    written = []
+    for model in sorted(p for p in out_dir.glob("*.onnx") if not p.name.endswith(".fused.onnx")):
+        name = model.stem
+        target = out_dir / f"{name}.fused.onnx"
+        with tempfile.TemporaryDirectory() as tmp:
+            run = Path(tmp) / "run"
+            recover(model, run)
+            result = export_run(run, "onnx", out=target, stateful=True, kernel="fused",
+                                max_memory_size=TWIN_MAX_MEMORY_SIZE)
+        card_path = out_dir / f"{name}.json"
+        if card_path.is_file():
+            card = json.loads(card_path.read_text())
+            card["fused_twin"] = {
+                "file": target.name, "size_bytes": target.stat().st_size,
+                "command": "python -m ntm.export.bundle --fused-twins",
+                "export_max_abs_diff": result.max_diff}
+            write_json_atomic(card_path, card, trailing_newline=True)
+        written.append(target)
+    return written
+
+
 def render_card(card: dict, length_name: str) -> str:
     from ntm.training.evaluation import EvalRow, format_table
 
@@ -164,7 +202,10 @@ Seed {card['seed']}; {card['steps']} steps at batch {card['batch_size']} =
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("run_dir", type=Path, nargs="?")
+    parser.add_argument("--fused-twins", action="store_true",
+                        help="Write NAME.fused.onnx beside every bundled model (the ntm_ops "
+                             "kernel must be built: ntm build-kernel).")
     parser.add_argument("--train-command",
                         help="The exact ntm train command that made the run (not with "
                              "--reexport, which keeps the card's).")
@@ -176,6 +217,12 @@ def main() -> None:
                         help="Only export the run again and update the card's export fields "
                              "(same weights), appending --note.")
     args = parser.parse_args()
+    if args.fused_twins:
+        for path in fused_twins():
+            print(f"wrote {path}")
+        return
+    if args.run_dir is None:
+        parser.error("RUN_DIR is required (unless --fused-twins)")
     if not args.reexport and not args.train_command:
         parser.error("--train-command is required (unless --reexport)")
     if args.reexport:

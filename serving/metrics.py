@@ -41,6 +41,15 @@ class Metrics:
                                  "whether they lay within the training range.",
                                  ["model", "memory_size", "within_training_range"], registry=r)
 
+    def show_engines(self, runtimes) -> None:
+        """``ntm_model_engine{model, engine} 1``: which engine answers each model (the fused
+        kernel or standard operators)."""
+        engine = Gauge("ntm_model_engine", "The engine each model runs on: fused (the ntm_ops "
+                       "kernel) or standard (ONNX operators).", ["model", "engine"],
+                       registry=self.registry)
+        for r in runtimes:
+            engine.labels(r.name, r.engine).set(1)
+
     def track_sequences(self, store) -> None:
         """Gauges read from a ``SequenceStore`` at each scrape (which drops expired ones)."""
         live = Gauge("ntm_live_sequences", "Sequences of stateful models kept between requests "

@@ -22,9 +22,30 @@ def bundled_dir() -> Path:
     return Path(str(resources.files("ntm.pretrained")))
 
 
+FUSED_SUFFIX = ".fused.onnx"  # a model's fused twin: NAME.fused.onnx beside NAME.onnx
+
+
+def fused_twin(path: Path) -> Path:
+    """Where the fused twin of the model at ``path`` lies (it may not exist)."""
+    path = Path(path)
+    if path.name.endswith(FUSED_SUFFIX):
+        return path
+    return path.with_name(path.name.removesuffix(".onnx") + FUSED_SUFFIX)
+
+
+def standard_twin(path: Path) -> Path:
+    """The standard model a fused twin was made from (the path itself when not a twin)."""
+    path = Path(path)
+    if not path.name.endswith(FUSED_SUFFIX):
+        return path
+    return path.with_name(path.name.removesuffix(FUSED_SUFFIX) + ".onnx")
+
+
 def bundled_models() -> dict[str, Path]:
-    """{name: path} of the pretrained models inside the package."""
-    return {p.stem: p for p in sorted(bundled_dir().glob("*.onnx"))}
+    """{name: path} of the pretrained models inside the package (their fused twins are not
+    models of their own: ``ntm.serving.runtime`` picks one by ``--engine``)."""
+    return {p.stem: p for p in sorted(bundled_dir().glob("*.onnx"))
+            if not p.name.endswith(FUSED_SUFFIX)}
 
 
 def model_card(name: str) -> dict[str, Any]:

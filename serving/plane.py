@@ -77,6 +77,7 @@ class DataPlane:
         self.sequences = SequenceStore(settings.max_sequences, settings.sequence_idle_s)
         self._sweeper: asyncio.Task | None = None
         self.metrics.track_sequences(self.sequences)
+        self.metrics.show_engines(runtimes)
         self.ready = False
 
     @contextmanager

@@ -15,6 +15,7 @@ ran with (``memory_size``).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,47 @@ import onnxruntime as ort
 from ntm.contract import metadata as meta
 from ntm.contract.memory_plan import MemoryLimitExceeded, choose_memory_size
 from ntm.contract.tasks import Task, task_from_metadata
+from ntm.kernel.library import KernelUnavailable
+from ntm.kernel.library import register as register_kernel
 from ntm.serving.errors import BadRequest, InferenceFailed, ModelLoadError, Unprocessable
+from ntm.serving.models import fused_twin, standard_twin
 # RuntimeOptions lives with the other settings (light to import: the CLI reads its defaults).
 from ntm.serving.settings import RuntimeOptions
+
+class _NeedsKernel(Exception):
+    """onnxruntime refused a model for its ai.ntm node: a fused model opened as standard."""
+
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """One warning per message and process (every model would otherwise repeat it)."""
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def choose_engine(path: Path, engine: str) -> tuple[str, Path]:
+    """(engine, file) a model at ``path`` runs with under ``--engine engine``.
+
+    ``path`` may be a standard model or its fused twin (``NAME.fused.onnx``). "auto" and
+    "fused" take the twin when it exists ("fused" insists: ModelLoadError saying what is
+    missing); a kernel that then is not built or does not load makes ``ModelRuntime`` fall back
+    under "auto", with one warning. "standard" takes the standard file."""
+    standard, fused = standard_twin(path), fused_twin(path)
+    if engine == "standard":
+        if not standard.is_file():
+            raise ModelLoadError(f"{path} is a fused model and no standard model {standard.name} "
+                                 f"lies beside it; use --engine fused or auto")
+        return "standard", standard
+    if not fused.is_file():
+        if engine == "fused":
+            raise ModelLoadError(f"{path}: --engine fused, but it has no fused twin "
+                                 f"({fused.name}; export one with `ntm export --kernel fused`)")
+        return "standard", standard
+    return "fused", fused
+
 
 class ModelRuntime:
     """An exported NTM model ready to run.
@@ -45,10 +84,18 @@ class ModelRuntime:
         self.options = options or RuntimeOptions()
         if not self.path.is_file():
             raise ModelLoadError(f"model file {self.path} does not exist")
-        self.session = self._session(self.options.session_options())
-        # Runs of many sequences on more intra-op threads (RuntimeOptions.large_batch_threads).
-        self.large_session = (self._session(self.options.session_options(
-            self.options.large_batch_threads)) if self.options.plans_large_batches else None)
+        # "fused" (the twin on the ntm_ops kernel) or "standard" (ONNX operators only)
+        self.engine, self.path = choose_engine(self.path, self.options.engine)
+        try:
+            self._start()
+        except KernelUnavailable as err:
+            fallback = standard_twin(self.path)
+            if self.options.engine == "fused" or fallback == self.path or \
+                    not fallback.is_file():
+                raise ModelLoadError(f"{self.path}: {err}") from None
+            warn_once(f"{err}; serving the standard models")
+            self.engine, self.path = "standard", fallback
+            self._open_sessions()
         props = self.session.get_modelmeta().custom_metadata_map
         try:
             self.metadata = meta.decode(props, source=str(self.path))
@@ -78,13 +125,40 @@ class ModelRuntime:
         self.fixed_memory_size: int = memory.get("fixed") or self.model_config["memory_size"]
         self._check_memory_options()
 
+    def _start(self) -> None:
+        """Open the sessions; a fused model under a name that did not say so (not
+        ``NAME.fused.onnx``) is found by onnxruntime's refusal and opened as fused."""
+        try:
+            self._open_sessions()
+        except _NeedsKernel:
+            if self.options.engine == "standard":
+                raise ModelLoadError(f"{self.path} is a fused model (it needs the ntm_ops "
+                                     f"kernel); --engine standard needs a standard export")
+            self.engine = "fused"
+            self._open_sessions()
+
+    def _open_sessions(self) -> None:
+        self.session = self._session(self.options.session_options())
+        # Runs of many sequences on more intra-op threads (RuntimeOptions.large_batch_threads).
+        self.large_session = (self._session(self.options.session_options(
+            self.options.large_batch_threads)) if self.options.plans_large_batches else None)
+
     def _session(self, options):
-        """An onnxruntime session of the file; ModelLoadError (one line) when it will not load."""
+        """An onnxruntime session of the file; ModelLoadError (one line) when it will not load,
+        KernelUnavailable when the fused kernel does not (registered, or then found)."""
+        if self.engine == "fused":
+            register_kernel(options)
         try:
             return ort.InferenceSession(str(self.path), options,
                                         providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises several private exception types
             first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+            if "ai.ntm" in str(err):
+                if self.engine == "standard":
+                    raise _NeedsKernel() from None
+                # an onnxruntime the library did not register with (older than it asks for)
+                raise KernelUnavailable(f"onnxruntime {ort.__version__} did not take it: "
+                                        f"{first}") from None
             raise ModelLoadError(f"{self.path} is not a loadable ONNX model: {first}") from None
 
     def close(self) -> None:
@@ -191,6 +265,7 @@ class ModelRuntime:
             "name": self.name,
             "task": self.task.name,
             "path": str(self.path),
+            "engine": self.engine,
             "mode": self.metadata["ntm.export"]["mode"],
             "fixed_length": self.fixed_length,
             "max_time_steps": self.max_time_steps,

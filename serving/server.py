@@ -42,7 +42,7 @@ def serve(models: tuple[str, ...], host: str, port: int, options: RuntimeOptions
     for r in runtimes:
         info = r.describe()
         echo(f"model {r.name}: {r.task.name}, {info['mode']}, memory rows "
-             f"{info['memory_sizes']}, {r.path}")
+             f"{info['memory_sizes']}, {r.engine} engine, {r.path}")
     shown = f"[{host}]" if ":" in host else host
     address = f"http://{shown}:{sock.getsockname()[1]}"
     if settings.grpc_port:

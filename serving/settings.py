@@ -42,6 +42,11 @@ class RuntimeOptions:
     max_memory_size: int = setting(DEFAULT_MAX_MEMORY_SIZE,
                                    "Most memory rows a request may get; one that needs more is "
                                    "answered 422.", low=1)
+    engine: str = setting(
+        "auto", "fused: the model's fused twin on the ntm_ops kernel (`ntm build-kernel`); "
+                "standard: ONNX operators only; auto: fused when the kernel loads and the "
+                "model has a twin, else standard (with one warning when the kernel fails).",
+        choices=("auto", "fused", "standard"))
 
     def __post_init__(self) -> None:
         check_fields(self)

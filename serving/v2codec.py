@@ -286,9 +286,10 @@ def model_parameters(runtime: ModelRuntime) -> dict[str, Any]:
     sequence_id/sequence_start/sequence_end and the server keeps the memory between them),
     ``memory_grows`` (the rows follow the input, or a ``memory_size`` input) and
     ``max_trained_time_steps`` (longer inputs are answered, flagged outside the training
-    range)."""
+    range) and ``engine`` ("fused": the ntm_ops kernel; "standard": ONNX operators)."""
     return {"stateful": runtime.stateful, "memory_grows": runtime.grows,
-            "max_trained_time_steps": runtime.task.max_trained_time_steps}
+            "max_trained_time_steps": runtime.task.max_trained_time_steps,
+            "engine": runtime.engine}
 
 
 def check_output_names(names: list[str]) -> None:

@@ -49,7 +49,7 @@ def resolve_headers(headers: Path | None) -> Path:
 def compile_command(include: Path, out: Path, sanitize: bool = False,
                     portable: bool = False, compiler: str = "g++") -> list[str]:
     flags = ["-std=c++17", "-O3", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall",
-             "-Wextra", "-Werror"]
+             "-Wextra", "-Werror", "-fno-math-errno"]
     flags += [] if portable else ["-march=native"]
     if sanitize:
         flags += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
