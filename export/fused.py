@@ -15,16 +15,21 @@ the kernel has no more of.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ntm.contract.metadata import ATTENTION, INPUT_NAME, MEMORY_SIZE_NAME, PROBABILITIES
 from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
-from ntm.export.signatures import RowsTable
-from ntm.export.triton import ITEM_SHAPE_NAME
 from ntm.kernel.library import DOMAIN, OP_NAMES
-from ntm.model.machine import NTM
+
+if TYPE_CHECKING:  # the graph itself needs neither TensorFlow nor the model
+    from ntm.export.signatures import RowsTable
+    from ntm.model.machine import NTM
+
+ITEM_SHAPE_NAME = "item_shape"  # ntm.export.triton's batch input (kept equal by a test)
 
 OP_VERSION = 1  # the ops' contract (kernels/ntm_ops.cc ntm_ops_version)
 KERNEL_NAME = "fused"
