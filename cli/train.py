@@ -1,4 +1,5 @@
-"""``ntm train``: train the NTM on a task, with checkpoints, resume and TensorBoard logs.
+"""``ntm train``: train the NTM (or the paper's LSTM baseline, ``--model lstm``) on a task,
+with checkpoints, resume and TensorBoard logs.
 
 The options that set the model and the training come from the config dataclasses
 (``ntm.model.config``, ``ntm.training.config``: flag, default, range and help in one place);
@@ -17,13 +18,13 @@ from click.core import ParameterSource
 from ntm.cli.common import (TaskChoice, WordOrCount, available_cpus, config_values,
                             config_options, quiet_tensorflow)
 from ntm.model.config import ModelConfig
-from ntm.training.config import TrainConfig
+from ntm.training.config import TrainConfig, train_config_for
 from ntm.training.runs import default_run_dir, has_checkpoint
 
 POSITIVE = click.IntRange(min=1)
 
 
-@click.command(short_help="Train the NTM on a task.")
+@click.command(short_help="Train the NTM (or the LSTM baseline) on a task.")
 @click.option("--task", type=TaskChoice(), default=TrainConfig.task, show_default=True,
               help="Which task to learn (the built-in ones, and any installed plug-in's).")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -44,8 +45,10 @@ def train(ctx: click.Context, task: str, out: Path | None, resume: bool, threads
           cpu_devices: int | None, **_) -> None:
     """Train the NTM on TASK with checkpoints, resume and TensorBoard logs.
 
-    The run goes to runs/TASK unless --out says otherwise. Ctrl-C (or SIGTERM) saves a
-    checkpoint and stops; --resume continues exactly where it stopped.
+    --model lstm trains the paper's LSTM baseline instead (--lstm-layers, --lstm-units; the
+    NTM's memory, heads and polish settings are not its own). The run goes to runs/TASK unless
+    --out says otherwise. Ctrl-C (or SIGTERM) saves a checkpoint and stops; --resume continues
+    exactly where it stopped.
 
     --strategy multi-worker: start `ntm train` once per worker with the same options and
     --out, each with its own TF_CONFIG, e.g.
@@ -64,7 +67,8 @@ def train(ctx: click.Context, task: str, out: Path | None, resume: bool, threads
     strategy = make_strategy(run.train_config, cpu_devices, ctx)
     trainer = Trainer(run, resume=resume, strategy=strategy)
     click.echo(f"{'resuming' if resume else 'training'} {task} in {out} at step "
-               f"{int(trainer.state.step.numpy())} (batch {run.train_config.batch_size}, "
+               f"{int(trainer.state.step.numpy())} ({describe_model(run.model_config)}; "
+               f"batch {run.train_config.batch_size}, "
                f"{run.train_config.optimizer} lr {run.train_config.learning_rate}, "
                f"{run.train_config.strategy} strategy, {strategy.num_replicas_in_sync} "
                f"replica(s))", err=True)
@@ -86,8 +90,18 @@ def new_run(ctx: click.Context, out: Path, task: str):
     if has_checkpoint(out):
         raise click.UsageError(f"{out} already holds a training run; continue it with "
                                f"--resume, or choose another --out", ctx)
-    return Run.create(out, TrainConfig(task=task, **config_values(ctx, TrainConfig)),
-                      **config_values(ctx, ModelConfig))
+    model_options = config_values(ctx, ModelConfig)
+    train_config = train_config_for(model_options["architecture"], task=task,
+                                    **config_values(ctx, TrainConfig))
+    return Run.create(out, train_config, **model_options)
+
+
+def describe_model(config: ModelConfig) -> str:
+    """"NTM, memory 128x20, lstm controller 100" or "LSTM baseline 3 x 256"."""
+    if config.has_memory:
+        return (f"NTM, memory {config.memory_size}x{config.memory_width}, {config.controller} "
+                f"controller {config.controller_size}")
+    return f"LSTM baseline {config.lstm_layers} x {config.lstm_units}"
 
 
 def resumed_run(ctx: click.Context, out: Path, task: str):

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from ntm.model.architectures import SequenceModel, build_model
 from ntm.model.config import ModelConfig
-from ntm.model.machine import NTM
 from ntm.training.layout import CHECKPOINT_DIR, RunError
 
 
@@ -46,7 +46,7 @@ class PolishState(tf.Module):
         self.entropy_weight = tf.Variable(0.0, trainable=False, name="entropy_weight")
 
 
-def make_checkpoint(model: NTM, optimizer, state: TrainingState,
+def make_checkpoint(model: SequenceModel, optimizer, state: TrainingState,
                     restarts: RestartState | None = None,
                     polish: PolishState | None = None) -> tf.train.Checkpoint:
     extra = {} if restarts is None else {"restarts": restarts}
@@ -61,15 +61,15 @@ def all_finite(variables) -> bool:
 
 
 def restore_checkpoint(run_dir: Path, model_config: ModelConfig, seed: int,
-                       step: int | None = None) -> tuple[NTM, TrainingState]:
-    """The model of ``model_config`` and the training counters, restored from the latest
-    checkpoint in ``run_dir``, or from the one of ``step`` (``Run.model`` calls this;
-    open runs through ``Run``).
+                       step: int | None = None) -> tuple[SequenceModel, TrainingState]:
+    """The model of ``model_config`` (the network its ``architecture`` names) and the training
+    counters, restored from the latest checkpoint in ``run_dir``, or from the one of ``step``
+    (``Run.model`` calls this; open runs through ``Run``).
 
     Raises RunError with a one-line message when no checkpoint is readable, or when the run
     keeps none of ``step`` (the message lists the steps it keeps).
     """
-    model = NTM(model_config, seed=seed)
+    model = build_model(model_config, seed=seed)
     state = TrainingState()
     ckpt = tf.train.Checkpoint(model=model, state=state)
     path = (tf.train.latest_checkpoint(str(Path(run_dir) / CHECKPOINT_DIR)) if step is None

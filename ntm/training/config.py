@@ -22,6 +22,14 @@ TASK_DEFAULTS = ("restart_at", "write_entropy", "memory_noise", "blank_runs", "p
 # tf.distribute strategies (ntm.training.distribute)
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
+# TrainConfig fields that act on the NTM's write heads, memory or controller: a model without
+# memory (the LSTM baseline) has nothing to take them (``Run`` refuses them for it).
+MEMORY_SETTINGS = ("write_entropy", "memory_noise", "controller_noise")
+# A new LSTM baseline run's values for the task defaults that belong to the NTM: copy's polish
+# (entropy, memory noise, blank runs) is aimed at the NTM's failures far past its training
+# length, and the paper's baseline learns the plain task (``train_config_for``).
+BASELINE_DEFAULTS = {"write_entropy": 0.0, "memory_noise": 0.0, "blank_runs": 0.0}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -198,6 +206,17 @@ class TrainConfig:
         # restart counters to restore).
         # A config.json written before a setting existed ran without it.
         return from_dict(cls, {**{name: 0 for name in TASK_DEFAULTS}, **data})
+
+
+def train_config_for(architecture: str, **options: Any) -> "TrainConfig":
+    """The TrainConfig of ``options`` for a run of ``architecture`` (``ModelConfig``): for a
+    network other than the NTM, the ``BASELINE_DEFAULTS`` settings ``options`` leave to the
+    task (absent or None) are the baseline's instead; given ones stay (``Run`` refuses those
+    the network cannot take)."""
+    if architecture != "ntm":
+        options = {**options, **{name: value for name, value in BASELINE_DEFAULTS.items()
+                                 if options.get(name) is None}}
+    return TrainConfig(**options)
 
 
 def resumable_fields() -> set[str]:

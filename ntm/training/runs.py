@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ntm.contract.fields import ConfigError, ConfigFileError
 from ntm.model.config import ModelConfig
-from ntm.training.config import CONFIG_FILE, TrainConfig, load_configs, resumable_fields
+from ntm.training.config import (CONFIG_FILE, MEMORY_SETTINGS, TrainConfig, load_configs,
+                                 resumable_fields)
 from ntm.contract.tasks import Difficulty, Task
 from ntm.training.layout import CHECKPOINT_DIR, RUNS_ROOT, SUMMARY_FILE, RunError
 
@@ -25,6 +26,19 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ntm.training.evaluation import EvalRow
+
+def check_memory_settings(model_config: ModelConfig, train_config: TrainConfig) -> None:
+    """ConfigError when a model without memory (the LSTM baseline) is asked for a training
+    setting only the NTM's write heads, memory or controller take (``MEMORY_SETTINGS``)."""
+    if model_config.has_memory:
+        return
+    for name in MEMORY_SETTINGS:
+        value = getattr(train_config, name)
+        if value:
+            raise ConfigError(f"{name} {value:g}: the LSTM baseline has no write heads, memory "
+                              f"or NTM controller to take it (it must be 0 for architecture "
+                              f"{model_config.architecture!r})", name)
+
 
 def check_controller_noise(model_config: ModelConfig, train_config: TrainConfig) -> None:
     """ConfigError when controller noise is asked of a controller without a state to add it to
@@ -100,18 +114,21 @@ class Run:
         """A new run of ``train_config``'s task (nothing is written until training starts).
 
         ``model_options`` are ModelConfig fields other than input_size and output_size, which
-        the task fixes. ConfigError when a value is impossible, or when the memory cannot hold
-        the task's longest training sequence.
+        the task fixes. ConfigError when a value is impossible, when the memory cannot hold
+        the task's longest training sequence, or when a model without memory is asked for a
+        setting of the NTM's (``check_memory_settings``; ``config.train_config_for`` makes a
+        TrainConfig without them).
         """
         task = train_config.build_task()
         model_config = ModelConfig(input_size=task.input_size, output_size=task.output_size,
                                    **model_options)
         needed = task.memory_rows(task.hardest_training_difficulty)
-        if model_config.memory_size < needed:
+        if model_config.has_memory and model_config.memory_size < needed:
             raise ConfigError(
                 f"memory_size {model_config.memory_size} is too small for {task.name} at "
                 f"{task.training_range()}: its longest training sequence needs {needed} memory "
                 f"rows", "memory_size")
+        check_memory_settings(model_config, train_config)
         check_controller_noise(model_config, train_config)
         check_blank_runs(task, train_config)
         return cls(Path(directory), model_config, train_config, task)
@@ -143,6 +160,7 @@ class Run:
                     f"{', '.join(sorted(allowed))})", name)
         train_config = dataclasses.replace(
             self.train_config, **{k: v for k, v in changes.items() if k in allowed})
+        check_memory_settings(self.model_config, train_config)
         check_controller_noise(self.model_config, train_config)
         check_blank_runs(self.task, train_config)
         return dataclasses.replace(self, train_config=train_config)
@@ -157,8 +175,8 @@ class Run:
 
     @property
     def model(self):
-        """The NTM with the weights of the latest checkpoint (or of ``checkpoint``'s step)
-        (``ntm.model.machine.NTM``)."""
+        """The network (``ntm.model.architectures.build_model``: the NTM or the LSTM baseline)
+        with the weights of the latest checkpoint (or of ``checkpoint``'s step)."""
         return self._restored[0]
 
     @property
@@ -167,19 +185,30 @@ class Run:
         return self._restored[1]
 
     @cached_property
-    def probabilities(self) -> Callable[["np.ndarray", int], "np.ndarray"]:
+    def probabilities(self) -> Callable[..., "np.ndarray"]:
         """probabilities(inputs [batch, time, in], rows) -> [batch, time, out], NumPy in and
-        out, with ``rows`` memory rows (one compiled graph for every length and size)."""
-        from ntm.training.steps import make_predict_with_rows
+        out, with ``rows`` memory rows (one compiled graph for every length and size); for a
+        model without memory (the LSTM baseline) probabilities(inputs)."""
+        from ntm.training.steps import make_predict, make_predict_with_rows
 
-        return make_predict_with_rows(self.model)
+        if self.model_config.has_memory:
+            return make_predict_with_rows(self.model)
+        predict = make_predict(self.model)
+        return lambda inputs: predict(inputs).numpy()
 
     def evaluate(self, points: Sequence[Difficulty], sequences: int, batch_size: int = 50,
                  seed: int = 1234, memory_size: int | None = None) -> list["EvalRow"]:
         """Bits/seq at ``points`` on fresh sequences, each point with the memory rows
-        ``evaluation.rows_for_points`` gives it (``memory_size``: every point with that)."""
+        ``evaluation.rows_for_points`` gives it (``memory_size``: every point with that); a
+        model without memory has no rows to give (ConfigError when ``memory_size`` is)."""
         from ntm.training.evaluation import evaluate, rows_for_points
 
+        if not self.model_config.has_memory:
+            if memory_size is not None:
+                raise ConfigError(f"memory_size {memory_size}: the LSTM baseline has no memory "
+                                  f"(architecture {self.model_config.architecture!r})",
+                                  "memory_size")
+            return evaluate(self.probabilities, self.task, points, sequences, batch_size, seed)
         return evaluate(self.probabilities, self.task, points, sequences, batch_size, seed,
                         rows_for=rows_for_points(self.task, self.model_config.memory_size,
                                                  memory_size))

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from ntm.model.architectures import SequenceModel
 from ntm.model.machine import NTM
 
 
@@ -56,7 +57,7 @@ def noisy_initial_state(model: NTM, memory_noise: tf.Tensor):
     return state._replace(memory=state.memory + memory_noise)
 
 
-def loss_and_gradients(model: NTM, variables, inputs: tf.Tensor, targets: tf.Tensor,
+def loss_and_gradients(model: SequenceModel, variables, inputs: tf.Tensor, targets: tf.Tensor,
                        mask: tf.Tensor, entropy_weight: float | tf.Variable = 0.0,
                        memory_noise: tf.Tensor | None = None,
                        controller_noise: tf.Tensor | None = None) -> tuple:
@@ -72,9 +73,15 @@ def loss_and_gradients(model: NTM, variables, inputs: tf.Tensor, targets: tf.Ten
     ``controller_noise`` [batch, time, units] is added to an LSTM controller's cell state after
     every step (``ntm.model.machine.add_to_cell_state``); a feedforward controller has no state, and
     the noise is ignored.
+    A model without memory (the LSTM baseline) has none of the three: it has no write heads,
+    memory or controller to take them, and they are ignored (``Run`` refuses a run that asks
+    for them).
     """
-    if model.config.controller != "lstm":
+    has_memory = model.config.has_memory
+    if not has_memory or model.config.controller != "lstm":
         controller_noise = None
+    if not has_memory:
+        memory_noise, entropy_weight = None, 0.0
     with tf.GradientTape() as tape:
         if memory_noise is None and controller_noise is None:
             out = model(inputs)
@@ -111,34 +118,44 @@ def apply_if(finite: tf.Tensor, apply: Callable[[], None]) -> None:
     tf.cond(finite, update, lambda: tf.constant(False))
 
 
-def _batch_spec(model: NTM, with_controller_noise: bool = False) -> list[tf.TensorSpec]:
-    """inputs [batch, time, in], targets [batch, time, out], mask [batch, time], memory noise
-    [batch, N, M] (zeros: the plain initial memory), and ``with_controller_noise`` the noise
-    for the controller's cell state [batch, time, units]."""
+def _batch_spec(model: SequenceModel, with_controller_noise: bool = False
+                ) -> list[tf.TensorSpec]:
+    """inputs [batch, time, in], targets [batch, time, out], mask [batch, time]; then, for a
+    model with memory, the memory noise [batch, N, M] (zeros: the plain initial memory), and
+    ``with_controller_noise`` the noise for the controller's cell state [batch, time, units]."""
     c = model.config
     spec = [tf.TensorSpec([None, None, c.input_size], tf.float32),
             tf.TensorSpec([None, None, c.output_size], tf.float32),
-            tf.TensorSpec([None, None], tf.float32),
-            tf.TensorSpec([None, c.memory_size, c.memory_width], tf.float32)]
-    if with_controller_noise:
-        spec.append(tf.TensorSpec([None, None, c.controller_size], tf.float32))
+            tf.TensorSpec([None, None], tf.float32)]
+    if c.has_memory:
+        spec.append(tf.TensorSpec([None, c.memory_size, c.memory_width], tf.float32))
+        if with_controller_noise:
+            spec.append(tf.TensorSpec([None, None, c.controller_size], tf.float32))
     return spec
 
 
-def make_train_step(model: NTM, optimizer, clip_value: float, clip_norm: float,
+def _noises(model: SequenceModel, noise: tuple) -> tuple:
+    """The step's tensors after the mask (``_batch_spec``) -> (memory noise or None,
+    controller noise or None)."""
+    if not model.config.has_memory:
+        return None, None
+    return noise[0], (noise[1] if len(noise) > 1 else None)
+
+
+def make_train_step(model: SequenceModel, optimizer, clip_value: float, clip_norm: float,
                     entropy_weight: float | tf.Variable = 0.0,
                     with_controller_noise: bool = False) -> Callable:
     """A compiled step: forward, loss, gradients clipped (per component, then global norm),
     update. Returns (loss, bits/seq, finite); when the loss or any gradient is NaN/Inf the update
     is skipped and ``finite`` is False, so bad values never reach the weights.
-    It takes (inputs, targets, mask, memory noise) and, ``with_controller_noise``, the noise
-    for the controller's cell state as a fifth tensor (``_batch_spec``)."""
+    It takes (inputs, targets, mask) and, for a model with memory, the memory noise and,
+    ``with_controller_noise``, the noise for the controller's cell state (``_batch_spec``)."""
     variables = model.trainable_variables
 
     @tf.function(input_signature=_batch_spec(model, with_controller_noise), autograph=False)
-    def train_step(inputs, targets, mask, memory_noise, controller_noise=None):
+    def train_step(inputs, targets, mask, *noise):
         loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask,
-                                               entropy_weight, memory_noise, controller_noise)
+                                               entropy_weight, *_noises(model, noise))
         grads, finite = clip_gradients(grads, loss, clip_value, clip_norm)
         apply_if(finite, lambda: optimizer.apply(grads, variables))
         return loss, bits, finite
@@ -153,7 +170,7 @@ def replica_slice(x: tf.Tensor, replica_id: tf.Tensor, replicas: int) -> tf.Tens
     return x[replica_id * share:(replica_id + 1) * share]
 
 
-def make_replicated_train_step(strategy: tf.distribute.Strategy, model: NTM, optimizer,
+def make_replicated_train_step(strategy: tf.distribute.Strategy, model: SequenceModel, optimizer,
                                clip_value: float, clip_norm: float,
                                entropy_weight: float | tf.Variable = 0.0,
                                with_controller_noise: bool = False) -> Callable:
@@ -178,11 +195,10 @@ def make_replicated_train_step(strategy: tf.distribute.Strategy, model: NTM, opt
 
     def replica_step(*batch):
         context = tf.distribute.get_replica_context()
-        inputs, targets, mask, memory_noise, *controller_noise = (
+        inputs, targets, mask, *noise = (
             replica_slice(x, context.replica_id_in_sync_group, replicas) for x in batch)
-        controller_noise = controller_noise[0] if controller_noise else None
         loss, bits, grads = loss_and_gradients(model, variables, inputs, targets, mask,
-                                               entropy_weight, memory_noise, controller_noise)
+                                               entropy_weight, *_noises(model, noise))
         loss, bits, *grads = context.all_reduce(tf.distribute.ReduceOp.MEAN, [loss, bits, *grads])
         grads, finite = clip_gradients(grads, loss, clip_value, clip_norm)
         return loss, bits, finite, grads
@@ -203,22 +219,22 @@ def make_replicated_train_step(strategy: tf.distribute.Strategy, model: NTM, opt
     return train_step
 
 
-def make_predict(model: NTM) -> Callable:
-    """A compiled forward pass: inputs [batch, time, in] -> (probabilities, weights), at the
-    configured memory rows."""
+def make_predict(model: SequenceModel) -> Callable:
+    """A compiled forward pass: inputs [batch, time, in] -> probabilities [batch, time, out]
+    (an NTM at its configured memory rows)."""
     spec = [tf.TensorSpec([None, None, model.config.input_size], tf.float32)]
 
     @tf.function(input_signature=spec, autograph=False)
     def predict(inputs):
-        out = model(inputs)
-        return tf.sigmoid(out.logits), out.weights
+        return tf.sigmoid(model(inputs).logits)
 
     return predict
 
 
 def make_predict_with_rows(model: NTM) -> Callable[[np.ndarray, int], np.ndarray]:
     """probabilities(inputs [batch, time, in], rows) -> [batch, time, out] (NumPy in and out),
-    with ``rows`` memory rows; one compiled graph serves every length and memory size."""
+    with ``rows`` memory rows; one compiled graph serves every length and memory size (an NTM:
+    a model without memory has no rows to choose, ``make_predict``)."""
     spec = [tf.TensorSpec([None, None, model.config.input_size], tf.float32),
             tf.TensorSpec([], tf.int32)]
 

@@ -26,7 +26,7 @@ from ntm.contract.errors import NtmError
 from ntm.contract.tasks import Batch, Difficulty, bit_errors
 from ntm.training.curriculum import Curriculum
 from ntm.training.distribute import is_chief, is_replicated, replica_batch_size
-from ntm.model.machine import NTM
+from ntm.model.architectures import build_model
 from ntm.training.optimizers import make_optimizer
 from ntm.training.progress import Progress
 from ntm.training.run_writer import RunWriter
@@ -78,7 +78,7 @@ class Trainer:
         # A ConfigError unless the global batch splits evenly over the replicas.
         replica_batch_size(train_config.batch_size, self.strategy.num_replicas_in_sync)
         with self.strategy.scope():  # weights, optimiser slots and counters: mirrored if replicated
-            self.model = NTM(run.model_config, seed=train_config.seed)
+            self.model = build_model(run.model_config, seed=train_config.seed)
             self.optimizer = make_optimizer(train_config.optimizer, self.model.trainable_variables,
                                             train_config.learning_rate, train_config.momentum)
             self.state = TrainingState()
@@ -121,7 +121,7 @@ class Trainer:
         return self.schedule.with_blank_runs(step, batch, self.task)
 
     def error_on(self, batch: Batch) -> float:
-        probs, _ = self.predict(batch.inputs)
+        probs = self.predict(batch.inputs)
         return float(bit_errors(probs.numpy(), batch.targets, batch.mask).mean())
 
     def stage_error(self, step: int) -> float:
@@ -139,7 +139,7 @@ class Trainer:
         """Re-initialise the weights from a new seed and reset the optimiser; the step counter,
         data stream, curriculum stage and clock go on. Returns the new weights' seed."""
         _, seed = self.schedule.next_restart(step)
-        fresh = NTM(self.model_config, seed=seed)
+        fresh = build_model(self.model_config, seed=seed)
         for variable, value in zip(self.model.trainable_variables, fresh.trainable_variables,
                                    strict=True):
             variable.assign(value)
@@ -203,9 +203,11 @@ class Trainer:
         if lr != self._lr:  # the config is the source of truth, also after resume
             self.optimizer.learning_rate.assign(lr)
             self._lr = lr
-        noise = [self.schedule.memory_noise_for(step, batch.batch_size)]
-        if self.config.controller_noise:
-            noise.append(self.schedule.controller_noise_for(step, batch))
+        noise = []  # the train step's tensors after the mask (ntm.training.steps._batch_spec)
+        if self.model_config.has_memory:
+            noise.append(self.schedule.memory_noise_for(step, batch.batch_size))
+            if self.config.controller_noise:
+                noise.append(self.schedule.controller_noise_for(step, batch))
         loss, bits, finite = self.train_step(batch.inputs, batch.targets, batch.mask, *noise)
         now = time.monotonic()
         self.state.elapsed.assign_add(now - self._clock)
