@@ -28,7 +28,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from ntm.contract.tasks import Difficulty, Task
-from ntm.serving.models import bundled_models, model_card
+from ntm.serving.models import bundled_models, model_card, standard_twin
 
 ASSETS = {"index.html": "text/html; charset=utf-8",
           "app.js": "text/javascript; charset=utf-8",
@@ -53,9 +53,10 @@ def read_assets() -> dict[str, bytes]:
 
 def card_figures(path: Path) -> dict[str, Any] | None:
     """The figures of the model card of a bundled model file, or None for any other file (an
-    export of your own carries no card: its training figures are in ``/v1/models``)."""
+    export of your own carries no card: its training figures are in ``/v1/models``). A fused
+    twin has its standard model's card."""
     bundled = {p.resolve(): name for name, p in bundled_models().items()}
-    name = bundled.get(Path(path).resolve())
+    name = bundled.get(standard_twin(Path(path)).resolve())
     card = model_card(name) if name else {}
     if not card:
         return None

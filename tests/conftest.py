@@ -20,3 +20,18 @@ def neutral_working_directory():
             yield Path(where)
         finally:
             os.chdir(before)
+
+
+@pytest.fixture(scope="session")
+def kernel_library() -> Path:
+    """The built fused kernel (``ntm build-kernel``; .ci/run builds it). Without it the tests
+    that need it skip, saying so, except under ``CI=true``, where they fail."""
+    from ntm.kernel.library import find_library
+
+    found = find_library()
+    if found is None:
+        reason = "the fused kernel is not built (run `ntm build-kernel`)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found

@@ -1,29 +1,14 @@
-"""The fused kernel's tests need the built library (``ntm build-kernel``; .ci/run builds it).
-Without it they skip, saying so, except under ``CI=true``, where they fail."""
+"""Sessions and inputs for the fused kernel's tests (the ``kernel_library`` fixture, which they
+all need, is in tests/conftest.py)."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ntm.kernel.library import find_library
 from ntm.serving.models import bundled_models, fused_twin
 
 TASKS = ("copy", "recall", "repeat-copy")
-
-
-@pytest.fixture(scope="session")
-def kernel_library() -> Path:
-    found = find_library()
-    if found is None:
-        reason = "the fused kernel is not built (run `ntm build-kernel`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
 
 
 def session(path_or_bytes, fused: bool, threads: int = 1):

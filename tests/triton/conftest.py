@@ -49,7 +49,8 @@ def tritonserver(tmp_path_factory) -> tuple[Path, Path]:
 def triton_repository(tmp_path_factory) -> Path:
     """The bundled copy model, rebuilt as a run and exported as a Triton repository: ``copy``
     (dynamic length, ragged batching), ``copy_stateful`` (sequence batcher) and
-    ``copy_idle`` (the same with a 1 s idle timeout) and ``copy_fixed41`` (41 steps, unrolled)."""
+    ``copy_idle`` (the same with a 1 s idle timeout) and ``copy_fixed41`` (41 steps, unrolled);
+    with the kernel built, ``copy_fused`` and ``copy_fused_stateful`` (``--kernel fused``)."""
     pytest.importorskip("tensorflow")
     from ntm.export.exporter import export_run
     from ntm.export.recover import recover
@@ -65,6 +66,12 @@ def triton_repository(tmp_path_factory) -> Path:
     export_run(run, "triton", out=repo, model_name="copy_idle", stateful=True,
                triton_settings=TritonSettings(sequence_idle_us=IDLE_SECONDS * 1_000_000))
     export_run(run, "triton", out=repo, model_name="copy_fixed41", length=41)
+    from ntm.kernel.library import find_library
+
+    if find_library() is not None:  # the fused kernel's entries (tests/triton/test_fused.py)
+        export_run(run, "triton", out=repo, model_name="copy_fused", kernel="fused")
+        export_run(run, "triton", out=repo, model_name="copy_fused_stateful", stateful=True,
+                   kernel="fused")
     return repo
 
 
@@ -85,4 +92,5 @@ def ntm_serve(tmp_path_factory):
     server = ServerProcess(["--sequence-idle-s", "600"])
     yield server
     server.stop()
+
 
