@@ -86,8 +86,10 @@ def build(out: Path | None = None, headers: Path | None = None, sanitize: bool =
     return out
 
 
-def sanitizer_preload(compiler: str = "g++") -> str:
-    """The libasan a process must preload before it loads a sanitized library."""
-    result = subprocess.run([compiler, "-print-file-name=libasan.so"], capture_output=True,
+def sanitizer_preload(compiler: str = "g++", library: str = "libasan.so") -> str:
+    """The path of a runtime a process must preload before it loads a sanitized library:
+    libasan, and libstdc++ (so that the sanitizer finds the C++ exception functions it wraps
+    when the program, like Python, is not a C++ program)."""
+    result = subprocess.run([compiler, f"-print-file-name={library}"], capture_output=True,
                             text=True, check=True)
     return result.stdout.strip()
