@@ -386,3 +386,11 @@ def test_dispatch_floor_small(tmp_path):
         "export's cell (12 nodes)", "LSTM op, state [1, batch, units] (1 node)",
         "LSTM op in Unsqueeze/Squeeze (6 nodes)"}  # each checked equal to the cell first
     assert "us per Loop iteration" in table
+
+
+def test_fused_kernel_small(tmp_path, kernel_library):
+    result, table = run_small("fused_kernel", tmp_path)
+    assert result["parity"]["passed"] and result["matmul_gflops"] > 0
+    assert [r["case"] for r in result["speed"]] == ["copy20", "copy20"]
+    assert all(r["fused_ms"] > 0 and r["standard_ms"] > 0 for r in result["speed"])
+    assert table.startswith("# The fused kernel")
