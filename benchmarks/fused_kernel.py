@@ -42,7 +42,7 @@ def sessions(task: str):
     """(standard, fused) onnxruntime sessions of a bundled model and its twin, one thread."""
     import onnxruntime as ort
 
-    from ntm.kernel.library import register
+    from ntm.contract.kernel_library import register
     from ntm.serving.models import bundled_models, fused_twin
 
     def open_one(path, fused):

@@ -108,7 +108,7 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
         raise ExportError("--kernel fused exports have a dynamic length (drop --length): the "
                           "kernel has no Loop to unroll")
     if kernel == "fused":
-        from ntm.kernel.library import KernelUnavailable, require_library
+        from ntm.contract.kernel_library import KernelUnavailable, require_library
         try:
             require_library()
         except KernelUnavailable as err:
@@ -239,7 +239,7 @@ def _onnx(run: Run, module: ExportModule, workdir: Path, out: Path, fmt: str, op
     onnx.save(proto, str(tmp / "1" / "model.onnx"))
     operations = ""
     if kernel == "fused":  # the library travels with the model; Triton opens it by path
-        from ntm.kernel.library import LIBRARY_NAME, require_library
+        from ntm.contract.kernel_library import LIBRARY_NAME, require_library
         shutil.copy2(require_library(), tmp / LIBRARY_NAME)
         operations = triton.model_operations(final.resolve() / LIBRARY_NAME)
     if ragged:
@@ -339,7 +339,7 @@ def _input_names(module: ExportModule) -> list[str]:
 def _session(proto: onnx.ModelProto):
     import onnxruntime as ort
 
-    from ntm.kernel.library import register, uses_kernel
+    from ntm.contract.kernel_library import register, uses_kernel
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1

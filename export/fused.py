@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ntm.contract.metadata import ATTENTION, INPUT_NAME, MEMORY_SIZE_NAME, PROBABILITIES
 from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
-from ntm.kernel.library import DOMAIN, OP_NAMES
+from ntm.contract.kernel_library import DOMAIN, OP_NAMES
 
 if TYPE_CHECKING:  # the graph itself needs neither TensorFlow nor the model
     from ntm.export.signatures import RowsTable
@@ -119,7 +119,7 @@ def session_options(intra_op_threads: int = 1):
     built or does not load)."""
     import onnxruntime as ort
 
-    from ntm.kernel.library import register
+    from ntm.contract.kernel_library import register
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads

@@ -25,8 +25,8 @@ import onnxruntime as ort
 from ntm.contract import metadata as meta
 from ntm.contract.memory_plan import MemoryLimitExceeded, choose_memory_size
 from ntm.contract.tasks import Task, task_from_metadata
-from ntm.kernel.library import KernelUnavailable
-from ntm.kernel.library import register as register_kernel
+from ntm.contract.kernel_library import KernelUnavailable
+from ntm.contract.kernel_library import register as register_kernel
 from ntm.serving.errors import BadRequest, InferenceFailed, ModelLoadError, Unprocessable
 from ntm.serving.models import fused_twin, standard_twin
 # RuntimeOptions lives with the other settings (light to import: the CLI reads its defaults).

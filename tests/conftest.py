@@ -26,7 +26,7 @@ def neutral_working_directory():
 def kernel_library() -> Path:
     """The built fused kernel (``ntm build-kernel``; .ci/run builds it). Without it the tests
     that need it skip, saying so, except under ``CI=true``, where they fail."""
-    from ntm.kernel.library import find_library
+    from ntm.contract.kernel_library import find_library
 
     found = find_library()
     if found is None:

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from ntm.kernel.headers import HEADER, HeadersError, fetch_headers, find_headers
-from ntm.kernel.library import LIBRARY_NAME, PACKAGE_DIR, cache_dir
+from ntm.contract.kernel_library import LIBRARY_NAME, PACKAGE_DIR, cache_dir
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "kernels"
 SOURCES = ("ntm_ops.cc",)

@@ -14,7 +14,7 @@ TASKS = ("copy", "recall", "repeat-copy")
 def session(path_or_bytes, fused: bool, threads: int = 1):
     import onnxruntime as ort
 
-    from ntm.kernel.library import register
+    from ntm.contract.kernel_library import register
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

@@ -66,7 +66,7 @@ def triton_repository(tmp_path_factory) -> Path:
     export_run(run, "triton", out=repo, model_name="copy_idle", stateful=True,
                triton_settings=TritonSettings(sequence_idle_us=IDLE_SECONDS * 1_000_000))
     export_run(run, "triton", out=repo, model_name="copy_fixed41", length=41)
-    from ntm.kernel.library import find_library
+    from ntm.contract.kernel_library import find_library
 
     if find_library() is not None:  # the fused kernel's entries (tests/triton/test_fused.py)
         export_run(run, "triton", out=repo, model_name="copy_fused", kernel="fused")

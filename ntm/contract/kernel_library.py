@@ -1,4 +1,5 @@
-"""Where the built ``libntm_ops.so`` is, and registering it with an onnxruntime session.
+"""Where the built fused kernel ``libntm_ops.so`` is, and registering it with an onnxruntime
+session: what the export (which writes models that need it) and serving (which runs them) share.
 
 Looked for, in order: the file ``$NTM_OPS_LIBRARY`` names; ``ntm/kernel/lib/`` inside the
 installed package (where ``ntm build-kernel`` writes when it can); the user's cache
@@ -15,7 +16,7 @@ LIBRARY_NAME = "libntm_ops.so"
 ENV_VAR = "NTM_OPS_LIBRARY"
 DOMAIN = "ai.ntm"  # the ops' ONNX domain
 OP_NAMES = {"dynamic": "NTM", "stateful": "NTMSequence", "ragged": "NTMRagged"}
-PACKAGE_DIR = Path(__file__).resolve().parent / "lib"
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / "kernel" / "lib"  # ntm/kernel/lib
 
 
 class KernelUnavailable(RuntimeError):
