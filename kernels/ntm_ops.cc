@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <new>
 #include <string>
 #include <vector>
@@ -39,6 +40,9 @@ constexpr uint32_t kApiVersion = 20;  // onnxruntime 1.20, the project's floor
 constexpr float kEpsilon = 1e-6f;     // ntm.model.numerics.EPSILON
 constexpr const char* kDomain = "ai.ntm";
 constexpr int kWeightCount = 10;
+const char* const kWeightNames[kWeightCount] = {
+    "controller_kernel", "controller_bias", "initial_h", "initial_c", "head_kernel",
+    "head_bias", "output_kernel", "output_bias", "initial_reads", "initial_weight_logits"};
 // A call never allocates more than this many floats of memory state (batch x N x M): a bad
 // memory_size gets an error instead of an allocation that takes the machine down.
 constexpr int64_t kMaxStateFloats = int64_t(1) << 31;
@@ -179,65 +183,84 @@ inline v8 log8(v8 x) {
 inline v8 sigmoid8(v8 x) { return 1.0f / (1.0f + exp8(-x)); }
 inline v8 tanh8(v8 x) { return 2.0f / (1.0f + exp8(-2.0f * x)) - 1.0f; }
 
-// out[r, :] = bias + a[r, :] @ w for r < rows.  a: [rows, k] with row stride lda;
-// w: [k, n] row-major; out: [rows, n] with row stride ldo. Register-blocked: a block of the
-// output (four rows x 16 columns, or one row x 64 columns) stays in registers while k runs,
-// so each weight row is read once per block of rows. Batch 1 is a matrix-vector product,
-// bound by reading w: the one-row block reads it at full vector width. (Eight-float vectors:
-// sixteen-float ones measured slower here.)
-void matmul_bias(const float* a, int64_t lda, int64_t rows, int64_t k, const float* w, int64_t n,
-                 const float* bias, float* out, int64_t ldo) {
-  const int64_t n16 = n - n % 16;
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    const float* a0 = a + r * lda;
-    for (int64_t j = 0; j < n16; j += 16) {
-      v8 c00 = load8(bias + j), c01 = load8(bias + j + 8);
-      v8 c10 = c00, c11 = c01, c20 = c00, c21 = c01, c30 = c00, c31 = c01;
-      for (int64_t q = 0; q < k; ++q) {
-        const v8 w0 = load8(w + q * n + j), w1 = load8(w + q * n + j + 8);
-        const float x0 = a0[q], x1 = a0[lda + q], x2 = a0[2 * lda + q], x3 = a0[3 * lda + q];
-        c00 += x0 * w0; c01 += x0 * w1;
-        c10 += x1 * w0; c11 += x1 * w1;
-        c20 += x2 * w0; c21 += x2 * w1;
-        c30 += x3 * w0; c31 += x3 * w1;
-      }
-      float* o = out + r * ldo + j;
-      store8(o, c00); store8(o + 8, c01);
-      store8(o + ldo, c10); store8(o + ldo + 8, c11);
-      store8(o + 2 * ldo, c20); store8(o + 2 * ldo + 8, c21);
-      store8(o + 3 * ldo, c30); store8(o + 3 * ldo + 8, c31);
+// A weight matrix [k, n] (n a multiple of 16) stored in column blocks of up to 64: block j
+// holds columns 64j .. 64j + width - 1 as [k, width], contiguous, so a product walks each block
+// front to back (one stream the prefetcher follows) instead of striding over whole rows.
+struct Blocked {
+  int64_t k = 0, n = 0;
+  std::vector<float> data;
+
+  static constexpr int64_t kWidth = 64;
+  int64_t width(int64_t j0) const { return std::min(kWidth, n - j0); }
+  const float* block(int64_t j0) const { return data.data() + k * j0; }
+
+  // w: [k, n_in] row-major; columns n_in .. n (padding) are zero.
+  Blocked(const float* w, int64_t rows, int64_t n_in, int64_t n_padded)
+      : k(rows), n(n_padded), data(rows * n_padded, 0.0f) {
+    for (int64_t j0 = 0; j0 < n; j0 += kWidth) {
+      const int64_t wb = width(j0);
+      float* dst = data.data() + k * j0;
+      for (int64_t q = 0; q < k; ++q)
+        for (int64_t jj = 0; jj < wb && j0 + jj < n_in; ++jj) dst[q * wb + jj] = w[q * n_in + j0 + jj];
     }
   }
-  for (; r < rows; ++r) {
-    const float* x = a + r * lda;
-    int64_t j = 0;
-    for (; j + 64 <= n16; j += 64) {
-      v8 c[8];
-      for (int u = 0; u < 8; ++u) c[u] = load8(bias + j + 8 * u);
-      for (int64_t q = 0; q < k; ++q) {
-        const float* wq = w + q * n + j;
-        for (int u = 0; u < 8; ++u) c[u] += x[q] * load8(wq + 8 * u);
-      }
-      for (int u = 0; u < 8; ++u) store8(out + r * ldo + j + 8 * u, c[u]);
-    }
-    for (; j < n16; j += 16) {
-      v8 c0 = load8(bias + j), c1 = load8(bias + j + 8);
-      for (int64_t q = 0; q < k; ++q) {
-        c0 += x[q] * load8(w + q * n + j);
-        c1 += x[q] * load8(w + q * n + j + 8);
-      }
-      store8(out + r * ldo + j, c0);
-      store8(out + r * ldo + j + 8, c1);
-    }
+  Blocked() = default;
+};
+
+// One row: out[j0 .. j0 + 8 NV) = bias + x @ block, the block's NV vectors in registers.
+template <int NV>
+inline void row_block(const float* x, int64_t k, const float* blk, const float* bias, float* out) {
+  v8 c[NV];
+  for (int u = 0; u < NV; ++u) c[u] = load8(bias + 8 * u);
+  for (int64_t q = 0; q < k; ++q) {
+    const float xq = x[q];
+    const float* wq = blk + q * 8 * NV;
+    for (int u = 0; u < NV; ++u) c[u] += xq * load8(wq + 8 * u);
   }
-  if (n16 < n) {  // the last n % 16 columns, for every row
-    for (int64_t rr = 0; rr < rows; ++rr) {
-      float* o = out + rr * ldo;
-      for (int64_t j = n16; j < n; ++j) o[j] = bias[j];
-      for (int64_t q = 0; q < k; ++q) {
-        const float x = a[rr * lda + q];
-        for (int64_t j = n16; j < n; ++j) o[j] += x * w[q * n + j];
+  for (int u = 0; u < NV; ++u) store8(out + 8 * u, c[u]);
+}
+
+// out[r, :] = bias + a[r, :] @ w for r < rows.  a: [rows, k] with row stride lda; out: [rows,
+// n] with row stride ldo. Register-blocked: four rows x 16 columns of the output (or one row x
+// a whole 64-column block) stay in registers while k runs, so each weight is read once per
+// four rows. Batch 1 is a matrix-vector product, bound by reading w from cache: the one-row
+// path reads each block once, as one stream. (Eight-float vectors: sixteen-float ones measured
+// slower here.)
+void matmul_bias(const float* a, int64_t lda, int64_t rows, const Blocked& w, const float* bias,
+                 float* out, int64_t ldo) {
+  const int64_t k = w.k;
+  for (int64_t j0 = 0; j0 < w.n; j0 += Blocked::kWidth) {
+    const int64_t wb = w.width(j0);
+    const float* blk = w.block(j0);
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+      const float* a0 = a + r * lda;
+      for (int64_t jj = 0; jj < wb; jj += 16) {
+        v8 c00 = load8(bias + j0 + jj), c01 = load8(bias + j0 + jj + 8);
+        v8 c10 = c00, c11 = c01, c20 = c00, c21 = c01, c30 = c00, c31 = c01;
+        for (int64_t q = 0; q < k; ++q) {
+          const v8 w0 = load8(blk + q * wb + jj), w1 = load8(blk + q * wb + jj + 8);
+          const float x0 = a0[q], x1 = a0[lda + q], x2 = a0[2 * lda + q], x3 = a0[3 * lda + q];
+          c00 += x0 * w0; c01 += x0 * w1;
+          c10 += x1 * w0; c11 += x1 * w1;
+          c20 += x2 * w0; c21 += x2 * w1;
+          c30 += x3 * w0; c31 += x3 * w1;
+        }
+        float* o = out + r * ldo + j0 + jj;
+        store8(o, c00); store8(o + 8, c01);
+        store8(o + ldo, c10); store8(o + ldo + 8, c11);
+        store8(o + 2 * ldo, c20); store8(o + 2 * ldo + 8, c21);
+        store8(o + 3 * ldo, c30); store8(o + 3 * ldo + 8, c31);
+      }
+    }
+    for (; r < rows; ++r) {
+      const float* x = a + r * lda;
+      float* o = out + r * ldo + j0;
+      switch (wb / 8) {
+        case 8: row_block<8>(x, k, blk, bias + j0, o); break;
+        case 6: row_block<6>(x, k, blk, bias + j0, o); break;
+        case 4: row_block<4>(x, k, blk, bias + j0, o); break;
+        default: row_block<2>(x, k, blk, bias + j0, o); break;
       }
     }
   }
@@ -269,44 +292,54 @@ struct Config {
   int64_t per_row_state() const { return heads() + memory_width; }
 };
 
-struct Weights {
-  const float* controller_kernel;
-  const float* controller_bias;
-  const float* initial_h;
-  const float* initial_c;
-  const float* head_kernel;
-  const float* head_bias;
-  const float* output_kernel;
-  const float* output_bias;
-  const float* initial_reads;
-  const float* initial_logits;
-  int64_t trained_rows;
+// The weights laid out for the step, once per kernel when they are constant (initializers,
+// as ntm export writes them): every matrix's columns padded to a multiple of 16, so each
+// product runs in whole vector blocks, and the output layer transposed (a few outputs: one dot
+// product each beats a product over a few columns).
+struct Packed {
+  int64_t in = 0, out = 0, trained_rows = 0;
+  int64_t zw = 0, zpad = 0;      // controller product: columns, padded
+  int64_t pw = 0, ppad = 0;      // head parameters: columns, padded
+  int64_t ow = 0;                // output layer's inputs: U + R*M
+  Blocked controller_kernel, head_kernel;
+  std::vector<float> controller_bias, head_bias;
+  std::vector<float> output_t, output_bias;  // [O, U + R*M], [O]
+  std::vector<float> initial_h, initial_c, initial_reads, initial_logits;
 };
+
+inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
+
+// [k, n] row-major -> [k, npad], zero columns added.
+std::vector<float> pad_columns(const float* w, int64_t k, int64_t n, int64_t npad) {
+  std::vector<float> out(k * npad, 0.0f);
+  for (int64_t q = 0; q < k; ++q) std::copy_n(w + q * n, n, out.data() + q * npad);
+  return out;
+}
 
 // Everything that carries from one step to the next, for the whole batch, plus scratch space;
 // allocated once per call, never inside the time loop.
 struct Machine {
   const Config& c;
-  const Weights& w;
+  const Packed& w;
   int64_t batch, rows, input_size, output_size, controller_in;
   float strength_scale;
   std::vector<float> h, cell, reads, weights, memory;  // [B,U] [B,U] [B,R,M] [B,H,N] [B,M,N]
   std::vector<float> x, z, hp, out_in;                 // per step, whole batch
   std::vector<float> scratch;                          // per batch row: 4 x H x N
 
-  Machine(const Config& config, const Weights& parameters, int64_t b, int64_t n, int64_t in,
-          int64_t out)
-      : c(config), w(parameters), batch(b), rows(n), input_size(in), output_size(out) {
+  Machine(const Config& config, const Packed& parameters, int64_t b, int64_t n)
+      : c(config), w(parameters), batch(b), rows(n), input_size(parameters.in),
+        output_size(parameters.out) {
     const int64_t u = c.units, m = c.memory_width, heads = c.heads();
-    controller_in = in + c.reads_width() + (c.lstm ? u : 0);
+    controller_in = input_size + c.reads_width() + (c.lstm ? u : 0);
     h.assign(b * u, 0.0f);
     cell.assign(c.lstm ? b * u : 0, 0.0f);
     reads.assign(b * c.reads_width(), 0.0f);
     weights.assign(b * heads * n, 0.0f);
     memory.assign(b * n * m, 0.0f);
     x.assign(b * controller_in, 0.0f);
-    z.assign(b * (c.lstm ? 4 * u : u), 0.0f);
-    hp.assign(b * c.head_params(), 0.0f);
+    z.assign(b * std::max(w.zpad, w.out), 0.0f);
+    hp.assign(b * w.ppad, 0.0f);
     out_in.assign(b * (u + c.reads_width()), 0.0f);
     scratch.assign(b * 4 * heads * n, 0.0f);
     // strength_scale in cell.py: (log N / log N0) ** p, exactly 1 at N0.
@@ -322,7 +355,7 @@ struct Machine {
     const int64_t n0 = w.trained_rows;
     std::vector<float> initial(heads * n);
     for (int64_t hd = 0; hd < heads; ++hd) {
-      const float* logits = w.initial_logits + hd * n0;
+      const float* logits = w.initial_logits.data() + hd * n0;
       const float floor = *std::min_element(logits, logits + n0) - c.grow_margin;
       float* row = initial.data() + hd * n;
       for (int64_t i = 0; i < n; ++i) row[i] = i < n0 ? logits[i] : floor;
@@ -333,10 +366,10 @@ struct Machine {
     }
     for (int64_t b = 0; b < batch; ++b) {
       if (c.lstm) {
-        std::copy(w.initial_h, w.initial_h + u, h.begin() + b * u);
-        std::copy(w.initial_c, w.initial_c + u, cell.begin() + b * u);
+        std::copy(w.initial_h.begin(), w.initial_h.end(), h.begin() + b * u);
+        std::copy(w.initial_c.begin(), w.initial_c.end(), cell.begin() + b * u);
       }
-      std::copy(w.initial_reads, w.initial_reads + c.reads_width(),
+      std::copy(w.initial_reads.begin(), w.initial_reads.end(),
                 reads.begin() + b * c.reads_width());
       std::copy(initial.begin(), initial.end(), weights.begin() + b * heads * n);
     }
@@ -395,9 +428,9 @@ struct Machine {
       std::copy_n(reads.data() + b * rw, rw, xb + input_size);
       if (c.lstm) std::copy_n(h.data() + b * u, u, xb + input_size + rw);
     }
-    const int64_t zw = c.lstm ? 4 * u : u;
-    matmul_bias(x.data(), controller_in, batch, controller_in, w.controller_kernel, zw,
-                w.controller_bias, z.data(), zw);
+    const int64_t zw = w.zpad;
+    matmul_bias(x.data(), controller_in, batch, w.controller_kernel, w.controller_bias.data(),
+                z.data(), zw);
     for (int64_t b = 0; b < batch; ++b) {
       const float* zb = z.data() + b * zw;
       float* hb = h.data() + b * u;
@@ -423,6 +456,59 @@ struct Machine {
     }
   }
 
+  // Every head's key against every memory row, and the rows' norms, in one pass over the
+  // memory: for each block of eight rows the products accumulate in registers over the M
+  // columns (up to four heads at a time), instead of M passes that load and store them.
+  // p: the row's head parameters (each head's key first); mem: [M, N] -> dots [H, N] (k . M(i))
+  // and norms [N] (sqrt(|M(i)|^2 + eps^2)).
+  void key_products(const float* p, const float* mem, float* dots, float* norms) const {
+    const int64_t m = c.memory_width, n = rows, heads = c.heads(), ph = c.per_head();
+    const int64_t n8 = n - n % 8;
+    for (int64_t h0 = 0; h0 < heads; h0 += 4) {
+      const int64_t nh = std::min<int64_t>(4, heads - h0);
+      const float* k0 = p + h0 * ph;
+      switch (nh) {
+        case 4: key_block<4>(k0, ph, mem, dots + h0 * n, norms, h0 == 0, n8); break;
+        case 3: key_block<3>(k0, ph, mem, dots + h0 * n, norms, h0 == 0, n8); break;
+        case 2: key_block<2>(k0, ph, mem, dots + h0 * n, norms, h0 == 0, n8); break;
+        default: key_block<1>(k0, ph, mem, dots + h0 * n, norms, h0 == 0, n8); break;
+      }
+      for (int64_t i = n8; i < n; ++i) {  // the last n % 8 rows
+        float sq = kEpsilon * kEpsilon;
+        for (int64_t hd = 0; hd < nh; ++hd) dots[(h0 + hd) * n + i] = 0.0f;
+        for (int64_t j = 0; j < m; ++j) {
+          const float v = mem[j * n + i];
+          sq += v * v;
+          for (int64_t hd = 0; hd < nh; ++hd) dots[(h0 + hd) * n + i] += k0[hd * ph + j] * v;
+        }
+        if (h0 == 0) norms[i] = std::sqrt(sq);
+      }
+    }
+  }
+
+  template <int NH>
+  void key_block(const float* keys, int64_t ph, const float* mem, float* dots, float* norms,
+                 bool with_norms, int64_t n8) const {
+    const int64_t m = c.memory_width, n = rows;
+    for (int64_t i = 0; i < n8; i += 8) {
+      v8 d[NH];
+      for (int h = 0; h < NH; ++h) d[h] = splat(0.0f);
+      v8 sq = splat(kEpsilon * kEpsilon);
+      for (int64_t j = 0; j < m; ++j) {
+        const v8 v = load8(mem + j * n + i);
+        sq += v * v;
+        for (int h = 0; h < NH; ++h) d[h] += keys[h * ph + j] * v;
+      }
+      for (int h = 0; h < NH; ++h) store8(dots + h * n + i, d[h]);
+      if (with_norms) {
+        // sqrt(|k|^2 + eps^2) sqrt(|M(i)|^2 + eps^2): the model's sqrt of the product, to
+        // rounding
+        for (int k = 0; k < 8; ++k) sq[k] = std::sqrt(sq[k]);
+        store8(norms + i, sq);
+      }
+    }
+  }
+
   // Addressing (addressing.py), read and write (memory.py) for batch row b; the head
   // parameters of this step are in hp. attention: this row's [H, N] of the output, or null.
   // The memory is held column by column ([M, N]: each column's N values contiguous), so every
@@ -430,23 +516,18 @@ struct Machine {
   void memory_step(int64_t b, float* attention) {
     const int64_t m = c.memory_width, n = rows, heads = c.heads(), s = c.shifts();
     const int64_t ph = c.per_head(), rh = c.read_heads;
-    const float* p = hp.data() + b * c.head_params();
+    const float* p = hp.data() + b * w.ppad;
     float* mem = memory.data() + b * n * m;  // [M, N]
     float* wb = weights.data() + b * heads * n;
-    float* norms = scratch.data() + b * 4 * heads * n;  // sqrt(|M(i)|^2 + eps^2), [N]
-    float* content = norms + n;                          // [N]
-    float* gated = content + n;                          // [N]
-    float* shifted = gated + n;                          // [N]
-    std::fill_n(norms, n, kEpsilon * kEpsilon);
-    for (int64_t j = 0; j < m; ++j) {
-      const float* column = mem + j * n;
-      for (int64_t i = 0; i < n; ++i) norms[i] += column[i] * column[i];
-    }
-    // sqrt(|k|^2 + eps^2) sqrt(|M(i)|^2 + eps^2): the model's sqrt of the product, to rounding
-    for (int64_t i = 0; i < n; ++i) norms[i] = std::sqrt(norms[i]);
+    float* dots = scratch.data() + b * 4 * heads * n;  // k_h . M(i), [H, N]
+    float* norms = dots + heads * n;                    // sqrt(|M(i)|^2 + eps^2), [N]
+    float* gated = norms + n;                           // [N]
+    float* shifted = gated + n;                         // [N]
+    key_products(p, mem, dots, norms);
     for (int64_t hd = 0; hd < heads; ++hd) {
       const float* q = p + hd * ph;
       const float* key = q;
+      float* content = dots + hd * n;
       const float strength = softplus(q[m]) * strength_scale;
       const float gate = 1.0f / (1.0f + std::exp(-q[m + 1]));
       const float gamma = 1.0f + softplus(q[m + 2 + s]);
@@ -462,12 +543,6 @@ struct Machine {
       float key_sq = kEpsilon * kEpsilon;
       for (int64_t j = 0; j < m; ++j) key_sq += key[j] * key[j];
       // content weighting (eqs. 5-6): softmax of strength x cosine
-      std::fill_n(content, n, 0.0f);
-      for (int64_t j = 0; j < m; ++j) {
-        const float kj = key[j];
-        const float* column = mem + j * n;
-        for (int64_t i = 0; i < n; ++i) content[i] += kj * column[i];
-      }
       const int64_t n8 = n - n % 8;
       v8 top8 = splat(-std::numeric_limits<float>::infinity());
       const float key_norm = std::sqrt(key_sq);
@@ -525,6 +600,32 @@ struct Machine {
     }
     // read (eq. 2) from M_{t-1}, before the write
     float* rb = reads.data() + b * c.reads_width();
+    const float* write_params = p + heads * ph;
+    if (rh == 1 && c.write_heads == 1) {
+      // The paper's one read and one write head: each column is read and rewritten in one
+      // pass (the read takes its value before the write changes it).
+      const float* wr = wb;
+      const float* ww = wb + n;
+      const int64_t n8 = n - n % 8;
+      for (int64_t j = 0; j < m; ++j) {
+        float* column = mem + j * n;
+        const float erase = sigmoid(write_params[j]);
+        const float add = tanh_approx(write_params[m + j]);
+        v8 dot8 = splat(0.0f);
+        for (int64_t i = 0; i < n8; i += 8) {
+          const v8 v = load8(column + i), wi = load8(ww + i);
+          dot8 += load8(wr + i) * v;
+          store8(column + i, v * (1.0f - wi * erase) + wi * add);
+        }
+        float dot = hsum(dot8);
+        for (int64_t i = n8; i < n; ++i) {
+          dot += wr[i] * column[i];
+          column[i] = column[i] * (1.0f - ww[i] * erase) + ww[i] * add;
+        }
+        rb[j] = dot;
+      }
+      return;
+    }
     for (int64_t r = 0; r < rh; ++r) {
       const float* wr = wb + r * n;
       for (int64_t j = 0; j < m; ++j) {
@@ -538,7 +639,6 @@ struct Machine {
       }
     }
     // erase and add (eqs. 3-4); several write heads: erasures multiply, additions sum
-    const float* write_params = p + heads * ph;
     for (int64_t j = 0; j < m; ++j) {
       float* column = mem + j * n;
       for (int64_t hw = 0; hw < c.write_heads; ++hw) {
@@ -569,26 +669,33 @@ struct Machine {
   // One time step for the whole batch; probabilities [B, T, O] and attention [B, T, H, N].
   void step(const float* inputs, int64_t time, int64_t t, float* probabilities,
             float* attention) {
-    const int64_t u = c.units, rw = c.reads_width(), np = c.head_params();
+    const int64_t u = c.units, rw = c.reads_width();
     const int64_t hn = c.heads() * rows;
     controller(inputs, time, t);
-    matmul_bias(h.data(), u, batch, u, w.head_kernel, np, w.head_bias, hp.data(), np);
-    for (float& v : hp) v = clip(v, c.clip_value);
+    matmul_bias(h.data(), u, batch, w.head_kernel, w.head_bias.data(), hp.data(), w.ppad);
+    for (int64_t b = 0; b < batch; ++b) {
+      float* row = hp.data() + b * w.ppad;
+      for (int64_t j = 0; j < w.pw; ++j) row[j] = clip(row[j], c.clip_value);
+    }
     for (int64_t b = 0; b < batch; ++b)
       memory_step(b, attention ? attention + (b * time + t) * hn : nullptr);
-    // output layer (cell.py output_logits): clip(W [h; r] + b), then the sigmoid
-    const int64_t ow = u + rw;
+    // output layer (cell.py output_logits): clip(W [h; r] + b), then the sigmoid; one dot
+    // product of [h; r] with each output's column
+    const int64_t ow = w.ow, ow8 = ow - ow % 8;
     for (int64_t b = 0; b < batch; ++b) {
-      std::copy_n(h.data() + b * u, u, out_in.data() + b * ow);
-      std::copy_n(reads.data() + b * rw, rw, out_in.data() + b * ow + u);
-    }
-    std::vector<float>& logits = z;  // z is free until the next step's controller
-    matmul_bias(out_in.data(), ow, batch, ow, w.output_kernel, output_size, w.output_bias,
-                logits.data(), output_size);
-    for (int64_t b = 0; b < batch; ++b)
-      for (int64_t o = 0; o < output_size; ++o)
+      float* in = out_in.data();
+      std::copy_n(h.data() + b * u, u, in);
+      std::copy_n(reads.data() + b * rw, rw, in + u);
+      for (int64_t o = 0; o < output_size; ++o) {
+        const float* col = w.output_t.data() + o * ow;
+        v8 acc = splat(0.0f);
+        for (int64_t j = 0; j < ow8; j += 8) acc += load8(in + j) * load8(col + j);
+        float logit = w.output_bias[o] + hsum(acc);
+        for (int64_t j = ow8; j < ow; ++j) logit += in[j] * col[j];
         probabilities[(b * time + t) * output_size + o] =
-            1.0f / (1.0f + std::exp(-clip(logits[b * output_size + o], c.clip_value)));
+            1.0f / (1.0f + std::exp(-clip(logit, c.clip_value)));
+      }
+    }
   }
 };
 
@@ -619,9 +726,7 @@ struct Tensor {
     }                                                                            \
   } while (0)
 
-Tensor input(OrtKernelContext* context, size_t index, const char* name, bool ints) {
-  const OrtValue* value = nullptr;
-  ORT_CHECK(g_api->KernelContext_GetInput(context, index, &value));
+Tensor tensor_of(const OrtValue* value, const char* name, bool ints) {
   if (value == nullptr) throw Failure{ORT_INVALID_ARGUMENT, std::string(name) + " is missing"};
   OrtTensorTypeAndShapeInfo* info = nullptr;
   ORT_CHECK(g_api->GetTensorTypeAndShape(value, &info));
@@ -644,6 +749,12 @@ Tensor input(OrtKernelContext* context, size_t index, const char* name, bool int
   if (ints) t.ints = static_cast<const int32_t*>(data);
   else t.data = static_cast<const float*>(data);
   return t;
+}
+
+Tensor input(OrtKernelContext* context, size_t index, const char* name, bool ints) {
+  const OrtValue* value = nullptr;
+  ORT_CHECK(g_api->KernelContext_GetInput(context, index, &value));
+  return tensor_of(value, name, ints);
 }
 
 float* output(OrtKernelContext* context, size_t index, const std::vector<int64_t>& shape) {
@@ -707,34 +818,72 @@ struct Kernel {
     return asked;
   }
 
-  // The weight inputs from `first` on, their shapes checked against the attributes; sets the
-  // model's input and output widths.
-  Weights weights(OrtKernelContext* context, size_t first, int64_t* in, int64_t* out) const {
-    static const char* names[kWeightCount] = {
-        "controller_kernel", "controller_bias", "initial_h", "initial_c", "head_kernel",
-        "head_bias", "output_kernel", "output_bias", "initial_reads", "initial_weight_logits"};
-    Tensor t[kWeightCount];
-    for (int i = 0; i < kWeightCount; ++i) t[i] = input(context, first + i, names[i], false);
+  std::shared_ptr<const Packed> constant;  // the weights, packed at creation when constant
+
+  // The weights (inputs from `first` on), their shapes checked against the attributes, packed.
+  Packed pack(const Tensor* t) const {
     const int64_t u = c.units, rw = c.reads_width();
     const int64_t zw = c.lstm ? 4 * u : u;
     if (t[0].shape.size() != 2 || t[7].shape.size() != 1)
       throw Failure{ORT_INVALID_ARGUMENT, "the controller or output weights are not matrices"};
-    *in = t[0].shape[0] - rw - (c.lstm ? u : 0);
-    *out = t[7].shape[0];
-    if (*in < 1) throw Failure{ORT_INVALID_ARGUMENT, "weight controller_kernel is too small"};
+    Packed w;
+    w.in = t[0].shape[0] - rw - (c.lstm ? u : 0);
+    w.out = t[7].shape[0];
+    if (w.in < 1) throw Failure{ORT_INVALID_ARGUMENT, "weight controller_kernel is too small"};
     if (t[9].shape.size() != 2 || t[9].shape[0] != c.heads() || t[9].shape[1] < 1)
       throw Failure{ORT_INVALID_ARGUMENT, "weight initial_weight_logits has shape " +
                                               dims(t[9].shape) + ", expected [heads, rows]"};
-    expect_shape(t[0], names[0], {t[0].shape[0], zw});
-    expect_shape(t[1], names[1], {zw});
-    expect_shape(t[2], names[2], {c.lstm ? u : 0});
-    expect_shape(t[3], names[3], {c.lstm ? u : 0});
-    expect_shape(t[4], names[4], {u, c.head_params()});
-    expect_shape(t[5], names[5], {c.head_params()});
-    expect_shape(t[6], names[6], {u + rw, *out});
-    expect_shape(t[8], names[8], {c.read_heads, c.memory_width});
-    return Weights{t[0].data, t[1].data, t[2].data, t[3].data, t[4].data,
-                   t[5].data, t[6].data, t[7].data, t[8].data, t[9].data, t[9].shape[1]};
+    expect_shape(t[0], kWeightNames[0], {t[0].shape[0], zw});
+    expect_shape(t[1], kWeightNames[1], {zw});
+    expect_shape(t[2], kWeightNames[2], {c.lstm ? u : 0});
+    expect_shape(t[3], kWeightNames[3], {c.lstm ? u : 0});
+    expect_shape(t[4], kWeightNames[4], {u, c.head_params()});
+    expect_shape(t[5], kWeightNames[5], {c.head_params()});
+    expect_shape(t[6], kWeightNames[6], {u + rw, w.out});
+    expect_shape(t[8], kWeightNames[8], {c.read_heads, c.memory_width});
+    const int64_t k = t[0].shape[0];
+    w.zw = zw;
+    w.zpad = round16(zw);
+    w.pw = c.head_params();
+    w.ppad = round16(w.pw);
+    w.ow = u + rw;
+    w.trained_rows = t[9].shape[1];
+    w.controller_kernel = Blocked(t[0].data, k, zw, w.zpad);
+    w.controller_bias = pad_columns(t[1].data, 1, zw, w.zpad);
+    w.head_kernel = Blocked(t[4].data, u, w.pw, w.ppad);
+    w.head_bias = pad_columns(t[5].data, 1, w.pw, w.ppad);
+    w.output_t.resize(w.out * w.ow);
+    for (int64_t q = 0; q < w.ow; ++q)
+      for (int64_t o = 0; o < w.out; ++o) w.output_t[o * w.ow + q] = t[6].data[q * w.out + o];
+    w.output_bias.assign(t[7].data, t[7].data + w.out);
+    w.initial_h.assign(t[2].data, t[2].data + t[2].size());
+    w.initial_c.assign(t[3].data, t[3].data + t[3].size());
+    w.initial_reads.assign(t[8].data, t[8].data + t[8].size());
+    w.initial_logits.assign(t[9].data, t[9].data + t[9].size());
+    return w;
+  }
+
+  // The packed weights of this call: the constant ones, else the inputs' packed into `local`.
+  const Packed& weights(OrtKernelContext* context, size_t first, Packed* local) const {
+    if (constant) return *constant;
+    Tensor t[kWeightCount];
+    for (int i = 0; i < kWeightCount; ++i) t[i] = input(context, first + i, kWeightNames[i], false);
+    *local = pack(t);
+    return *local;
+  }
+
+  // At creation: when every weight is a constant initializer, pack them once.
+  void pack_constants(const OrtKernelInfo* info) {
+    const size_t first = mode == Mode::kStateful ? 4 : 2;
+    Tensor t[kWeightCount];
+    for (int i = 0; i < kWeightCount; ++i) {
+      int is_constant = 0;
+      const OrtValue* value = nullptr;
+      ORT_CHECK(g_api->KernelInfoGetConstantInput_tensor(info, first + i, &is_constant, &value));
+      if (!is_constant) return;
+      t[i] = tensor_of(value, kWeightNames[i], false);
+    }
+    constant = std::make_shared<const Packed>(pack(t));
   }
 
   void check_size(int64_t batch, int64_t rows, int64_t time) const {
@@ -750,8 +899,9 @@ struct Kernel {
     const bool stateful = mode == Mode::kStateful;
     const Tensor x = input(context, 0, "inputs", false);
     const Tensor memory_size = input(context, 1, "memory_size", true);
-    int64_t in = 0, out = 0;
-    const Weights w = weights(context, stateful ? 4 : 2, &in, &out);
+    Packed local;
+    const Packed& w = weights(context, stateful ? 4 : 2, &local);
+    const int64_t in = w.in, out = w.out;
     if (x.shape.size() != 3)
       throw Failure{ORT_INVALID_ARGUMENT,
                     "inputs must be [batch, time, features], got " + dims(x.shape)};
@@ -796,7 +946,7 @@ struct Kernel {
     if (start) rows = resolve_rows(memory_size, time);
     check_size(batch, rows, time);
 
-    Machine machine(c, w, batch, rows, in, out);
+    Machine machine(c, w, batch, rows);
     if (start) machine.start();
     else machine.load(state.data);
     float* probabilities = output(context, 0, {batch, time, out});
@@ -814,8 +964,9 @@ struct Kernel {
   void compute_ragged(OrtKernelContext* context) const {
     const Tensor x = input(context, 0, "inputs", false);
     const Tensor items = input(context, 1, "item_shape", true);
-    int64_t in = 0, out = 0;
-    const Weights w = weights(context, 2, &in, &out);
+    Packed local;
+    const Packed& w = weights(context, 2, &local);
+    const int64_t in = w.in, out = w.out;
     if (x.shape.size() != 1)
       throw Failure{ORT_INVALID_ARGUMENT, "inputs must be flat, got " + dims(x.shape)};
     if (items.shape.size() != 2 || items.shape[1] != 2 || items.shape[0] < 1)
@@ -860,7 +1011,7 @@ struct Kernel {
       for (int64_t i = 0; i < g; ++i)
         std::copy_n(x.data + first[group[i]] * in, lengths[group[i]] * in,
                     padded.data() + i * time * in);
-      Machine machine(c, w, g, rows[b], in, out);
+      Machine machine(c, w, g, rows[b]);
       machine.start();
       for (int64_t step = 0; step < time; ++step)
         machine.step(padded.data(), time, step, p.data(), nullptr);
@@ -949,6 +1100,7 @@ struct Op : OrtCustomOp {
           c.max_rows = attribute_int(info, "max_memory_size");
           c.buckets = attribute_ints(info, "buckets");
           c.longest = attribute_ints(info, "longest");
+          k->pack_constants(info);
         } catch (...) {
           delete k;
           throw;
