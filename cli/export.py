@@ -70,6 +70,7 @@ def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: 
     the trained memory rows); a difference above 1e-4 fails the export and leaves any earlier
     export in place.
     """
+    quiet_tensorflow(1)  # first: without the train extra, the one-line error that says so
     from ntm.training.runs import Run, latest_run
 
     run_dir = run_dir or latest_run()
@@ -78,7 +79,6 @@ def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: 
         raise click.UsageError(f"{run_dir} holds the LSTM baseline: the exports carry the NTM's "
                                f"memory rows and attention, which it has not; `ntm evaluate "
                                f"{run_dir}` measures it")
-    quiet_tensorflow(1)
     from ntm.export.exporter import export_run
     from ntm.export.triton import TritonSettings
 

@@ -47,11 +47,13 @@ class ExportResult:
         return max((c.probabilities_diff for c in self.comparisons), default=0.0)
 
 
-def default_output(task: str, fmt: str, length: int | None) -> Path:
-    """exports/TASK/TASK.onnx, exports/TASK/savedmodel, exports/triton (with -fixedN suffixes)."""
+def default_output(task: str, fmt: str, length: int | None, kernel: str = "standard") -> Path:
+    """exports/TASK/TASK.onnx (fused: TASK.fused.onnx, the twin ntm serve looks for beside it),
+    exports/TASK/savedmodel, exports/triton (with -fixedN suffixes)."""
     suffix = f"-fixed{length}" if length is not None else ""
     if fmt == "onnx":
-        return EXPORTS_ROOT / task / f"{task}{suffix}.onnx"
+        twin = ".fused" if kernel == "fused" else ""
+        return EXPORTS_ROOT / task / f"{task}{suffix}{twin}.onnx"
     if fmt == "savedmodel":
         return EXPORTS_ROOT / task / f"savedmodel{suffix}"
     return EXPORTS_ROOT / "triton"
@@ -134,7 +136,7 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
     table = RowsTable.for_task(task, trained, max_memory_size)
     module = ExportModule(model, length, rows, stateful=stateful, rows=table)
     mode = "dynamic" if length is None else "fixed"
-    out = Path(out) if out else default_output(task.name, fmt, length)
+    out = Path(out) if out else default_output(task.name, fmt, length, kernel)
     name = model_name or (task.name.replace("-", "_") + (f"_fixed{length}" if length else ""))
 
     def reference(x, n):
