@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -182,6 +182,7 @@ def curves_figure(
     evaluation: dict[str, np.ndarray],
     smooth: int = 20,
     title: str = "",
+    log_y: bool = True,
     width: float = 8.0,
     height: float = 6.0,
     dpi: float = 100,
@@ -191,6 +192,7 @@ def curves_figure(
     train:      {"sequences": [P], "loss": [P], "bits_per_seq": [P], "stage": [P]} (may be empty)
     evaluation: {"sequences": [E], "bits_per_seq": [E]} held-out bits/seq (may be empty)
     smooth:     running-median window over logged training points (1 = raw only)
+    log_y:      log y axes (symmetric-log when a value is 0); linear otherwise
     Curriculum stage changes show as dotted vertical lines.
     """
     figure = new_figure(width, height, dpi)
@@ -201,8 +203,9 @@ def curves_figure(
     if len(evaluation["sequences"]):
         bits_ax.plot(evaluation["sequences"], evaluation["bits_per_seq"], "o-", color="tab:orange",
                      markersize=3, linewidth=1, label="held-out bits/seq")
-    _log_scale(loss_ax, train["loss"])
-    _log_scale(bits_ax, np.concatenate([train["bits_per_seq"], evaluation["bits_per_seq"]]))
+    if log_y:
+        _log_scale(loss_ax, train["loss"])
+        _log_scale(bits_ax, np.concatenate([train["bits_per_seq"], evaluation["bits_per_seq"]]))
     for start in _stage_starts(x, train["stage"]):
         for ax in (loss_ax, bits_ax):
             ax.axvline(start, color="grey", linestyle=":", linewidth=1)
@@ -236,6 +239,116 @@ def _stage_starts(sequences: np.ndarray, stages: np.ndarray) -> list[float]:
         return []
     changed = np.nonzero(np.diff(stages) != 0)[0] + 1
     return [float(sequences[i]) for i in changed]
+
+
+# -- several runs on one axis ------------------------------------------------------------------
+class Curve(NamedTuple):
+    """One run's line on an overlay.
+
+    x, y:       [P] the points (e.g. sequences seen and held-out bits/seq), joined in order
+    background: ([Q], [Q]) drawn faint in the line's colour behind it (e.g. the running median
+                of the training bits/seq), or None
+    style:      a matplotlib format string for the line ("o-": markers and a line)
+    """
+
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+    background: tuple[np.ndarray, np.ndarray] | None = None
+    style: str = "-"
+
+
+def overlay_figure(
+    curves: Sequence[Curve],
+    xlabel: str = "sequences seen",
+    ylabel: str = "bits / sequence",
+    log_y: bool = True,
+    ylim: tuple[float, float] | None = None,
+    references: Sequence[tuple[str, float]] = (),
+    shade: tuple[float, float, str] | None = None,
+    title: str = "",
+    width: float = 8.0,
+    height: float = 5.0,
+    dpi: float = 100,
+) -> Any:
+    """Several runs' curves on one axis, one colour each (e.g. the NTM and the LSTM baseline
+    on one task, as the paper's learning-curve figures compare them).
+
+    log_y:      log y axis (symmetric-log when a value is 0); linear otherwise, as the paper
+                draws its learning curves
+    ylim:       (bottom, top) of the y axis [default: the data's]; values beyond are cut off
+    references: (label, value) horizontal dashed lines (e.g. the optimal estimator's cost)
+    shade:      (start, end, label) an x range shaded (e.g. the trained lengths)
+    The x axis counts in engineering units (10k, 1M).
+    """
+    from matplotlib.ticker import EngFormatter
+
+    figure = new_figure(width, height, dpi)
+    ax = figure.subplots()
+    if shade is not None:
+        ax.axvspan(shade[0], shade[1], color="tab:green", alpha=0.15, label=shade[2])
+    values = []
+    for curve in curves:
+        line, = ax.plot(curve.x, curve.y, curve.style, label=curve.label, linewidth=1.5,
+                        markersize=3, zorder=3)
+        values.append(np.asarray(curve.y, np.float64))
+        if curve.background is not None and len(curve.background[0]):
+            ax.plot(*curve.background, color=line.get_color(), alpha=0.3, linewidth=0.8,
+                    zorder=2)
+            values.append(np.asarray(curve.background[1], np.float64))
+    for (label, value), color in zip(references, ("black", "grey", "tab:brown")):
+        ax.axhline(value, color=color, linestyle="--", linewidth=1, label=label)
+        values.append(np.array([value]))
+    if log_y:
+        _log_scale(ax, np.concatenate(values) if values else np.array([1.0]))
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small", loc="best")
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def outputs_figure(
+    columns: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]],
+    title: str = "",
+    width: float = 12.0,
+    height: float = 5.0,
+    dpi: float = 100,
+) -> Any:
+    """Targets and outputs of sequences side by side, as the paper's Figures 4 and 5 show a
+    model's copies at growing lengths: one column per sequence, as wide as its time steps, one
+    row per panel (e.g. targets, one model's outputs, another's).
+
+    columns: [(column title, [(row label, matrix [T, channels]), ...]), ...]; every column has
+             the same row labels, in the same order. Values in [0, 1] (bits, probabilities),
+             time left to right, channel 0 at the top.
+    """
+    rows = len(columns[0][1])
+    figure = new_figure(width, height, dpi)
+    axes = figure.subplots(rows, len(columns), squeeze=False,
+                           width_ratios=[max(1, panels[0][1].shape[0]) for _, panels in columns])
+    image = None
+    for col, (name, panels) in enumerate(columns):
+        for row, (label, matrix) in enumerate(panels):
+            ax = axes[row][col]
+            image = _heatmap(ax, np.asarray(matrix, np.float32).T, None)
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name, fontsize="medium")
+            if col == 0:
+                ax.set_ylabel(label)
+            if row == rows - 1:
+                ax.set_xlabel("time step")
+    figure.colorbar(image, ax=list(axes.ravel()), shrink=0.6, label="value")
+    if title:
+        figure.suptitle(title)
+    return figure
 
 
 # -- generalisation --------------------------------------------------------------------------

@@ -223,26 +223,60 @@ def post_json(url: str, body: dict, api_key: str | None) -> dict:
 
 
 # -- training curves -------------------------------------------------------------------------
-@plot.command(short_help="Training loss and bits/seq against sequences seen.")
-@click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
+@plot.command(short_help="Training curves against sequences seen; several runs overlaid.")
+@click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
+@click.option("--label", "labels", multiple=True,
+              help="Legend label of a RUN_DIR, once per RUN_DIR in order [default: NAME (TASK) "
+                   "from its config.json].")
 @click.option("--smooth", type=click.IntRange(min=1), default=20, show_default=True,
               help="Running-median window over logged training points (1 = raw).")
+@click.option("--scale", type=click.Choice(["log", "linear"]), default="log", show_default=True,
+              help="The y axis: log (symmetric-log when a value is 0), or linear as the "
+                   "paper draws its learning curves.")
 @figure_options(width=8.0, height=6.0)
-def curves(run_dir: Path, smooth: int, output: Path, dpi: int, width: float,
-           height: float) -> None:
-    """Draw training loss and bits/seq (log scale) against sequences seen, with the held-out
-    evaluations, from RUN_DIR/metrics.jsonl (or a metrics.jsonl file given directly)."""
+def curves(run_dirs: tuple[Path, ...], labels: tuple[str, ...], smooth: int, scale: str,
+           output: Path, dpi: int, width: float, height: float) -> None:
+    """Draw training loss and bits/seq against sequences seen, with the held-out
+    evaluations, from RUN_DIR/metrics.jsonl (or a metrics.jsonl file given directly).
+
+    Several RUN_DIRs are overlaid on one axis, one colour each (e.g. the NTM and the LSTM
+    baseline on one task): each run's held-out bits/seq, its training bits/seq (running
+    median) faint behind.
+    """
     require_matplotlib()
-    from ntm.cli.figures import curves_figure
+    from ntm.cli.figures import Curve, curves_figure, overlay_figure, running_median
     from ntm.training.layout import METRICS_FILE
 
-    path = run_dir / METRICS_FILE if run_dir.is_dir() else run_dir
-    if not path.is_file():
-        raise click.ClickException(f"{run_dir} has no {METRICS_FILE}: not a training run "
-                                   f"directory, or nothing logged yet")
-    train, evaluation = read_metrics(path)
-    figure = curves_figure(train, evaluation, smooth=smooth, title=run_title(path.parent),
-                           width=width, height=height, dpi=dpi)
+    if labels and len(labels) != len(run_dirs):
+        raise click.BadParameter(f"{len(labels)} label(s) for {len(run_dirs)} RUN_DIR(s): give "
+                                 f"one per RUN_DIR, or none", param_hint="--label")
+    runs = []
+    for run_dir in run_dirs:
+        path = run_dir / METRICS_FILE if run_dir.is_dir() else run_dir
+        if not path.is_file():
+            raise click.ClickException(f"{run_dir} has no {METRICS_FILE}: not a training run "
+                                       f"directory, or nothing logged yet")
+        runs.append((path, *read_metrics(path)))
+    if len(runs) == 1:
+        path, train, evaluation = runs[0]
+        figure = curves_figure(train, evaluation, smooth=smooth,
+                               title=labels[0] if labels else run_title(path.parent),
+                               log_y=scale == "log", width=width, height=height, dpi=dpi)
+    else:
+        lines = []
+        for i, (path, train, evaluation) in enumerate(runs):
+            label = labels[i] if labels else run_title(path.parent)
+            median = (train["sequences"], running_median(train["bits_per_seq"], smooth))
+            if len(evaluation["sequences"]):
+                lines.append(Curve(f"{label}, held-out", evaluation["sequences"],
+                                   evaluation["bits_per_seq"], median, "o-"))
+            else:
+                lines.append(Curve(f"{label}, training", *median))
+        figure = overlay_figure(lines, log_y=scale == "log",
+                                title=f"bits/seq of {len(runs)} runs (training faint, running "
+                                      f"median of {smooth})", width=width, height=height,
+                                dpi=dpi)
     write_figure(figure, output, dpi)
 
 

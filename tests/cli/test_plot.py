@@ -97,6 +97,31 @@ def test_curves_from_a_run_dir_and_from_the_file(metrics_run, tmp_path):
         assert png_size(out) == (400, 300)  # default 8 x 6 inches
 
 
+def test_curves_overlays_several_runs_one_label_each(metrics_run, tmp_path):
+    """The NTM and its LSTM baseline on one axis; a run with no held-out evaluation yet is
+    drawn from its training points."""
+    untested = tmp_path / "lstm"
+    untested.mkdir()
+    (untested / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": s, "sequences": 4 * s, "elapsed": s, "loss": 9.0, "bits_per_seq": 7.5,
+                    "stage": 1}) + "\n" for s in (10, 20, 30)))
+    for scale in ("log", "linear"):
+        out = tmp_path / f"overlay-{scale}.png"
+        result = invoke("curves", metrics_run, untested, "--label", "NTM", "--label", "LSTM",
+                        "--scale", scale, "-o", out, *SMALL)
+        assert result.exit_code == 0, result.output
+        assert png_size(out) == (200, 160)
+    result = invoke("curves", metrics_run, untested, "-o", tmp_path / "default-labels.png", *SMALL)
+    assert result.exit_code == 0, result.output
+
+
+def test_curves_wants_one_label_per_run(metrics_run, tmp_path):
+    out = tmp_path / "o.png"
+    result = invoke("curves", metrics_run, metrics_run, "--label", "only one", "-o", out)
+    assert_clean_failure(result, 2, "1 label(s) for 2 RUN_DIR(s)")
+    assert not out.exists()
+
+
 def test_generalisation_from_an_evaluate_table(copy_table, tmp_path):
     out = tmp_path / "g.png"
     result = invoke("generalisation", copy_table, "-o", out, *SMALL)
