@@ -2,7 +2,8 @@
 
 The bundled copy model, exported with ``ntm export --format triton`` (its tuned config: two
 instances, one onnxruntime thread each), runs on the Triton 2.51 of ``../shared/triton``; the
-same model runs on ``ntm serve --grpc-port``. The same length-20 copy requests (one sequence
+same model runs on ``ntm serve --grpc-port``. Both engines, each on both servers: the standard
+ONNX model and the fused kernel (``--kernel fused``, ``ntm serve --engine fused``). The same length-20 copy requests (one sequence
 each, V2 binary tensors asking for the probabilities only) go to each server over HTTP and over
 gRPC from N closed-loop clients (``benchmarks/loadgen``: pre-encoded requests, so the client
 costs the same whichever server answers). Every answer is checked against its input.
@@ -22,6 +23,7 @@ Needs the [train] extra (the export), the [grpc] extra, and ``../shared/triton``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -42,14 +44,20 @@ MODEL = "copy"
 INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
-def export_repository(out: Path) -> Path:
-    """The bundled copy model as a Triton repository entry ``copy`` (needs TensorFlow)."""
+ENTRIES = {"standard": MODEL, "fused": f"{MODEL}_fused"}  # Triton's entry of each engine
+
+
+def export_repository(out: Path, engines: list[str]) -> Path:
+    """The bundled copy model as Triton repository entries: ``copy`` (standard operators) and,
+    for the fused engine, ``copy_fused`` (``--kernel fused``) (needs TensorFlow)."""
     from ntm.export.exporter import export_run
     from ntm.export.recover import recover
     from ntm.serving.models import bundled_models
 
     recover(bundled_models()[MODEL], out / "run")
-    export_run(out / "run", "triton", out=out / "repository", model_name=MODEL)
+    for engine in engines:
+        export_run(out / "run", "triton", out=out / "repository", model_name=ENTRIES[engine],
+                   kernel=engine)
     return out / "repository"
 
 
@@ -64,7 +72,7 @@ def copy_inputs(count: int, length: int, seed: int) -> list[np.ndarray]:
     return out
 
 
-def http_bodies(inputs: list[np.ndarray]) -> list[bytes]:
+def http_bodies(inputs: list[np.ndarray], model: str = MODEL) -> list[bytes]:
     """V2 binary-tensor POSTs asking for the probabilities in binary (tritonclient's way)."""
     bodies = []
     for x in inputs:
@@ -73,18 +81,18 @@ def http_bodies(inputs: list[np.ndarray]) -> list[bytes]:
                         "parameters": {"binary_data_size": x.nbytes}}],
             "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}],
         }).encode()
-        bodies.append(http_post(f"/v2/models/{MODEL}/infer", head + x.tobytes(),
+        bodies.append(http_post(f"/v2/models/{model}/infer", head + x.tobytes(),
                                 headers={"Inference-Header-Content-Length": len(head)}))
     return bodies
 
 
-def grpc_bodies(inputs: list[np.ndarray]) -> list[bytes]:
+def grpc_bodies(inputs: list[np.ndarray], model: str = MODEL) -> list[bytes]:
     """Serialized ModelInfer requests with raw inputs, asking for the probabilities."""
     from tritonclient.grpc import service_pb2 as pb
 
     bodies = []
     for x in inputs:
-        request = pb.ModelInferRequest(model_name=MODEL)
+        request = pb.ModelInferRequest(model_name=model)
         request.inputs.add(name="inputs", datatype="FP32", shape=x.shape)
         request.outputs.add(name="probabilities")
         request.raw_input_contents.append(x.tobytes())
@@ -131,39 +139,60 @@ def main() -> None:
     parser.add_argument("--triton-dir", type=Path, default=HERE.parent.parent / "shared" / "triton")
     parser.add_argument("--serve-args", default="",
                         help="extra ntm serve flags, e.g. '--max-queue-delay-ms 1'")
+    parser.add_argument("--engines", default="standard,fused",
+                        help="the engines to compare, each on both servers (fused needs "
+                             "`ntm build-kernel`)")
     parser.add_argument("--small", action="store_true", help="a quick run (tests)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     if args.small:
         args.requests, args.rounds, args.concurrency = 64, 1, 8
 
+    from ntm.contract.kernel_library import find_library
+
+    engines = [e for e in args.engines.split(",") if e]
+    if "fused" in engines and find_library() is None:
+        raise SystemExit("--engines fused needs the kernel: run `ntm build-kernel`")
     binary, backends = setup_triton(args.triton_dir)
     work = Path(tempfile.mkdtemp(prefix="ntm-triton-bench-"))
-    repository = export_repository(work)
+    repository = export_repository(work, engines)
     inputs = copy_inputs(args.requests, args.length, 0)
-    bodies = {"http": http_bodies(inputs), "grpc": grpc_bodies(inputs)}
     checks = {"http": http_checker(inputs), "grpc": grpc_checker(inputs)}
-    grpc_port = free_port()
-    serve_flags = ["--model", MODEL, "--grpc-port", str(grpc_port), *args.serve_args.split()]
     runs: dict[str, list[dict]] = {}
-    with Server(serve_flags) as serve, \
-            TritonServer(binary, backends, repository, work / "tritonserver.log") as triton:
-        if not any(m["name"] == MODEL and m.get("state") == "READY" for m in triton.index):
-            raise SystemExit(f"Triton did not load {MODEL}: {triton.index}")
-        def load(protocol: str, port: int):
-            """A load of the first ``n`` requests on ``port`` over ``protocol``."""
+    with contextlib.ExitStack() as stack:
+        triton = stack.enter_context(
+            TritonServer(binary, backends, repository, work / "tritonserver.log"))
+        ready = {m["name"] for m in triton.index if m.get("state") == "READY"}
+        if not {ENTRIES[e] for e in engines} <= ready:
+            raise SystemExit(f"Triton did not load every entry: {triton.index}")
+
+        def load(protocol: str, port: int, model: str):
+            """A load of the first ``n`` requests to ``model`` on ``port`` over ``protocol``."""
             if protocol == "http":
-                return lambda n: run_load("127.0.0.1", port, bodies["http"][:n],
-                                          args.concurrency, checks["http"])
-            return lambda n: run_grpc_load(f"127.0.0.1:{port}", INFER, bodies["grpc"][:n],
+                bodies = http_bodies(inputs, model)
+                return lambda n: run_load("127.0.0.1", port, bodies[:n], args.concurrency,
+                                          checks["http"])
+            bodies = grpc_bodies(inputs, model)
+            return lambda n: run_grpc_load(f"127.0.0.1:{port}", INFER, bodies[:n],
                                            args.concurrency, checks["grpc"])
 
-        targets = {
-            "ntm serve, HTTP binary": (load("http", serve.port), serve.cpu_seconds),
-            "ntm serve, gRPC": (load("grpc", grpc_port), serve.cpu_seconds),
-            "Triton, HTTP binary": (load("http", triton.http_port), triton.cpu_seconds),
-            "Triton, gRPC": (load("grpc", triton.grpc_port), triton.cpu_seconds),
-        }
+        targets = {}
+        for engine in engines:
+            grpc_port = free_port()
+            serve = stack.enter_context(Server(["--model", MODEL, "--engine", engine,
+                                                "--grpc-port", str(grpc_port),
+                                                *args.serve_args.split()]))
+            entry = ENTRIES[engine]
+            targets.update({
+                f"ntm serve ({engine}), HTTP binary": (load("http", serve.port, MODEL),
+                                                       serve.cpu_seconds),
+                f"ntm serve ({engine}), gRPC": (load("grpc", grpc_port, MODEL),
+                                                serve.cpu_seconds),
+                f"Triton ({engine}), HTTP binary": (load("http", triton.http_port, entry),
+                                                    triton.cpu_seconds),
+                f"Triton ({engine}), gRPC": (load("grpc", triton.grpc_port, entry),
+                                             triton.cpu_seconds),
+            })
         for run, _ in targets.values():  # every path warmed up once, unmeasured
             run(4 * args.concurrency)
         order = list(targets)
@@ -175,16 +204,22 @@ def main() -> None:
                 runs.setdefault(name, []).append(
                     measure(lambda: run(args.requests), cpu, args.requests))
     rows = {name: pooled_rounds(r) for name, r in runs.items()}
-    ratios = {
-        "http_binary": round(rows["ntm serve, HTTP binary"]["requests_per_s"]
-                             / rows["Triton, HTTP binary"]["requests_per_s"], 3),
-        "grpc": round(rows["ntm serve, gRPC"]["requests_per_s"]
-                      / rows["Triton, gRPC"]["requests_per_s"], 3),
-    }
+
+    def rate(name: str) -> float:
+        return rows[name]["requests_per_s"]
+
+    protocols = {"http_binary": "HTTP binary", "grpc": "gRPC"}
+    ratios = {f"{key} ({e})": round(rate(f"ntm serve ({e}), {p}") / rate(f"Triton ({e}), {p}"), 3)
+              for e in engines for key, p in protocols.items()}
+    fused_over_standard = ({key: round(rate(f"ntm serve (fused), {p}")
+                                       / rate(f"ntm serve (standard), {p}"), 3)
+                            for key, p in protocols.items()}
+                           if {"fused", "standard"} <= set(engines) else None)
     result = {"config": {"requests": args.requests, "concurrency": args.concurrency,
-                         "length": args.length, "rounds": args.rounds,
+                         "length": args.length, "rounds": args.rounds, "engines": engines,
                          "serve_args": args.serve_args, "cpus": os.cpu_count()},
-              "rows": rows, "ntm_serve_over_triton": ratios}
+              "rows": rows, "ntm_serve_over_triton": ratios,
+              "ntm_serve_fused_over_standard": fused_over_standard}
     write_results(args.out, "triton", args.small, result, markdown(result))
 
 
@@ -209,9 +244,13 @@ def markdown(r: dict) -> str:
                      f"{row['p50_ms']} | {row['p99_ms']} | {row['server_cpu_ms_per_request']} | "
                      f"{row['errors']} |")
     ratios = r["ntm_serve_over_triton"]
-    lines += ["", f"ntm serve / Triton requests/s: HTTP binary {ratios['http_binary']}x, "
-                  f"gRPC {ratios['grpc']}x.", ""]
-    return "\n".join(lines)
+    lines += ["", "ntm serve / Triton requests/s, same engine on both: "
+              + ", ".join(f"{k} {v}x" for k, v in ratios.items()) + "."]
+    if r.get("ntm_serve_fused_over_standard"):
+        f = r["ntm_serve_fused_over_standard"]
+        lines += ["", f"ntm serve, fused engine / standard engine requests/s: HTTP binary "
+                      f"{f['http_binary']}x, gRPC {f['grpc']}x."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
