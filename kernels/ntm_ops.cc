@@ -946,16 +946,60 @@ struct Kernel {
     if (start) rows = resolve_rows(memory_size, time);
     check_size(batch, rows, time);
 
-    Machine machine(c, w, batch, rows);
-    if (start) machine.start();
-    else machine.load(state.data);
     float* probabilities = output(context, 0, {batch, time, out});
     float* attention = output(context, 1, {batch, time, c.heads(), rows});
-    for (int64_t step = 0; step < time; ++step)
-      machine.step(x.data, time, step, probabilities, attention);
-    if (stateful)
-      machine.save(output(context, 2, {batch, c.fixed_state() + rows * c.per_row_state()}));
+    const int64_t state_size = c.fixed_state() + rows * c.per_row_state();
+    float* state_out = stateful ? output(context, 2, {batch, state_size}) : nullptr;
+    // Sequences are independent: the batch runs as chunks of kChunk sequences, each over the
+    // whole time loop, side by side on onnxruntime's intra-op threads when the session has
+    // more than one (one thread: one after another, at no cost: the products block four
+    // sequences at a time anyway, and a chunk's memory stays in cache).
+    const int64_t chunks = (batch + kChunk - 1) / kChunk;
+    Chunked job{this, &w, x.data, start ? nullptr : state.data, probabilities, attention,
+                state_out, batch, time, rows, state_size, {}};
+    if (chunks == 1) {
+      job.run(0);
+    } else {
+      ORT_CHECK(g_api->KernelContext_ParallelFor(context, Chunked::call, chunks, 0, &job));
+    }
+    if (!job.failure.message.empty()) throw job.failure;
   }
+
+  static constexpr int64_t kChunk = 8;
+
+  // One chunk of the batch through every time step (run from onnxruntime's threads).
+  struct Chunked {
+    const Kernel* kernel;
+    const Packed* w;
+    const float* inputs;
+    const float* state;  // null: a fresh start
+    float* probabilities;
+    float* attention;
+    float* state_out;  // null: not stateful
+    int64_t batch, time, rows, state_size;
+    Failure failure;
+
+    static void call(void* self, size_t index) {
+      static_cast<Chunked*>(self)->run(static_cast<int64_t>(index));
+    }
+
+    void run(int64_t index) {
+      const Config& c = kernel->c;
+      const int64_t b0 = index * kChunk, g = std::min(kChunk, batch - b0);
+      const int64_t in = w->in, out = w->out, hn = c.heads() * rows;
+      try {
+        Machine machine(c, *w, g, rows);
+        if (state == nullptr) machine.start();
+        else machine.load(state + b0 * state_size);
+        for (int64_t step = 0; step < time; ++step)
+          machine.step(inputs + b0 * time * in, time, step, probabilities + b0 * time * out,
+                       attention + b0 * time * hn);
+        if (state_out != nullptr) machine.save(state_out + b0 * state_size);
+      } catch (const std::bad_alloc&) {  // never across onnxruntime's threads
+        failure = Failure{ORT_FAIL, "out of memory"};
+      }
+    }
+  };
 
   // Triton's ragged batch (export/triton.py RaggedModule): inputs [E] holds the sequences one
   // after another, item_shape [batch, 2] each one's (time steps, width). Each sequence runs
