@@ -70,6 +70,11 @@ def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: 
     the trained memory rows); a difference above 1e-4 fails the export and leaves any earlier
     export in place.
     """
+    if kernel == "fused" and (fmt == "savedmodel" or length is not None):
+        raise click.UsageError(
+            "--kernel fused is an ONNX model (--format onnx or triton)" if fmt == "savedmodel"
+            else "--kernel fused exports have a dynamic length (drop --length): the kernel has "
+                 "no Loop to unroll")
     quiet_tensorflow(1)  # first: without the train extra, the one-line error that says so
     from ntm.training.runs import Run, latest_run
 
