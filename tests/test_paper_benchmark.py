@@ -1,0 +1,171 @@
+"""benchmarks/paper.py: the NTM against the LSTM baseline, round-robin in slices, resumable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks import paper
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_paper(tmp_path: Path, *options: str, timeout: int = 600) -> tuple[dict, str, str]:
+    """benchmarks/paper.py --small into tmp_path (its working directory too) -> (its JSON, its
+    Markdown, its output)."""
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "paper.py"), "--small",
+                          "--out", str(tmp_path), "--runs-root", str(tmp_path / "runs"),
+                          *options], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=timeout)
+    assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
+    return (json.loads((tmp_path / "paper_small.json").read_text()),
+            (tmp_path / "paper_small.md").read_text(), run.stdout)
+
+
+def slices(output: str) -> list[tuple[str, int]]:
+    """(run, target step) of every slice trained, in order, from the benchmark's output."""
+    return [(key, int(step)) for key, step in
+            re.findall(r"^(\S+): (?:training|resuming at step \d+), to step (\d+)", output, re.M)]
+
+
+def small_plan(tmp_path: Path) -> paper.Plan:
+    args = argparse.Namespace(small=True, tasks=None, runs_root=tmp_path, slice=4000, budget=None)
+    return paper.make_plan(args)
+
+
+def test_small_trains_both_networks_round_robin_and_measures_the_papers_costs(tmp_path):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("matplotlib")
+    result, table, output = run_paper(tmp_path)
+    keys = ["copy-ntm", "copy-lstm", "ngrams-ntm", "ngrams-lstm"]
+    # Every run gets its slice before any gets a second: the curves grow together.
+    assert slices(output) == [(k, 10) for k in keys] + [(k, 20) for k in keys]
+    assert [r["key"] for r in result["runs"]] == keys
+    for row in result["runs"]:
+        assert (row["step"], row["sequences"], row["status"]) == (20, 80, "done: budget")
+        assert row["seconds_per_step"] > 0 and row["failure"] is None
+        env, command = row["command"].split("ntm train ")
+        assert command.startswith(f"--task {row['task']} --model {row['model']}")
+        assert env == ("TF_ENABLE_ONEDNN_OPTS=1 " if row["model"] == "lstm" else "")
+    # N-grams: the paper's cost in bits at every checkpoint, beside the optimal estimator's on
+    # the same sequences (so the same for both networks at every point).
+    for key in ("ngrams-ntm", "ngrams-lstm"):
+        c = result["curves"][key]
+        assert c["x"] == [20, 40, 60, 80] and len(c["y"]) == 4 and len(c["train_x"]) == 4
+        assert len(set(c["optimal"])) == 1 and all(y > c["optimal"][0] for y in c["y"])
+    assert result["curves"]["ngrams-ntm"]["optimal"] == result["curves"]["ngrams-lstm"]["optimal"]
+    assert result["curves"]["copy-lstm"]["x"] == [20, 40, 60, 80]  # held-out every 5 steps
+    copy = result["copy"]
+    assert copy["steps"] == {"ntm": 20, "lstm": 20}
+    for model in ("ntm", "lstm"):
+        assert [r["length"] for r in copy["tables"][model]["rows"]] == [2, 3, 6]
+        assert [len(copy["outputs"][model][str(n)]["outputs"]) for n in (2, 3, 6)] == [2, 3, 6]
+    images = tmp_path / "paper-small-images"
+    assert sorted(p.name for p in images.iterdir()) == [
+        "paper-copy-generalisation.png", "paper-copy-outputs.png", "paper-copy.png",
+        "paper-ngrams.png"]
+    assert table.startswith("# The paper's comparison") and "| ngrams | LSTM | 80 |" in table
+
+    # Again: everything is at its budget, nothing is retrained or measured again.
+    checkpoints = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/checkpoints/*")}
+    again, _, output = run_paper(tmp_path)
+    assert slices(output) == [] and "measuring" not in output
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/checkpoints/*")} \
+        == checkpoints
+    assert again["runs"] == result["runs"] and again["curves"] == result["curves"]
+
+
+@pytest.mark.slow
+def test_a_killed_benchmark_stops_its_trainer_and_resumes(tmp_path):
+    """SIGKILL to the benchmark mid-slice: the trainer gets SIGTERM, checkpoints and stops;
+    the same command then finishes every run at its budget."""
+    pytest.importorskip("tensorflow")
+    cmd = [sys.executable, str(REPO / "benchmarks" / "paper.py"), "--small", "--out",
+           str(tmp_path), "--runs-root", str(tmp_path / "runs"), "--tasks", "copy"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "runs" / "copy-lstm" / "metrics.jsonl"
+    deadline = time.time() + 240
+    while not metrics.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the benchmark finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    deadline = time.time() + 60
+    while trainers_of(tmp_path) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not trainers_of(tmp_path), "the trainer went on training after the benchmark died"
+    result, _, _ = run_paper(tmp_path, "--tasks", "copy")
+    assert [(r["key"], r["step"]) for r in result["runs"]] == [("copy-ntm", 20), ("copy-lstm", 20)]
+
+
+def trainers_of(root: Path) -> list[int]:
+    """Pids of live processes whose command line names ``root`` (the benchmark's trainers)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        if str(root) in cmdline and "train" in cmdline and stat.split(") ")[1][0] != "Z":
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_a_run_started_with_other_options_is_refused(tmp_path):
+    plan = small_plan(tmp_path)
+    run = plan.runs[0]
+    paper.save_state(plan, {"runs": {run.key: {"train_args": ["--task", "copy"],
+                                               "failure": None}}, "ngrams": {}, "copy": None})
+    with pytest.raises(SystemExit, match=f"{run.key} was started with .*another --runs-root"):
+        paper.load_state(plan)
+
+
+def test_the_run_furthest_behind_goes_next_and_finished_ones_never(tmp_path):
+    plan = small_plan(tmp_path)
+    state = {"runs": {}, "ngrams": {}, "copy": None}
+    steps = {"copy-ntm": (10, "steps"), "copy-lstm": (10, "steps"), "ngrams-ntm": (5, "target"),
+             "ngrams-lstm": (10, "interrupted")}
+    for run in plan.runs:
+        run.run_dir.mkdir(parents=True)
+        step, stopped = steps[run.key]
+        (run.run_dir / "summary.json").write_text(json.dumps({"step": step, "stopped": stopped}))
+    assert paper.next_run(plan, state).key == "copy-ntm"  # the plan's order among equals
+    (plan.run("copy-ntm").run_dir / "summary.json").write_text('{"step": 20, "stopped": "steps"}')
+    assert paper.next_run(plan, state).key == "copy-lstm"
+    state["runs"]["copy-lstm"] = {"failure": "ntm train exited with code 1"}
+    assert paper.next_run(plan, state).key == "ngrams-lstm"
+
+
+def test_the_paper_settings_of_each_network():
+    """Table 3's LSTM sizes, Table 2's priority-sort NTM, and nothing but the network apart."""
+    plan = paper.make_plan(argparse.Namespace(small=False, tasks=None, runs_root=Path("r"),
+                                              slice=4000, budget=None))
+    args = {run.key: run.train_args for run in plan.runs}
+    assert len(args) == 10 and plan.slice_steps == 1000
+    units = {key.rsplit("-", 1)[0]: a[a.index("--lstm-units") + 1]
+             for key, a in args.items() if key.endswith("-lstm")}
+    assert units == {"copy": "256", "repeat-copy": "512", "recall": "256", "ngrams": "128",
+                     "priority-sort": "128"}
+    sort = args["priority-sort-ntm"]
+    for flag, value in (("--controller", "feedforward"), ("--read-heads", "8"),
+                        ("--write-heads", "8"), ("--controller-size", "512")):
+        assert sort[sort.index(flag) + 1] == value
+    for key, a in args.items():
+        assert "--lr" not in a and "--batch-size" not in a  # one optimiser for both networks
+        assert a[a.index("--restart-at") + 1] == "0" and a[a.index("--seed") + 1] == "1"
+    budgets = {run.key: run.budget_sequences for run in plan.runs}
+    assert budgets["repeat-copy-lstm"] == 500_000 and budgets["copy-ntm"] == 1_000_000
+    assert {run.env["TF_ENABLE_ONEDNN_OPTS"] for run in plan.runs if run.model == "lstm"} == {"1"}
