@@ -23,7 +23,7 @@ from fastapi import FastAPI
 import ntm
 from ntm.serving import operations, page, v1, v2
 from ntm.serving.access import KEY_HINT, AccessLog, AccessLogMiddleware, key_matches
-from ntm.serving.hotpaths import HotPaths
+from ntm.serving.hotpaths import HotPaths, match
 from ntm.serving.http import add_error_handlers, error_response
 from ntm.serving.plane import DataPlane
 
@@ -54,6 +54,23 @@ class ApiKeyGuard:
         await self.app(scope, receive, send)
 
 
+class NtmApp(FastAPI):
+    """FastAPI with the two inference endpoints answered in front of it (``hot``): a POST to
+    an inference path goes through the access log, the key check and ``HotPaths`` alone, not
+    through Starlette's error, exception and body-limit middleware, which cost a busy server as
+    much event-loop time as the rest of the request (docs/performance.md). Everything else is
+    FastAPI's, behind the same access log and key check."""
+
+    hot = None  # the ASGI app that answers inference POSTs
+
+    async def __call__(self, scope, receive, send):
+        if self.hot is not None and scope["type"] == "http" and scope["method"] == "POST" \
+                and match(scope["path"]) is not None:
+            await self.hot(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(plane: DataPlane) -> FastAPI:
     """The FastAPI application serving ``plane``'s models."""
 
@@ -74,15 +91,18 @@ def create_app(plane: DataPlane) -> FastAPI:
                 await rpc.stop(settings.graceful_timeout_s)
             await plane.stop()
 
-    app = FastAPI(title="ntm", version=ntm.__version__, lifespan=lifespan,
+    app = NtmApp(title="ntm", version=ntm.__version__, lifespan=lifespan,
                   description="Neural Turing Machine inference on onnxruntime: TensorFlow "
                               "Serving REST and Open Inference Protocol (V2) surfaces.")
+    log = AccessLog(plane.settings.access_log)
+    hot = HotPaths(None, plane)
     # Starlette puts the middleware added last outermost: the key is checked first.
-    app.add_middleware(HotPaths, plane=plane)
     if plane.settings.api_key:
         app.add_middleware(ApiKeyGuard, api_key=plane.settings.api_key)
+        hot = ApiKeyGuard(hot, api_key=plane.settings.api_key)
     # Outermost: it sees every answer, 401s included (and gives each its id, logged or not).
-    app.add_middleware(AccessLogMiddleware, log=AccessLog(plane.settings.access_log))
+    app.add_middleware(AccessLogMiddleware, log=log)
+    app.hot = AccessLogMiddleware(hot, log=log)
     add_error_handlers(app)
     for surface in (v1, v2, operations):
         app.include_router(surface.router(plane))
