@@ -82,3 +82,30 @@ def test_inference_posts_are_answered_here_and_the_rest_reach_the_app(bundled):
                        ("POST", "/v2/models/copy/versions/1/infer"), ("GET", "/metrics")]
     counted = plane.metrics.requests.labels("copy", "v1", "200")._value.get()
     assert counted == 1  # answered here, counted as the route counts it
+
+
+def test_an_unexpected_error_is_a_logged_500_in_the_error_schema(bundled, monkeypatch, caplog):
+    """The hot paths sit in front of Starlette's error middleware: they answer a fault
+    themselves, as the app's handler would."""
+    from ntm.serving.app import create_app
+    from ntm.serving.plane import DataPlane
+    from ntm.serving.runtime import ModelRuntime
+    from ntm.serving.settings import ServerSettings
+
+    async def broken(plane, name, request):
+        raise RuntimeError("a fault")
+
+    monkeypatch.setattr(v2, "counted_infer", broken)
+    plane = DataPlane([ModelRuntime(bundled["copy"], name="copy")], ServerSettings())
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=create_app(plane))
+        async with httpx.AsyncClient(transport=transport, base_url="http://ntm") as client:
+            return await client.post("/v2/models/copy/infer", json={"inputs": []})
+
+    with caplog.at_level("ERROR"):
+        answer = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert answer.status_code == 500
+    assert answer.json() == {"error": "internal error: RuntimeError"}
+    assert answer.headers["x-request-id"]
+    assert "a fault" in caplog.text
