@@ -147,12 +147,49 @@ def fused_twins(out_dir: Path = PRETRAINED) -> list[Path]:
     return written
 
 
-def render_card(card: dict, length_name: str) -> str:
+FAILURE_FIELDS = ("failures", "failure_rate", "failure_upper_95")
+
+
+def evaluation_table(evaluation: list[dict], length_name: str) -> str:
+    """The card's generalisation table: ``format_table``'s columns, then, for rows measured
+    with failure rates (``benchmarks/card_evaluation.py``), the sequences with any wrong bit,
+    their share and its 95% upper bound."""
     from ntm.training.evaluation import EvalRow, format_table
 
-    rows = [EvalRow(**r) for r in card["evaluation"]]
+    rows = [EvalRow(**{k: v for k, v in r.items() if k not in FAILURE_FIELDS})
+            for r in evaluation]
+    lines = format_table(rows, length_name).split("\n")
+    if not all("failures" in r for r in evaluation):
+        return "\n".join(lines)
+    lines[0] += f" {'failed':>7} {'rate':>8} {'95% upper':>10}"
+    for i, r in enumerate(evaluation, start=1):
+        lines[i] += (f" {r['failures']:>7} {100 * r['failure_rate']:>7.3f}%"
+                     f" {100 * r['failure_upper_95']:>9.3f}%")
+    return "\n".join(lines)
+
+
+def evaluation_method(card: dict) -> str:
+    """How the generalisation table was measured, when the card says (card_evaluation.py)."""
+    method = card.get("evaluation_method")
+    if not method:
+        return ""
+    return (f"{method['sequences_per_point']} fresh sequences per point (data seed "
+            f"{method['data_seed']}: the sequences `ntm evaluate --seed {method['data_seed']}` "
+            f"draws), run by onnxruntime {method['onnxruntime']} on the {method['engine']} "
+            f"engine (`{method['file']}`), memory rows as `ntm.load(...).predict` chooses them "
+            f"(`rows`); {method['seconds'] / 60:.1f} minutes in all. `failed`: sequences with "
+            f"any wrong bit; `rate`: their share; `95% upper`: its {method['failure_bound']}.\n")
+
+
+def render_card(card: dict, length_name: str) -> str:
+    with_rates = all("failure_rate" in b for b in card["quality_bars"])
     bars = "\n".join(f"| {b['point']} | <= {b['limit']} | {b['measured']:.3f} | "
-                     f"{'yes' if b['met'] else 'NO'} |" for b in card["quality_bars"])
+                     + (f"{100 * b['failure_rate']:.3f}% (<= {100 * b['failure_upper_95']:.3f}%) | "
+                        if with_rates else "")
+                     + f"{'yes' if b['met'] else 'NO'} |" for b in card["quality_bars"])
+    bars_head = ("| point | bar (bits/seq) | measured | failure rate (95% upper) | met |\n"
+                 "| --- | --- | --- | --- | --- |" if with_rates else
+                 "| point | bar (bits/seq) | measured | met |\n| --- | --- | --- | --- |")
     proof = "\n".join(f"| {c['point']} | {c['time_steps']} | {c['max_abs_diff']:.1e} | "
                       f"{c['noise_floor']:.1e} | {c['tolerance']:.1e} |"
                       for c in card.get("export_proof", []))
@@ -184,13 +221,12 @@ Seed {card['seed']}; {card['steps']} steps at batch {card['batch_size']} =
 {card['machine']} (wall time of the training steps, measured by `ntm train`).
 
 ## Generalisation (`{card['evaluate_command']}`)
-```
-{format_table(rows, length_name)}
+{evaluation_method(card)}```
+{evaluation_table(card['evaluation'], length_name)}
 ```
 
 ## Quality bars
-| point | bar (bits/seq) | measured | met |
-| --- | --- | --- | --- |
+{bars_head}
 {bars}
 
 ## Export proof (fresh inputs, batch 8; tolerance = max(1e-4, 4 x TensorFlow's noise floor))

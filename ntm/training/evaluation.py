@@ -7,6 +7,7 @@ ONNX model.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
@@ -72,6 +73,34 @@ def evaluate(
         rows.append(EvalRow(point.length, point.repeats, len(e), float(e.mean()), float(e.max()),
                             float((e == 0).mean()), n_rows, means or None))
     return rows
+
+
+def failure_upper_bound(failures: int, sequences: int, confidence: float = 0.95) -> float:
+    """The one-sided exact (Clopper-Pearson) upper bound on a failure rate: the largest p at
+    which seeing at most ``failures`` failed sequences in ``sequences`` still has probability
+    1 - ``confidence`` or more. With 0 failures it is 1 - (1 - confidence)^(1/n), about 3/n at
+    95% (the rule of three); with every sequence failed, 1.
+    """
+    if not 0 <= failures <= sequences or sequences < 1:
+        raise ValueError(f"failures must lie in 0..sequences, got {failures} of {sequences}")
+    alpha = 1.0 - confidence
+    if failures == sequences:
+        return 1.0
+    if failures == 0:
+        return 1.0 - alpha ** (1.0 / sequences)
+
+    def at_most(p: float) -> float:  # P(X <= failures), X ~ Binomial(sequences, p)
+        log_p, log_q = math.log(p), math.log1p(-p)
+        terms = [math.lgamma(sequences + 1) - math.lgamma(i + 1) - math.lgamma(sequences - i + 1)
+                 + i * log_p + (sequences - i) * log_q for i in range(failures + 1)]
+        top = max(terms)
+        return math.exp(top) * sum(math.exp(t - top) for t in terms)
+
+    low, high = failures / sequences, 1.0  # P(X <= k) falls as p rises
+    for _ in range(100):
+        mid = (low + high) / 2
+        low, high = (mid, high) if at_most(mid) > alpha else (low, mid)
+    return high
 
 
 def rows_for_points(task: Task, trained: int,
