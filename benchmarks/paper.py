@@ -546,7 +546,9 @@ def _latest(row: dict) -> str:
 
 
 def _hours(seconds) -> str:
-    return "-" if seconds is None else f"{seconds / 3600:.1f} h"
+    if seconds is None:
+        return "-"
+    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 def status_table(result: dict) -> list[str]:
@@ -564,10 +566,10 @@ def status_table(result: dict) -> list[str]:
             + f" | {_hours(row['seconds_to_budget'])} |")
     left = [r["seconds_to_budget"] for r in result["runs"]]
     known = [s for s in left if s is not None]
-    lines += ["", f"Time left, one run after another at the measured s/step: "
-                  f"{_hours(sum(known))}"
+    lines += ["", f"Time left to every budget, one run after another at each run's s/step so "
+                  f"far: {_hours(sum(known))}"
               + ("" if len(known) == len(left) else " (runs not yet started not counted)")
-              + "."]
+              + "; a run that stops at its target takes less."]
     return lines
 
 
@@ -726,6 +728,11 @@ def report(plan: Plan, state: dict, args: argparse.Namespace, figures: bool = Tr
     doc = args.doc or (None if plan.small else REPO / "docs" / "paper.md")
     if doc is not None:
         update_doc(Path(doc), result)
+    # The curves' training points stay in the run directories: every 50 steps of ten runs would
+    # make the results file megabytes long.
+    result["curves"] = {key: {name: [round(v, 3) for v in values] for name, values in c.items()
+                              if not name.startswith("train_")}
+                        for key, c in result["curves"].items()}
     write_results(args.out, "paper", plan.small, result, markdown(result))
 
 
