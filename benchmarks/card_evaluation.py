@@ -68,14 +68,15 @@ def bundled_path(name: str) -> Path:
 
 
 def default_points(task, name: str) -> list:
-    """The task's usual points, then its bars', then ``EXTRA_POINTS``, without repeats."""
+    """The task's usual points, its bars' and ``EXTRA_POINTS``, once each, by length (then
+    repeats)."""
     from ntm.training.evaluation import parse_points
 
     points = list(task.default_eval_points())
     points += [point for point in task.quality_bars() if point not in points]
     if name in EXTRA_POINTS:
         points += [p for p in parse_points(EXTRA_POINTS[name], task) if p not in points]
-    return points
+    return sorted(points, key=lambda p: (p.length, p.repeats or 0))
 
 
 def measure_point(runtime, point, sequences: int, seed: int, batch_size: int) -> dict:
