@@ -66,9 +66,9 @@ RULES = (("bundled", {}, "chosen"),
          ("strength power 3", {"grow_strength_power": 3.0}, "chosen"),
          ("strength power 4", {"grow_strength_power": 4.0}, "chosen"),
          ("logit margin 0", {"grow_logit_margin": 0.0}, "chosen"),
-         ("double rows, power 3", {"grow_strength_power": 3.0}, "double"),
-         ("double rows, power 4", {"grow_strength_power": 4.0}, "double"))
-CHECKED_RULES = ("bundled", "double rows", "strength power 4", "double rows, power 4")
+         ("double rows + power 3", {"grow_strength_power": 3.0}, "double"),
+         ("double rows + power 4", {"grow_strength_power": 4.0}, "double"))
+CHECKED_RULES = ("bundled", "double rows", "strength power 4", "double rows + power 4")
 
 
 # -- the model in NumPy ---------------------------------------------------------------------
@@ -105,7 +105,7 @@ def replay(weights: dict, attributes: dict, x: np.ndarray, rows: int, record=(),
     "content" [N] (its content weighting) and "similarity" [N] (cosine, key and rows)}."""
     a, w = attributes, weights
     batch, steps, _ = x.shape
-    width, units = a["memory_width"], a["controller_size"]
+    width = a["memory_width"]
     per_head = width + 3 + 2 * a["shift_range"] + 1
     heads = a["read_heads"] + a["write_heads"]
     h = np.tile(w["initial_h"], (batch, 1))
@@ -222,7 +222,7 @@ def in_batches(x, y, mask):
 
 def pick(task, length: int, count: int, seed: int, indices) -> tuple:
     """The sequences at ``indices`` (sorted) among the first ``count`` fresh ones."""
-    wanted, parts, start = set(int(i) for i in indices), [], 0
+    wanted, parts, start = {int(i) for i in indices}, [], 0
     for x, y, mask in fresh(task, length, count, seed):
         here = [i - start for i in sorted(wanted) if start <= i < start + len(x)]
         if here:
@@ -374,6 +374,12 @@ def main() -> None:
     parser.add_argument("--check-lengths", default=None,
                         help=f"lengths at which the rules {', '.join(CHECKED_RULES[1:])} run "
                              f"on the -n fresh sequences too [{CHECK_LENGTHS}; small: 20]")
+    parser.add_argument("--rules", default=None,
+                        help="the rules run on at-risk sequences, comma-separated names "
+                             "[every one: " + ", ".join(name for name, _, _ in RULES) + "]")
+    parser.add_argument("--check-rules", default=None,
+                        help="the rules run on the fresh sequences too "
+                             f"[{', '.join(CHECKED_RULES)}]")
     parser.add_argument("--pairs", type=int, default=None,
                         help="first-two-vector pairs in the table [65536: all; small: 512]")
     parser.add_argument("--engine", choices=("fused", "standard"), default="fused")
@@ -394,6 +400,14 @@ def main() -> None:
                .split(",")]
     check_lengths = {int(v) for v in (args.check_lengths or ("20" if args.small
                                                              else CHECK_LENGTHS)).split(",")}
+    known = [name for name, _, _ in RULES]
+    chosen_rules, checked_rules = (
+        ["bundled"] + [r.strip() for r in text.split(",") if r.strip() != "bundled"]
+        if text else default for text, default in ((args.rules, known),
+                                                   (args.check_rules, list(CHECKED_RULES))))
+    for name in chosen_rules + checked_rules:
+        if name not in known:
+            parser.error(f"unknown rule {name!r}; rules: {', '.join(known)}")
     n = args.sequences or (64 if args.small else 10_000)
     risky_n = args.risky_n or (32 if args.small else 1000)
     n_pairs = args.pairs or (512 if args.small else 65_536)
@@ -464,7 +478,9 @@ def main() -> None:
     # 4. rules at inference
     rules_at_risk, rules_fresh = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        rules = rule_runtimes(Path(tmp), args.engine)
+        rules = {name: rule for name, rule in rule_runtimes(Path(tmp), args.engine).items()
+                 if name in chosen_rules or name in checked_rules}
+        at_risk_rules = {name: rules[name] for name in chosen_rules if name in rules}
         for length in lengths:
             rows = sequences[length][2]
             if len(at_risk):
@@ -475,14 +491,16 @@ def main() -> None:
                               zip(*fresh(task, length, risky_n, RISKY_SEED)))
                 xr, yr = with_first_pairs(task, x, y, at_risk[rng.integers(0, len(at_risk),
                                                                            risky_n)], length)
-                for row in compare_rules(rules, lambda: in_batches(xr, yr, mask), length,
-                                         rows):
+                for row in compare_rules(at_risk_rules,
+                                         lambda x=xr, y=yr, m=mask: in_batches(x, y, m),
+                                         length, rows):
                     rules_at_risk.append({"length": length, **row})
                     print(f"{length} at risk, {row['rule']}: {row['failures']}/{risky_n}",
                           file=sys.stderr, flush=True)
             if length in check_lengths:
-                checked = {name: rules[name] for name in CHECKED_RULES if name in rules}
-                for row in compare_rules(checked, lambda: fresh(task, length, n, args.seed),
+                checked = {name: rules[name] for name in checked_rules if name in rules}
+                for row in compare_rules(checked,
+                                         lambda at=length: fresh(task, at, n, args.seed),
                                          length, rows, bundled=sequences[length][3]):
                     row["failure_upper_95"] = failure_upper_bound(row["failures"],
                                                                   row["sequences"])
@@ -492,6 +510,8 @@ def main() -> None:
 
     options = [("--lengths", args.lengths), ("-n", args.sequences), ("--risky-n", args.risky_n),
                ("--check-lengths", args.check_lengths), ("--pairs", args.pairs),
+               ("--rules", args.rules and f'"{args.rules}"'),
+               ("--check-rules", args.check_rules and f'"{args.check_rules}"'),
                ("--engine", None if args.engine == "fused" else args.engine),
                ("--tag", args.tag or None),
                ("--seed", None if args.seed == DATA_SEED else args.seed)]

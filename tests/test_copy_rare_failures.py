@@ -39,7 +39,7 @@ def test_the_numpy_copy_computes_what_the_model_computes(standard_copy, length, 
 
 def test_at_risk_sequences_are_copies_of_their_new_first_vectors(standard_copy):
     task = standard_copy.task
-    x, y, mask = next(crf.fresh(task, 5, 2, seed=1))
+    x, y, _ = next(crf.fresh(task, 5, 2, seed=1))
     pairs = np.array([[0b01011100, 0b10010100], [255, 1]])
     xr, yr = crf.with_first_pairs(task, x, y, pairs, 5)
     assert xr[0, 0, :8].tolist() == [0, 1, 0, 1, 1, 1, 0, 0]
