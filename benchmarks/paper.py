@@ -637,7 +637,9 @@ def draw_figures(plan: Plan, result: dict, images: Path) -> list[Path]:
             if not c["x"] and not c["train_x"]:
                 continue
             background = (np.asarray(c["train_x"]), running_median(c["train_y"], 20))
-            lines.append(Curve(f"{MODEL_NAMES[model]}" + (", held-out" if c["x"] else ""),
+            measured = (f", checkpoints ({NGRAMS_SEQUENCES} fixed sequences)" if name == "ngrams"
+                        else ", held-out")
+            lines.append(Curve(f"{MODEL_NAMES[model]}" + (measured if c["x"] else ""),
                                np.asarray(c["x"]), np.asarray(c["y"]), background, ".-"))
             optimal += c.get("optimal", [])
         if not lines:
@@ -648,7 +650,7 @@ def draw_figures(plan: Plan, result: dict, images: Path) -> list[Path]:
                   else "cost per sequence (bits wrong)")
         figure = overlay_figure(
             lines, ylabel=ylabel, log_y=False, references=references,
-            ylim=None if plan.small else task.y_range,
+            ylim=None if plan.small else y_range(task, lines, references),
             title=f"{name}: NTM against LSTM (paper Figure {task.figure}; training faint)",
             width=8.0, height=4.5, dpi=100)
         path = images / f"paper-{name}.png"
@@ -658,6 +660,17 @@ def draw_figures(plan: Plan, result: dict, images: Path) -> list[Path]:
     if copy:
         written += draw_copy_generalisation(plan, copy, images)
     return written
+
+
+def y_range(task: PaperTask, lines: list, references: list) -> tuple[float, float]:
+    """The paper's y range, widened to show where every curve is now (its last point) and the
+    reference lines: early points above it are cut off, as in the paper, but a short curve
+    still above the paper's range is not lost off the top."""
+    low, high = task.y_range
+    latest = [float(line.y[-1]) for line in lines if len(line.y)]
+    high = max([high, *[1.05 * y for y in latest]])
+    low = min([low, *[value - 0.02 * (high - low) for _, value in references]])
+    return low, high
 
 
 def draw_copy_generalisation(plan: Plan, copy: dict, images: Path) -> list[Path]:

@@ -329,6 +329,8 @@ def outputs_figure(
              the same row labels, in the same order. Values in [0, 1] (bits, probabilities),
              time left to right, channel 0 at the top.
     """
+    from matplotlib.ticker import MaxNLocator
+
     rows = len(columns[0][1])
     figure = new_figure(width, height, dpi)
     axes = figure.subplots(rows, len(columns), squeeze=False,
@@ -338,6 +340,7 @@ def outputs_figure(
         for row, (label, matrix) in enumerate(panels):
             ax = axes[row][col]
             image = _heatmap(ax, np.asarray(matrix, np.float32).T, None)
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))  # narrow columns
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(name, fontsize="medium")
