@@ -419,14 +419,19 @@ def run_measurements(job_path: Path) -> None:
     """The child's side of ``measure``: ``ntm evaluate``'s code on each asked checkpoint."""
     from ntm.cli.common import quiet_tensorflow
     from ntm.cli.evaluate import evaluate_run
+    from ntm.contract.errors import NtmError
 
     quiet_tensorflow(1)
     job = json.loads(job_path.read_text())
     out = {"ngrams": [], "copy": None}
     for item in job["ngrams"]:
-        _, trained, [row] = evaluate_run(Path(item["run_dir"]), str(job["length"]),
-                                         NGRAMS_SEQUENCES, seed=EVAL_DATA_SEED,
-                                         checkpoint=item["step"])
+        try:
+            _, trained, [row] = evaluate_run(Path(item["run_dir"]), str(job["length"]),
+                                             NGRAMS_SEQUENCES, seed=EVAL_DATA_SEED,
+                                             checkpoint=item["step"])
+        except NtmError as err:  # e.g. pruned since it was listed: recorded, never retried
+            out["ngrams"].append({"key": item["key"], "step": item["step"], "error": str(err)})
+            continue
         out["ngrams"].append({"key": item["key"], "step": item["step"],
                               "sequences": int(trained.sequences.numpy()),
                               "cost_bits": row.measures["cost_bits"],
@@ -472,13 +477,19 @@ def copy_outputs(run_dir: Path, step: int, lengths) -> dict:
 
 
 # -- the report -------------------------------------------------------------------------------
+def measured_points(state: dict, run: PaperRun) -> list[dict]:
+    """N-grams' measured checkpoints of ``run``, by step (one that could not be read left out)."""
+    points = state["ngrams"].get(run.key, {}).values()
+    return sorted((p for p in points if "error" not in p), key=lambda p: p["step"])
+
+
 def curve(plan: Plan, run: PaperRun, state: dict) -> dict:
     """The run's learning curve: x sequences seen, y the task's cost (held-out bits/seq; for
     N-grams the measured cost in bits) and the training points drawn faint behind."""
     records = read_metrics(run.run_dir)
     train = [r for r in records if "loss" in r and "sequences" in r]
     if run.task == "ngrams":
-        points = sorted(state["ngrams"].get(run.key, {}).values(), key=lambda p: p["step"])
+        points = measured_points(state, run)
         return {"x": [p["sequences"] for p in points], "y": [p["cost_bits"] for p in points],
                 "optimal": [p["optimal_bits"] for p in points],
                 "train_x": [r["sequences"] for r in train],
@@ -526,7 +537,7 @@ def run_row(plan: Plan, run: PaperRun, state: dict) -> dict:
                                       "train_seconds": first["elapsed"]} if first else None),
            "status": status, "failure": failure}
     if run.task == "ngrams":
-        points = sorted(state["ngrams"].get(run.key, {}).values(), key=lambda p: p["step"])
+        points = measured_points(state, run)
         row["cost_bits"] = points[-1] if points else None
     return row
 
@@ -746,6 +757,8 @@ def report(plan: Plan, state: dict, args: argparse.Namespace, figures: bool = Tr
     result["curves"] = {key: {name: [round(v, 3) for v in values] for name, values in c.items()
                               if not name.startswith("train_")}
                         for key, c in result["curves"].items()}
+    if result["copy"]:  # the outputs are the picture's; the tables are the numbers
+        result["copy"] = {k: v for k, v in result["copy"].items() if k != "outputs"}
     write_results(args.out, "paper", plan.small, result, markdown(result))
 
 

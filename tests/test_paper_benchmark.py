@@ -66,9 +66,10 @@ def test_small_trains_both_networks_round_robin_and_measures_the_papers_costs(tm
     assert result["curves"]["copy-lstm"]["x"] == [20, 40, 60, 80]  # held-out every 5 steps
     copy = result["copy"]
     assert copy["steps"] == {"ntm": 20, "lstm": 20}
+    outputs = json.loads((tmp_path / "runs" / "paper-state.json").read_text())["copy"]["outputs"]
     for model in ("ntm", "lstm"):
         assert [r["length"] for r in copy["tables"][model]["rows"]] == [2, 3, 6]
-        assert [len(copy["outputs"][model][str(n)]["outputs"]) for n in (2, 3, 6)] == [2, 3, 6]
+        assert [len(outputs[model][str(n)]["outputs"]) for n in (2, 3, 6)] == [2, 3, 6]
     images = tmp_path / "paper-small-images"
     assert sorted(p.name for p in images.iterdir()) == [
         "paper-copy-generalisation.png", "paper-copy-outputs.png", "paper-copy.png",
@@ -169,3 +170,14 @@ def test_the_paper_settings_of_each_network():
     budgets = {run.key: run.budget_sequences for run in plan.runs}
     assert budgets["repeat-copy-lstm"] == 500_000 and budgets["copy-ntm"] == 1_000_000
     assert {run.env["TF_ENABLE_ONEDNN_OPTS"] for run in plan.runs if run.model == "lstm"} == {"1"}
+
+
+def test_an_unreadable_ngrams_checkpoint_is_left_out_of_the_curve(tmp_path):
+    plan = small_plan(tmp_path)
+    run = plan.run("ngrams-ntm")
+    state = {"runs": {}, "copy": None, "ngrams": {run.key: {
+        "10": {"step": 10, "sequences": 40, "cost_bits": 12.0, "optimal_bits": 10.0},
+        "5": {"step": 5, "error": "keeps no checkpoint of step 5"},
+        "15": {"step": 15, "sequences": 60, "cost_bits": 11.5, "optimal_bits": 10.0}}}}
+    assert [p["step"] for p in paper.measured_points(state, run)] == [10, 15]
+    assert paper.curve(plan, run, state)["x"] == [40, 60]
