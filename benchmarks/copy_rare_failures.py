@@ -205,12 +205,12 @@ def with_first_pairs(task, inputs, targets, pairs: np.ndarray, length: int):
 def wrong_bits(runtime, batches, rows: int) -> np.ndarray:
     """Wrong bits per sequence on ``runtime`` with ``rows`` memory rows, over ``batches`` of
     (inputs, targets, mask) -> [sequences]."""
+    from benchmarks.card_evaluation import run_in_pieces
     from ntm.contract.tasks import bit_errors
 
     errors = []
     for x, y, mask in batches:
-        probabilities, _ = runtime.run_checked(x, rows, attention=False)
-        errors.append(bit_errors(probabilities, y, mask))
+        errors.append(bit_errors(run_in_pieces(runtime, x, rows), y, mask))
     return np.concatenate(errors)
 
 
