@@ -43,9 +43,11 @@ constexpr int kWeightCount = 10;
 const char* const kWeightNames[kWeightCount] = {
     "controller_kernel", "controller_bias", "initial_h", "initial_c", "head_kernel",
     "head_bias", "output_kernel", "output_bias", "initial_reads", "initial_weight_logits"};
-// A call never allocates more than this many floats of memory state (batch x N x M): a bad
-// memory_size gets an error instead of an allocation that takes the machine down.
-constexpr int64_t kMaxStateFloats = int64_t(1) << 31;
+// A call never allocates more than this many floats (1 GiB) for its memory state (batch x N x
+// M) or its attention output (batch x time x heads x N, written whether or not the caller
+// fetches it): a bad memory_size, or too many long sequences at once, gets an error instead of
+// an allocation that takes the machine down.
+constexpr int64_t kMaxFloats = int64_t(1) << 28;
 
 const OrtApi* g_api = nullptr;
 
@@ -887,11 +889,14 @@ struct Kernel {
   }
 
   void check_size(int64_t batch, int64_t rows, int64_t time) const {
-    if (batch * rows * c.memory_width > kMaxStateFloats ||
-        batch * time * c.heads() * rows > kMaxStateFloats)
-      throw Failure{ORT_INVALID_ARGUMENT, "batch " + std::to_string(batch) + " x " +
-                                              std::to_string(rows) + " memory rows x " +
-                                              std::to_string(time) + " steps is too large"};
+    const int64_t attention = batch * time * c.heads() * rows;
+    if (batch * rows * c.memory_width > kMaxFloats || attention > kMaxFloats)
+      throw Failure{ORT_INVALID_ARGUMENT,
+                    "batch " + std::to_string(batch) + " x " + std::to_string(time) +
+                        " steps x " + std::to_string(rows) + " memory rows is too large: its "
+                        "attention alone would take " + std::to_string(attention * 4 >> 20) +
+                        " MiB (the limit is " + std::to_string(kMaxFloats * 4 >> 20) +
+                        "); run fewer sequences at once"};
   }
 
   void compute(OrtKernelContext* context) const {

@@ -138,3 +138,9 @@ def test_the_item_shape_name_is_tritons():
     from ntm.export import fused, triton
 
     assert fused.ITEM_SHAPE_NAME == triton.ITEM_SHAPE_NAME
+
+
+def test_a_call_too_large_for_memory_is_refused_before_any_allocation(dynamic):
+    """1000-step copies at 2048 rows: their attention output would pass 1 GiB."""
+    refused(dynamic, {"inputs": x(batch=40, time=2001), "memory_size": rows(2048)},
+            "is too large: its attention alone would take 1250 MiB (the limit is 1024)")
