@@ -1,7 +1,7 @@
 """Benchmark: why the bundled copy model gets about one fresh sequence in a few thousand wholly
 wrong, and what the memory rules at inference do about it.
 
-    python benchmarks/copy_rare_failures.py              # ~40 minutes on 2 busy cores
+    python benchmarks/copy_rare_failures.py              # ~20 minutes on 2 busy cores
     python benchmarks/copy_rare_failures.py --small      # seconds; used by the tests
 
 Four measurements, all on the bundled copy model through onnxruntime (its fused twin unless
