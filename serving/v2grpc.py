@@ -16,6 +16,8 @@ metadata, and the server drains in-flight calls when the process is told to stop
 
 from __future__ import annotations
 
+import asyncio
+
 from http import HTTPStatus
 from typing import Any
 
@@ -262,6 +264,9 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(refuse)
 
 
+LINGER_S = 0.5  # after the gRPC server stops, before the process may exit (GrpcServer.stop)
+
+
 class GrpcServer:
     """The gRPC endpoint of one server process, on the event loop that runs the HTTP app."""
 
@@ -289,5 +294,10 @@ class GrpcServer:
         await self.server.start()
 
     async def stop(self, grace: float) -> None:
-        """Refuse new calls; give those in flight ``grace`` seconds to finish."""
+        """Refuse new calls; give those in flight ``grace`` seconds to finish; then linger a
+        moment before the process may exit. The last answers can still be in flight on the
+        connection when the server stops: closing the socket then, with the client's frames
+        (its GOAWAY reply, window updates) unread, makes the kernel reset the connection, and
+        the client loses an answer it was sent."""
         await self.server.stop(grace)
+        await asyncio.sleep(LINGER_S)
