@@ -110,10 +110,13 @@ inline float log_approx(float x) {
 inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
 inline float tanh_approx(float x) { return 2.0f / (1.0f + exp_approx(-2.0f * x)) - 1.0f; }
 inline float clip(float x, float limit) { return std::min(std::max(x, -limit), limit); }
-// TensorFlow's softplus, log(1 + e^x), without overflow for large x.
-inline float softplus(float x) {
-  return x > 0.0f ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+// log(1 + y) for y >= 0, accurate for tiny y as well (1 + y rounds to 1 there).
+inline float log1p_approx(float y) {
+  const float u = 1.0f + y;
+  return u == 1.0f ? y : log_approx(u) * (y / (u - 1.0f));
 }
+// TensorFlow's softplus, log(1 + e^x), without overflow for large x: max(x, 0) + log(1 + e^-|x|).
+inline float softplus(float x) { return std::max(x, 0.0f) + log1p_approx(exp_approx(-std::fabs(x))); }
 
 // The same functions on eight floats at once (GCC vector extensions; -march picks the
 // instructions). The hot loops below run over N rows or 4U gates in blocks of eight with these,
@@ -328,6 +331,7 @@ struct Machine {
   std::vector<float> h, cell, reads, weights, memory;  // [B,U] [B,U] [B,R,M] [B,H,N] [B,M,N]
   std::vector<float> x, z, hp, out_in;                 // per step, whole batch
   std::vector<float> scratch;                          // per batch row: 4 x H x N
+  std::vector<float> write_vectors;                    // per write head: erase [M], add [M]
 
   Machine(const Config& config, const Packed& parameters, int64_t b, int64_t n)
       : c(config), w(parameters), batch(b), rows(n), input_size(parameters.in),
@@ -344,6 +348,7 @@ struct Machine {
     hp.assign(b * w.ppad, 0.0f);
     out_in.assign(b * (u + c.reads_width()), 0.0f);
     scratch.assign(b * 4 * heads * n, 0.0f);
+    write_vectors.assign(2 * c.write_heads * m, 0.0f);
     // strength_scale in cell.py: (log N / log N0) ** p, exactly 1 at N0.
     strength_scale = std::pow(std::log(static_cast<float>(n)) /
                                   std::log(static_cast<float>(w.trained_rows)),
@@ -363,7 +368,7 @@ struct Machine {
       for (int64_t i = 0; i < n; ++i) row[i] = i < n0 ? logits[i] : floor;
       const float top = *std::max_element(row, row + n);
       float sum = 0.0f;
-      for (int64_t i = 0; i < n; ++i) sum += (row[i] = std::exp(row[i] - top));
+      for (int64_t i = 0; i < n; ++i) sum += (row[i] = exp_approx(row[i] - top));
       for (int64_t i = 0; i < n; ++i) row[i] /= sum;
     }
     for (int64_t b = 0; b < batch; ++b) {
@@ -531,7 +536,7 @@ struct Machine {
       const float* key = q;
       float* content = dots + hd * n;
       const float strength = softplus(q[m]) * strength_scale;
-      const float gate = 1.0f / (1.0f + std::exp(-q[m + 1]));
+      const float gate = sigmoid(q[m + 1]);
       const float gamma = 1.0f + softplus(q[m + 2 + s]);
       float shift[64];
       {  // softmax over the S shift logits
@@ -539,7 +544,7 @@ struct Machine {
         float top = logits[0];
         for (int64_t j = 1; j < s; ++j) top = std::max(top, logits[j]);
         float sum = 0.0f;
-        for (int64_t j = 0; j < s; ++j) sum += (shift[j] = std::exp(logits[j] - top));
+        for (int64_t j = 0; j < s; ++j) sum += (shift[j] = exp_approx(logits[j] - top));
         for (int64_t j = 0; j < s; ++j) shift[j] /= sum;
       }
       float key_sq = kEpsilon * kEpsilon;
@@ -602,7 +607,21 @@ struct Machine {
     }
     // read (eq. 2) from M_{t-1}, before the write
     float* rb = reads.data() + b * c.reads_width();
+    // every write head's erase (sigmoid) and add (tanh) vectors, eight columns at a time
     const float* write_params = p + heads * ph;
+    for (int64_t hw = 0; hw < c.write_heads; ++hw) {
+      const float* raw = write_params + hw * 2 * m;
+      float* out = write_vectors.data() + hw * 2 * m;
+      int64_t j = 0;
+      for (; j + 8 <= m; j += 8) {
+        store8(out + j, sigmoid8(load8(raw + j)));
+        store8(out + m + j, tanh8(load8(raw + m + j)));
+      }
+      for (; j < m; ++j) {
+        out[j] = sigmoid(raw[j]);
+        out[m + j] = tanh_approx(raw[m + j]);
+      }
+    }
     if (rh == 1 && c.write_heads == 1) {
       // The paper's one read and one write head: each column is read and rewritten in one
       // pass (the read takes its value before the write changes it).
@@ -611,8 +630,8 @@ struct Machine {
       const int64_t n8 = n - n % 8;
       for (int64_t j = 0; j < m; ++j) {
         float* column = mem + j * n;
-        const float erase = sigmoid(write_params[j]);
-        const float add = tanh_approx(write_params[m + j]);
+        const float erase = write_vectors[j];
+        const float add = write_vectors[m + j];
         v8 dot8 = splat(0.0f);
         for (int64_t i = 0; i < n8; i += 8) {
           const v8 v = load8(column + i), wi = load8(ww + i);
@@ -644,8 +663,8 @@ struct Machine {
     for (int64_t j = 0; j < m; ++j) {
       float* column = mem + j * n;
       for (int64_t hw = 0; hw < c.write_heads; ++hw) {
-        const float erase = sigmoid(write_params[hw * 2 * m + j]);
-        const float add = tanh_approx(write_params[hw * 2 * m + m + j]);
+        const float erase = write_vectors[hw * 2 * m + j];
+        const float add = write_vectors[hw * 2 * m + m + j];
         const float* ww = wb + (rh + hw) * n;
         if (c.write_heads == 1) {
           for (int64_t i = 0; i < n; ++i)
@@ -695,7 +714,7 @@ struct Machine {
         float logit = w.output_bias[o] + hsum(acc);
         for (int64_t j = ow8; j < ow; ++j) logit += in[j] * col[j];
         probabilities[(b * time + t) * output_size + o] =
-            1.0f / (1.0f + std::exp(-clip(logit, c.clip_value)));
+            sigmoid(clip(logit, c.clip_value));
       }
     }
   }

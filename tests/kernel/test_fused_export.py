@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from ntm.kernel.reference import forward, read_fused_model
 from tests.kernel.conftest import session, task_inputs
 
 tf = pytest.importorskip("tensorflow")
@@ -40,11 +41,12 @@ def exported(request, tmp_path_factory, kernel_library):
                             kernel=kernel)
         assert all(c.passed for c in result.comparisons)
         out[kernel] = session(result.path, kernel == "fused")
-    return task, out
+    return task, out, root / "fused.onnx"
 
 
 def test_fused_answers_as_standard_on_other_architectures(exported):
-    task, engines = exported
+    task, engines, path = exported
+    reference = read_fused_model(path)
     lengths = (1, 3, 9) if task == "copy" else (5, 20, 30)
     for length in lengths:
         x = task_inputs(task, length, 5, seed=length)
@@ -58,6 +60,8 @@ def test_fused_answers_as_standard_on_other_architectures(exported):
             assert np.abs(p_f - p_s).max() <= 1e-5
             assert np.abs(a_f - a_s).max() <= 1e-4
             assert s_f.shape == s_s.shape and np.abs(s_f - s_s).max() <= 1e-4
+            p_r, a_r = forward(reference, x, rows)  # several write heads, shift 2, no LSTM
+            assert np.abs(p_f - p_r).max() <= 1e-5 and np.abs(a_f - a_r).max() <= 1e-4
 
 
 def test_the_cli_refuses_what_a_fused_export_cannot_be(tmp_path, kernel_library):
