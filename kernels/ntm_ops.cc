@@ -330,7 +330,8 @@ struct Machine {
   float strength_scale;
   std::vector<float> h, cell, reads, weights, memory;  // [B,U] [B,U] [B,R,M] [B,H,N] [B,M,N]
   std::vector<float> x, z, hp, out_in;                 // per step, whole batch
-  std::vector<float> scratch;                          // per batch row: 4 x H x N
+  std::vector<float> scratch;  // per batch row (scratch_stride): [H, N], 3 x [N] and 2R + 8
+  int64_t scratch_stride = 0;
   std::vector<float> write_vectors;                    // per write head: erase [M], add [M]
 
   Machine(const Config& config, const Packed& parameters, int64_t b, int64_t n)
@@ -347,7 +348,8 @@ struct Machine {
     z.assign(b * std::max(w.zpad, w.out), 0.0f);
     hp.assign(b * w.ppad, 0.0f);
     out_in.assign(b * (u + c.reads_width()), 0.0f);
-    scratch.assign(b * 4 * heads * n, 0.0f);
+    scratch_stride = (heads + 3) * n + 2 * c.shift_range + 8;
+    scratch.assign(b * scratch_stride, 0.0f);
     write_vectors.assign(2 * c.write_heads * m, 0.0f);
     // strength_scale in cell.py: (log N / log N0) ** p, exactly 1 at N0.
     strength_scale = std::pow(std::log(static_cast<float>(n)) /
@@ -526,10 +528,10 @@ struct Machine {
     const float* p = hp.data() + b * w.ppad;
     float* mem = memory.data() + b * n * m;  // [M, N]
     float* wb = weights.data() + b * heads * n;
-    float* dots = scratch.data() + b * 4 * heads * n;  // k_h . M(i), [H, N]
-    float* norms = dots + heads * n;                    // sqrt(|M(i)|^2 + eps^2), [N]
-    float* gated = norms + n;                           // [N]
-    float* shifted = gated + n;                         // [N]
+    float* dots = scratch.data() + b * scratch_stride;  // k_h . M(i), [H, N]
+    float* norms = dots + heads * n;                     // sqrt(|M(i)|^2 + eps^2), [N]
+    float* shifted = norms + n;                          // [N]
+    float* gated = shifted + n;                          // [N + 2R]: the ring, R either side
     key_products(p, mem, dots, norms);
     for (int64_t hd = 0; hd < heads; ++hd) {
       const float* q = p + hd * ph;
@@ -575,35 +577,48 @@ struct Machine {
         sum += content[i];
       }
       const float inv = 1.0f / sum;
-      // interpolation (eq. 7): w_{t-1} + g (w^c - w_{t-1})
+      // interpolation (eq. 7): w_{t-1} + g (w^c - w_{t-1}), into `gated` at offset R with
+      // the ring's neighbours copied around it, so the shift below reads without wrapping
+      const int64_t range = c.shift_range;
       float* previous = wb + hd * n;
+      float* ring = gated + range;
       for (int64_t i = 0; i < n; ++i)
-        gated[i] = previous[i] + gate * (content[i] * inv - previous[i]);
-      // circular shift (eq. 8): w~(i) = sum_j w^g(i - offset_j) s_j, offsets -R..R
-      std::fill_n(shifted, n, 0.0f);
-      for (int64_t j = 0; j < s; ++j) {
-        const int64_t offset = ((j - c.shift_range) % n + n) % n;
-        const float sj = shift[j];
-        // i - offset for i >= offset, wrapping to i - offset + n below it
-        for (int64_t i = offset; i < n; ++i) shifted[i] += gated[i - offset] * sj;
-        for (int64_t i = 0; i < offset; ++i) shifted[i] += gated[i - offset + n] * sj;
+        ring[i] = previous[i] + gate * (content[i] * inv - previous[i]);
+      for (int64_t k = 0; k < range; ++k) {
+        gated[k] = ring[((k - range) % n + n) % n];
+        ring[n + k] = ring[k % n];
       }
-      // sharpening (eq. 9): exp(gamma log(w~ + eps)), normalised with an epsilon
+      // circular shift (eq. 8), w~(i) = sum_j w^g(i - offset_j) s_j with offsets -R..R, and
+      // sharpening (eq. 9), exp(gamma log(w~ + eps)), in one pass: w^g(i - offset_j) is
+      // gated[i + 2R - j]
       v8 total8 = splat(0.0f);
       for (int64_t i = 0; i < n8; i += 8) {
-        const v8 v = exp8(gamma * log8(load8(shifted + i) + kEpsilon));
+        v8 v = splat(0.0f);
+        for (int64_t j = 0; j < s; ++j) v += shift[j] * load8(gated + i + 2 * range - j);
+        v = exp8(gamma * log8(v + kEpsilon));
         store8(shifted + i, v);
         total8 += v;
       }
       float total = hsum(total8);
       for (int64_t i = n8; i < n; ++i) {
-        shifted[i] = exp_approx(gamma * log_approx(shifted[i] + kEpsilon));
+        float v = 0.0f;
+        for (int64_t j = 0; j < s; ++j) v += shift[j] * gated[i + 2 * range - j];
+        shifted[i] = exp_approx(gamma * log_approx(v + kEpsilon));
         total += shifted[i];
       }
+      // normalised with an epsilon; the new weighting replaces w_{t-1} and is the attention
       const float norm = 1.0f / (total + kEpsilon);
-      float* current = wb + hd * n;  // previous is no longer needed
-      for (int64_t i = 0; i < n; ++i) current[i] = shifted[i] * norm;
-      if (attention != nullptr) std::copy_n(current, n, attention + hd * n);
+      float* current = wb + hd * n;
+      float* out = attention != nullptr ? attention + hd * n : nullptr;
+      for (int64_t i = 0; i < n8; i += 8) {
+        const v8 v = load8(shifted + i) * norm;
+        store8(current + i, v);
+        if (out != nullptr) store8(out + i, v);
+      }
+      for (int64_t i = n8; i < n; ++i) {
+        current[i] = shifted[i] * norm;
+        if (out != nullptr) out[i] = current[i];
+      }
     }
     // read (eq. 2) from M_{t-1}, before the write
     float* rb = reads.data() + b * c.reads_width();
