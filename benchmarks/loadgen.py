@@ -214,8 +214,35 @@ def run_grpc_load(address: str, method: str, requests: list[bytes], concurrency:
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (its threads included)."""
-    return _stat_cpu_seconds(f"/proc/{pid}/stat")
+    """User + system CPU seconds of process ``pid`` and the processes it started (threads
+    included): ``ntm serve --workers N`` answers from child processes."""
+    total = _stat_cpu_seconds(f"/proc/{pid}/stat")
+    for child in process_tree(pid)[1:]:
+        try:
+            total += _stat_cpu_seconds(f"/proc/{child}/stat")
+        except OSError:
+            pass  # it ended meanwhile
+    return total
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants alive now (from /proc's parent ids)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # the field after the command's closing parenthesis: state, then the parent id
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, []))
+    return tree
 
 
 def free_port() -> int:
