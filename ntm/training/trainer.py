@@ -121,8 +121,15 @@ class Trainer:
         return self.schedule.with_blank_runs(step, batch, self.task)
 
     def error_on(self, batch: Batch) -> float:
-        probs = self.predict(batch.inputs)
-        return float(bit_errors(probs.numpy(), batch.targets, batch.mask).mean())
+        return self.evaluate_on(batch)[0]
+
+    def evaluate_on(self, batch: Batch) -> tuple[float, dict[str, float]]:
+        """(bits wrong per sequence, the task's own measures averaged over the batch: N-grams'
+        cost in bits beside the optimal estimator's, which bits wrong cannot show)."""
+        probs = self.predict(batch.inputs).numpy()
+        measures = self.task.measures(probs, batch)
+        return (float(bit_errors(probs, batch.targets, batch.mask).mean()),
+                {name: float(np.mean(values)) for name, values in measures.items()})
 
     def stage_error(self, step: int) -> float:
         """Bits/seq at the current stage's longest sequences (decides the curriculum)."""
@@ -267,11 +274,12 @@ class Trainer:
     def _evaluate(self, step: int, progress: Progress) -> bool:
         """Held-out evaluation and curriculum update; True when the target is reached."""
         stage = int(self.state.stage.numpy())
-        heldout = self.error_on(self.heldout)
+        heldout, measures = self.evaluate_on(self.heldout)
         self.state.last_eval.assign(heldout)
         record = {"step": step, "sequences": int(self.state.sequences.numpy()),
                   "elapsed": round(float(self.state.elapsed.numpy()), 3),
-                  "eval_bits_per_seq": heldout, "stage": stage}
+                  "eval_bits_per_seq": heldout, "stage": stage,
+                  **{f"eval_{name}": value for name, value in measures.items()}}
         if not self.curriculum.is_last(stage):
             stage_error = self.stage_error(step)
             record["stage_bits_per_seq"] = stage_error
@@ -288,8 +296,9 @@ class Trainer:
                              f"{self.config.restart_at} steps: weights re-initialised with seed "
                              f"{seed} (restart {record['restart']['attempt']})")
         self.writer.log(record)
-        progress.message(f"step {step}: held-out bits/seq {heldout:.3f} "
-                         f"({int(self.state.sequences.numpy())} sequences, "
+        progress.message(f"step {step}: held-out bits/seq {heldout:.3f}"
+                         + "".join(f", {name} {value:.3f}" for name, value in measures.items())
+                         + f" ({int(self.state.sequences.numpy())} sequences, "
                          f"{float(self.state.elapsed.numpy()):.0f} s)")
         reached = (self.curriculum.is_last(stage) and self.config.target_error >= 0
                    and heldout <= self.config.target_error)

@@ -213,3 +213,21 @@ def test_blank_runs_follow_the_noise_schedule(tmp_path):
     np.testing.assert_array_equal(on.mask, off.mask)
     blank_items = lambda b: int((~b.inputs[:, :, :8].any(axis=2) * (b.mask == 0)).sum())
     assert blank_items(on) > blank_items(off)
+
+
+def test_ngrams_held_out_evaluation_logs_its_cost_beside_the_optimal_estimators(tmp_path):
+    """Bits wrong say little for N-grams (even the optimal estimator gets random bits wrong):
+    each held-out evaluation also logs the task's cost in bits, the optimal estimator's on the
+    same sequences, and the excess, as TensorBoard scalars too."""
+    config = TrainConfig(task="ngrams", min_length=20, max_length=20, batch_size=8, steps=4,
+                         eval_every=2, eval_size=4, checkpoint_every=2, log_every=2,
+                         curriculum_stages=1, target_error=-1)
+    Trainer(Run.create(tmp_path, config, **{**TINY_MODEL, "memory_size": 33})).run()
+    evals = [m for m in metrics(tmp_path) if "eval_bits_per_seq" in m]
+    assert evals
+    for m in evals:
+        assert m["eval_cost_bits"] > 0 and m["eval_optimal_bits"] > 0
+        assert m["eval_excess_bits"] == pytest.approx(m["eval_cost_bits"] - m["eval_optimal_bits"])
+    copy = make(tmp_path / "copy", steps=4, eval_every=2, checkpoint_every=2, log_every=2)
+    copy.run()
+    assert not any(k.startswith("eval_cost") for m in metrics(tmp_path / "copy") for k in m)
