@@ -394,3 +394,15 @@ def test_fused_kernel_small(tmp_path, kernel_library):
     assert [r["case"] for r in result["speed"]] == ["copy20", "copy20"]
     assert all(r["fused_ms"] > 0 and r["standard_ms"] > 0 for r in result["speed"])
     assert table.startswith("# The fused kernel")
+
+
+def test_grpc_floor_small(tmp_path):
+    pytest.importorskip("tritonclient.grpc")
+    result, table = run_small("grpc_floor", tmp_path)
+    rows = result["rows"]
+    assert set(rows) == {"bare grpc.aio server (fixed answer)",
+                         "ntm serve, gRPC (standard engine)"}
+    assert all(r["errors"] == 0 and r["requests_per_s"] > 0 for r in rows.values())
+    assert all(r["server_cpu_ms_per_request"] > 0 for r in rows.values())
+    assert result["model_ms_per_sequence"] > 0
+    assert table.startswith("# The floor under ntm serve's gRPC")
