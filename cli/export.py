@@ -41,9 +41,10 @@ def human_size(n: int) -> str:
                    "'sequence_start' and 'state', output 'state_out'), so one sequence can run "
                    "in several requests: ntm serve's sequence_id, Triton's sequence batcher "
                    "with implicit state. Dynamic length only; proven run in 3 pieces.")
-@click.option("--max-memory-size", type=click.IntRange(min=1), default=2048, show_default=True,
+@click.option("--max-memory-size", type=click.IntRange(min=1), default=None,
               help="Most memory rows a model gives an input when it chooses the rows itself "
-                   "(memory_size 0, and every Triton model); a longer input fails.")
+                   "(memory_size 0, and every Triton model); a longer input fails "
+                   "[default: 2048].")
 @click.option("--instances", type=click.IntRange(min=1), default=2, show_default=True,
               help="Triton: model instances (runs at once), one onnxruntime thread each.")
 @click.option("--sequence-idle-s", type=click.FloatRange(min=0.001), default=300.0,
@@ -60,7 +61,8 @@ def human_size(n: int) -> str:
                    "dynamic length).")
 @checkpoint_option
 def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: Path | None,
-           name: str | None, memory_size: int | None, stateful: bool, max_memory_size: int,
+           name: str | None, memory_size: int | None, stateful: bool,
+           max_memory_size: int | None,
            instances: int, sequence_idle_s: float, max_sequences: int, kernel: str,
            checkpoint: int | None) -> None:
     """Export the run in RUN_DIR [default: the latest run under runs/].
@@ -68,7 +70,8 @@ def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: 
     After writing, the export is loaded back and compared with the TensorFlow model on fresh
     task inputs, inside and beyond the training lengths (and, for a dynamic export, with twice
     the trained memory rows); a difference above 1e-4 fails the export and leaves any earlier
-    export in place.
+    export in place. A run of the LSTM baseline exports the same way, without memory: no
+    memory_size input, no attention output [default name: TASK-lstm].
     """
     if kernel == "fused" and (fmt == "savedmodel" or length is not None):
         raise click.UsageError(
@@ -80,12 +83,15 @@ def export(run_dir: Path | None, fmt: str, length: int | None, opset: int, out: 
 
     run_dir = run_dir or latest_run()
     run = Run.load(run_dir, checkpoint)
-    if not run.model_config.has_memory:
-        raise click.UsageError(f"{run_dir} holds the LSTM baseline: the exports carry the NTM's "
-                               f"memory rows and attention, which it has not; `ntm evaluate "
-                               f"{run_dir}` measures it")
-    from ntm.export.exporter import export_run
+    from ntm.contract.metadata import ModelParts
+    from ntm.export.exporter import ExportError, check_options_apply, export_run
     from ntm.export.triton import TritonSettings
+
+    try:
+        check_options_apply(ModelParts.of(run.model_config.to_dict()), memory_size,
+                            max_memory_size, kernel)
+    except ExportError as err:
+        raise click.UsageError(str(err)) from None
 
     settings = TritonSettings(instances=instances, max_sequences=max_sequences,
                               sequence_idle_us=round(sequence_idle_s * 1e6))

@@ -13,11 +13,12 @@ import tensorflow as tf
 import ntm
 from ntm.contract import metadata as meta
 from ntm.contract.metadata import EXPORTS_ROOT
-from ntm.export.signatures import MEMORY_SIGNATURE, SEQUENCE_SIGNATURE, ExportModule, RowsTable
+from ntm.export.signatures import ExportModule, RowsTable
 from ntm.contract.errors import NtmError
 from ntm.contract.memory_plan import (DEFAULT_MAX_MEMORY_SIZE, MemoryLimitExceeded,
                                       choose_memory_size)
 from ntm.contract.tasks import Difficulty
+from ntm.contract.metadata import ModelParts
 from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
 from ntm.export.verify import (CHUNK_TOLERANCE, CHUNKS, NOISE_FACTOR, PERTURBATION, TOLERANCE,
                                Comparison, chunked, compare, one_shot, verification_points)
@@ -47,15 +48,16 @@ class ExportResult:
         return max((c.probabilities_diff for c in self.comparisons), default=0.0)
 
 
-def default_output(task: str, fmt: str, length: int | None, kernel: str = "standard") -> Path:
-    """exports/TASK/TASK.onnx (fused: TASK.fused.onnx, the twin ntm serve looks for beside it),
-    exports/TASK/savedmodel, exports/triton (with -fixedN suffixes)."""
+def default_output(name: str, fmt: str, length: int | None, kernel: str = "standard") -> Path:
+    """exports/NAME/NAME.onnx (fused: NAME.fused.onnx, the twin ntm serve looks for beside it),
+    exports/NAME/savedmodel, exports/triton (with -fixedN suffixes); NAME is the model's
+    (``ModelParts.model_name``: the task's, or TASK-lstm for the LSTM baseline)."""
     suffix = f"-fixed{length}" if length is not None else ""
     if fmt == "onnx":
         twin = ".fused" if kernel == "fused" else ""
-        return EXPORTS_ROOT / task / f"{task}{suffix}{twin}.onnx"
+        return EXPORTS_ROOT / name / f"{name}{suffix}{twin}.onnx"
     if fmt == "savedmodel":
-        return EXPORTS_ROOT / task / f"savedmodel{suffix}"
+        return EXPORTS_ROOT / name / f"savedmodel{suffix}"
     return EXPORTS_ROOT / "triton"
 
 
@@ -74,10 +76,26 @@ def fixed_memory_size(task, length: int, trained: int, requested: int | None = N
         raise ExportError(f"--length {length}: {err}; pass --memory-size") from None
 
 
+def check_options_apply(parts: ModelParts, memory_size: int | None,
+                        max_memory_size: int | None, kernel: str) -> None:
+    """ExportError naming the first option that means nothing to the network (the LSTM
+    baseline has no memory: no rows to fix or bound, no fused memory kernel)."""
+    if parts.memory:
+        return
+    why = f"{parts.network} has no memory"
+    if memory_size is not None:
+        raise ExportError(f"--memory-size: {why} rows to fix")
+    if max_memory_size is not None:
+        raise ExportError(f"--max-memory-size: {why} to grow")
+    if kernel == "fused":
+        raise ExportError(f"--kernel fused: the fused kernel runs the NTM's memory and heads "
+                          f"in one op; {why} (export it with --kernel standard)")
+
+
 def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int = DEFAULT_OPSET,
                out: Path | None = None, model_name: str | None = None,
                memory_size: int | None = None, stateful: bool = False,
-               max_memory_size: int = DEFAULT_MAX_MEMORY_SIZE,
+               max_memory_size: int | None = None,
                triton_settings: triton.TritonSettings = triton.TritonSettings(),
                kernel: str = "standard") -> ExportResult:
     """Export the latest checkpoint of ``run`` (a ``Run``, or its directory); verify against
@@ -92,8 +110,12 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
     CHUNKS calls against TensorFlow in one, and against itself in one (within CHUNK_TOLERANCE).
 
     ``max_memory_size``: the most rows a model that chooses its own rows (``memory_size`` 0, or
-    a Triton model) gives an input. ``triton_settings``: scheduling and threads of a Triton
-    entry (``ntm.export.triton``).
+    a Triton model) gives an input [default: DEFAULT_MAX_MEMORY_SIZE]. ``triton_settings``:
+    scheduling and threads of a Triton entry (``ntm.export.triton``).
+
+    A run of the LSTM baseline exports the same way, without memory (``ModelParts``: no
+    ``memory_size`` input, no ``attention`` output); ``memory_size``, ``max_memory_size`` and
+    the fused kernel are refused for it (``check_options_apply``).
 
     ``kernel="fused"``: the model is one node of the ``ntm_ops`` library (``ntm.export.fused``),
     proven like the standard one with the library registered; a Triton entry gets the library
@@ -109,6 +131,9 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
     if kernel == "fused" and length is not None:
         raise ExportError("--kernel fused exports have a dynamic length (drop --length): the "
                           "kernel has no Loop to unroll")
+    run = run if isinstance(run, Run) else Run.load(run)
+    parts = ModelParts.of(run.model_config.to_dict())
+    check_options_apply(parts, memory_size, max_memory_size, kernel)
     if kernel == "fused":
         from ntm.contract.kernel_library import KernelUnavailable, require_library
         try:
@@ -123,34 +148,38 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
     if length is None and memory_size is not None:
         raise ExportError("--memory-size is for fixed-length exports (--length N); a dynamic "
                           "export takes its memory size per call")
-    run = run if isinstance(run, Run) else Run.load(run)
     model, model_config, task = run.model, run.model_config, run.task
-    trained = model_config.memory_size
-    rows = None if length is None else fixed_memory_size(task, length, trained, memory_size)
+    max_memory_size = max_memory_size or DEFAULT_MAX_MEMORY_SIZE
+    trained = model_config.memory_size if parts.memory else None
+    rows = None if length is None or not parts.memory else \
+        fixed_memory_size(task, length, trained, memory_size)
     points = verification_points(task, length, trained, rows)
     if length is not None and not points:
         shortest = task.time_steps(Difficulty(
             task.min_length, task.train_repeats[0] if task.train_repeats else None))
         raise ExportError(f"--length {length} is too short for {task.name}: its shortest "
                           f"sequence needs {shortest} time steps")
-    table = RowsTable.for_task(task, trained, max_memory_size)
+    table = RowsTable.for_task(task, trained, max_memory_size) if parts.memory else None
     module = ExportModule(model, length, rows, stateful=stateful, rows=table)
     mode = "dynamic" if length is None else "fixed"
-    out = Path(out) if out else default_output(task.name, fmt, length, kernel)
-    name = model_name or (task.name.replace("-", "_") + (f"_fixed{length}" if length else ""))
+    own_name = parts.model_name(task.name)
+    out = Path(out) if out else default_output(own_name, fmt, length, kernel)
+    name = model_name or (own_name.replace("-", "_") + (f"_fixed{length}" if length else ""))
 
-    def reference(x, n):
-        r = module.serve(*module.feeds(tf.constant(x), n))
-        return r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy()
+    def reference(x, n):  # from a fresh start: (probabilities, attention or None)
+        return _fetched(module.serve(*module.feeds(tf.constant(x), n)))[:2]
 
-    def prove(candidate, only_rows: int | None = None) -> list[Comparison]:
-        """``candidate``: a Forward, or for a stateful module a StatefulForward; at every
-        point, or at those with ``only_rows`` rows."""
-        at = [p for p in points if only_rows is None or p.memory_size == only_rows]
-        if not stateful or only_rows is not None:
-            return _prove(reference, candidate, task, at, length)
-        _prove_chunks(one_shot(candidate), chunked(candidate), task, at)
-        return _prove(reference, chunked(candidate), task, at, length)
+    def prove(candidate, inputs_alone: bool = False) -> list[Comparison]:
+        """``candidate``: a Forward, or for a stateful module a StatefulForward, at every
+        point; ``inputs_alone``: a Forward of ``inputs`` alone (``serving_default``), at the
+        points with the trained rows."""
+        if inputs_alone:
+            at_trained = [p for p in points if p.memory_size == trained]
+            return _prove(reference, candidate, task, at_trained, length)
+        if not stateful:
+            return _prove(reference, candidate, task, points, length)
+        _prove_chunks(one_shot(candidate), chunked(candidate), task, points)
+        return _prove(reference, chunked(candidate), task, points, length)
 
     workdir = Path(tempfile.mkdtemp(prefix=".ntm-export-", dir=_existing_parent(out)))
     try:
@@ -166,6 +195,14 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _fetched(outputs: dict) -> tuple:
+    """(probabilities, attention or None) of a serving function's or signature's outputs, as
+    NumPy; a stateful one's ``state_out`` third."""
+    arrays = {name: value.numpy() for name, value in outputs.items()}
+    fetched = (arrays[meta.PROBABILITIES], arrays.get(meta.ATTENTION))
+    return fetched + ((arrays[STATE_OUT_NAME],) if STATE_OUT_NAME in arrays else ())
+
+
 def _savedmodel(module: ExportModule, workdir: Path, out: Path, prove) -> tuple:
     """Write and prove a SavedModel in ``workdir`` -> (written, final path, files, proof).
 
@@ -174,28 +211,21 @@ def _savedmodel(module: ExportModule, workdir: Path, out: Path, prove) -> tuple:
     tmp = workdir / "savedmodel"
     write_savedmodel(module, tmp)
     signatures = tf.saved_model.load(str(tmp)).signatures
-    full = signatures[SEQUENCE_SIGNATURE if module.stateful else
-                      MEMORY_SIGNATURE if module.length is None else "serving_default"]
+    full = signatures[module.full_signature]
 
     def candidate(x, n):
-        feeds = dict(zip(_input_names(module), module.feeds(tf.constant(x), n)))
-        r = full(**feeds)
-        return r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy()
+        return _fetched(full(**module.named_feeds(tf.constant(x), n)))
 
     def stateful_candidate(x, n, start, state):
-        r = full(**{meta.INPUT_NAME: tf.constant(x), meta.MEMORY_SIZE_NAME: tf.constant([n]),
-                    START_NAME: tf.constant([int(start)]), STATE_NAME: tf.constant(state)})
-        return (r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy(),
-                r[STATE_OUT_NAME].numpy())
+        return _fetched(full(**module.named_feeds(tf.constant(x), n, start, state)))
 
     def default_candidate(x, n):
-        r = signatures["serving_default"](**{meta.INPUT_NAME: tf.constant(x)})
-        return r[meta.PROBABILITIES].numpy(), r[meta.ATTENTION].numpy()
+        return _fetched(signatures["serving_default"](**{meta.INPUT_NAME: tf.constant(x)}))[:2]
 
     comparisons = prove(stateful_candidate if module.stateful else candidate)
-    if module.length is not None:  # serving_default is the full signature
+    if module.full_signature == "serving_default":
         return tmp, out, [(out, _size(tmp))], comparisons
-    for c in prove(default_candidate, only_rows=module.model.config.memory_size):
+    for c in prove(default_candidate, inputs_alone=True):
         comparisons.append(replace(c, label=f"{c.label}, inputs alone (serving_default)"))
     return tmp, out, [(out, _size(tmp))], comparisons
 
@@ -209,7 +239,7 @@ def _onnx(run: Run, module: ExportModule, workdir: Path, out: Path, fmt: str, op
     length, config = module.length, run.model_config
     ragged = fmt == "triton" and length is None and not module.stateful
     for_triton = fmt == "triton" and module.stateful
-    defaults = triton.stateful_defaults() if for_triton else module.input_defaults()
+    defaults = triton.stateful_defaults(module.parts) if for_triton else module.input_defaults()
     if kernel == "fused":
         kind = "ragged" if ragged else "stateful" if module.stateful else "dynamic"
         proto = fused.fused_graph(fused.model_weights(module.model), config.to_dict(),
@@ -229,7 +259,7 @@ def _onnx(run: Run, module: ExportModule, workdir: Path, out: Path, fmt: str, op
         forward = _ragged_forward(proto)
         comparisons = _prove_ragged(reference, forward, run.task, module.rows, prove, points)
     else:
-        comparisons = prove(_onnx_forward(proto, module.stateful))
+        comparisons = prove(_onnx_forward(proto, module))
     entries["ntm.export"]["verified"] = [c.as_dict() for c in comparisons]
     set_metadata(proto, meta.encode(entries))
     if fmt == "onnx":
@@ -247,10 +277,10 @@ def _onnx(run: Run, module: ExportModule, workdir: Path, out: Path, fmt: str, op
     if ragged:
         text = triton.ragged_config(name, config.input_size, config.output_size, settings)
     elif module.stateful:
-        text = triton.sequence_config(name, config.input_size, config.output_size,
-                                      config.num_heads, settings)
+        text = triton.sequence_config(name, module.parts, config.input_size,
+                                      config.output_size, config.num_heads, settings)
     else:
-        text = triton.fixed_config(name, config.input_size, config.output_size,
+        text = triton.fixed_config(name, module.parts, config.input_size, config.output_size,
                                    config.num_heads, length, rows, settings)
     (tmp / "config.pbtxt").write_text(text + operations)
     files = [(final / p.relative_to(tmp), p.stat().st_size)
@@ -280,14 +310,16 @@ def _ragged_forward(proto: onnx.ModelProto):
     return forward
 
 
-def _prove_ragged(reference, forward, task, rows: RowsTable, prove, points) -> list[Comparison]:
+def _prove_ragged(reference, forward, task, rows: RowsTable | None, prove, points
+                  ) -> list[Comparison]:
     """A Triton ragged model, proven like any export at every point (its rows are its own
-    choice: the points' rows, checked), then with every point's sequences in one run (mixed
-    lengths and rows) against the same sequences run alone."""
+    choice: the points' rows, checked; ``rows`` None: a network without memory), then with every
+    point's sequences in one run (mixed lengths and rows) against the same sequences run
+    alone."""
     import numpy as np
 
     def candidate(x, n):
-        chosen = rows.rows_for_steps(x.shape[1])
+        chosen = None if rows is None else rows.rows_for_steps(x.shape[1])
         if chosen != n:
             raise ExportError(f"the Triton model would run {x.shape[1]} time steps with "
                               f"{chosen} memory rows, the proof with {n}")
@@ -299,8 +331,8 @@ def _prove_ragged(reference, forward, task, rows: RowsTable, prove, points) -> l
     together = forward(inputs)
     worst = 0.0
     for x, p in zip(inputs, together):
-        worst = max(worst, float(np.abs(reference(x, rows.rows_for_steps(x.shape[1]))[0]
-                                        - p).max()))
+        n = None if rows is None else rows.rows_for_steps(x.shape[1])
+        worst = max(worst, float(np.abs(reference(x, n)[0] - p).max()))
     mixed = Comparison(label="every point above in one ragged batch", time_steps=max(
         x.shape[1] for x in inputs), batch=sum(len(x) for x in inputs),
         probabilities_diff=worst, attention_diff=None)
@@ -326,16 +358,12 @@ def _prove(reference, candidate, task, points, length) -> list[Comparison]:
 def _prove_chunks(whole, pieces, task, points) -> None:
     """The export run in CHUNKS calls per sequence agrees with itself run in one."""
     for c in compare(whole, pieces, task, points):
-        if c.probabilities_diff > CHUNK_TOLERANCE or c.attention_diff > CHUNK_TOLERANCE:
+        worst = max(c.probabilities_diff, c.attention_diff or 0.0)
+        if worst > CHUNK_TOLERANCE:
             raise ExportError(
                 f"the stateful export run in {CHUNKS} calls differs from one call by "
-                f"{max(c.probabilities_diff, c.attention_diff):.3g} at {c.label} (tolerance "
-                f"{CHUNK_TOLERANCE:g}); nothing was written")
-
-
-def _input_names(module: ExportModule) -> list[str]:
-    names = [meta.INPUT_NAME] + ([meta.MEMORY_SIZE_NAME] if module.length is None else [])
-    return names + ([START_NAME, STATE_NAME] if module.stateful else [])
+                f"{worst:.3g} at {c.label} (tolerance {CHUNK_TOLERANCE:g}); nothing was "
+                f"written")
 
 
 def _session(proto: onnx.ModelProto):
@@ -352,25 +380,21 @@ def _session(proto: onnx.ModelProto):
                                 providers=["CPUExecutionProvider"])
 
 
-def _onnx_forward(proto: onnx.ModelProto, stateful: bool = False):
-    import numpy as np
-
+def _onnx_forward(proto: onnx.ModelProto, module: ExportModule):
+    """The ONNX model as a Forward (a StatefulForward for a stateful module), fed what
+    ``module``'s serving function takes and fetching what it gives."""
     session = _session(proto)
-    takes_memory_size = meta.takes_memory_size(session)
+    names = list(module.parts.outputs)
 
     def forward(x, n):
-        feeds = {meta.INPUT_NAME: x}
-        if takes_memory_size:
-            feeds[meta.MEMORY_SIZE_NAME] = np.array([n], np.int32)
-        p, a = session.run([meta.PROBABILITIES, meta.ATTENTION], feeds)
-        return p, a
+        p, *a = session.run(names, module.named_feeds(x, n))
+        return p, (a[0] if a else None)
 
     def stateful_forward(x, n, start, state):
-        feeds = {meta.INPUT_NAME: x, meta.MEMORY_SIZE_NAME: np.array([n], np.int32),
-                 START_NAME: np.array([int(start)], np.int32), STATE_NAME: state}
-        return tuple(session.run([meta.PROBABILITIES, meta.ATTENTION, STATE_OUT_NAME], feeds))
+        p, *a, s = session.run(names + [STATE_OUT_NAME], module.named_feeds(x, n, start, state))
+        return p, (a[0] if a else None), s
 
-    return stateful_forward if stateful else forward
+    return stateful_forward if module.stateful else forward
 
 
 def _metadata(run: Run, mode, length, opset, rows, module: ExportModule,
@@ -379,6 +403,7 @@ def _metadata(run: Run, mode, length, opset, rows, module: ExportModule,
 
     summary = read_summary(run.directory)
     model_config, train_config, state = run.model_config, run.train_config, run.state
+    memory = module.parts.memory  # heads and memory are null for a network without memory
     return {
         "ntm.task": run.task.metadata(),
         "ntm.model": model_config.to_dict(),
@@ -393,18 +418,20 @@ def _metadata(run: Run, mode, length, opset, rows, module: ExportModule,
         },
         "ntm.export": {
             "mode": mode, "length": length, "input": meta.INPUT_NAME,
-            "outputs": [meta.PROBABILITIES] if ragged else [meta.PROBABILITIES, meta.ATTENTION],
+            "outputs": [meta.PROBABILITIES] if ragged else list(module.parts.outputs),
             # Triton's dynamic batcher with ragged inputs (ntm.export.triton): flat inputs and
             # outputs, one (time, width) row per sequence in ``item_shape``.
             "ragged": {"item_shape": triton.ITEM_SHAPE_NAME} if ragged else None,
-            "heads": {"read": model_config.num_read_heads, "write": model_config.num_write_heads},
+            "heads": {"read": model_config.num_read_heads, "write": model_config.num_write_heads}
+            if memory else None,
             # Memory rows: per call through the memory_size input (dynamic), or fixed.
             # (the rules for rows beyond the trained ones are in ntm.model.cell: grow_*)
             # memory_size <= 0 (and a ragged model always): the first bucket whose longest
             # input holds the call's time steps.
             "memory": {"input": meta.MEMORY_SIZE_NAME if rows is None and not ragged else None,
                        "trained": model_config.memory_size, "fixed": rows,
-                       "buckets": module.rows.buckets, "longest_inputs": module.rows.longest},
+                       "buckets": module.rows.buckets, "longest_inputs": module.rows.longest}
+            if memory else None,
             "tolerance": TOLERANCE, "noise_factor": NOISE_FACTOR,
             "perturbation": PERTURBATION,
             # A sequence may run in several calls (ntm.contract.state_layout); None: stateless.

@@ -18,6 +18,9 @@ sequence across calls (layout: ``ntm.contract.state_layout``)::
 SavedModel signatures follow TF Serving's convention: ``serving_default`` takes ``inputs``
 alone (the trained rows, a fresh start); ``with_memory_size`` adds ``memory_size``, and a
 stateful model's ``sequence`` takes all four inputs.
+
+The LSTM baseline has no memory: its exports are the same without ``memory_size`` (a stateful
+one takes ``inputs``, ``sequence_start`` and ``state``) and without ``attention``.
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ import numpy as np
 import tensorflow as tf
 
 from ntm.contract.memory_plan import DEFAULT_MAX_MEMORY_SIZE, bucket_table
-from ntm.contract.metadata import ATTENTION, INPUT_NAME, MEMORY_SIZE_NAME, PROBABILITIES
+from ntm.contract.metadata import (ATTENTION, INPUT_NAME, MEMORY_SIZE_NAME, PROBABILITIES,
+                                   ModelParts)
 from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
+from ntm.model.lstm_baseline import LSTMBaseline
 from ntm.model.machine import NTM
-from ntm.model.state import pack_state, state_rows, unpack_state
+from ntm.model.state import (pack_baseline_state, pack_state, state_rows, unpack_baseline_state,
+                             unpack_state)
 
 # Symbolic names of the variable axes, by input or output name.
 DIM_NAMES = {INPUT_NAME: ["batch", "time", None], PROBABILITIES: ["batch", "time", None, None],
@@ -84,7 +90,7 @@ class RowsTable:
 
 
 class ExportModule(tf.Module):
-    """Wraps a trained NTM with one serving function.
+    """Wraps a trained network (the NTM, or the LSTM baseline) with one serving function.
 
     length None: ``serve(inputs [batch, time, in], memory_size [k])`` with a ``tf.while_loop``
                  over any time >= 1 and N = max(memory_size) rows (<= 0: ``rows``' choice).
@@ -92,101 +98,144 @@ class ExportModule(tf.Module):
                  N = ``memory_size`` rows [default: the trained N].
     Outputs: ``probabilities`` [batch, time, out] and ``attention`` [batch, time, heads, N]
     (each head's weighting per step, read heads first).
+
+    The LSTM baseline has no memory (``ModelParts``): no ``memory_size`` input, no ``rows``
+    table, no ``attention`` output; its dynamic ``serve`` takes ``inputs`` alone.
     """
 
-    def __init__(self, model: NTM, length: int | None = None, memory_size: int | None = None,
-                 stateful: bool = False, rows: RowsTable | None = None):
+    def __init__(self, model: NTM | LSTMBaseline, length: int | None = None,
+                 memory_size: int | None = None, stateful: bool = False,
+                 rows: RowsTable | None = None):
         super().__init__(name="ntm_export")
+        self.parts = ModelParts.of(model.config.to_dict())
         if stateful and length is not None:
             raise ValueError("a stateful export has a dynamic length")
-        if length is None and rows is None:
-            raise ValueError("a dynamic export needs its RowsTable")
+        if length is None and rows is None and self.parts.memory:
+            raise ValueError("a dynamic export of the NTM needs its RowsTable")
         self.model = model
         self.length = length
         self.stateful = stateful
         self.rows = rows
         c = model.config
+        # N of a fixed-length NTM (a dynamic one takes it per call)
+        self.memory_size = (memory_size or c.memory_size) \
+            if length is not None and self.parts.memory else None
         self.input_spec = tf.TensorSpec([None, length, c.input_size], tf.float32, name=INPUT_NAME)
-        if stateful:
-            self.memory_size = None
-            self.signature = [self.input_spec,
-                              tf.TensorSpec([None], tf.int32, name=MEMORY_SIZE_NAME),
-                              tf.TensorSpec([None], tf.int32, name=START_NAME),
-                              tf.TensorSpec([None, None], tf.float32, name=STATE_NAME)]
-            self.serve = tf.function(self._serve_stateful, input_signature=self.signature)
-        elif length is None:
-            self.memory_size = None
-            self.memory_spec = tf.TensorSpec([None], tf.int32, name=MEMORY_SIZE_NAME)
-            self.signature = [self.input_spec, self.memory_spec]
-            self.serve = tf.function(self._serve_dynamic, input_signature=self.signature)
-        else:
-            self.memory_size = memory_size or c.memory_size
-            self.signature = [self.input_spec]
-            self.serve = tf.function(self._serve_fixed, input_signature=self.signature)
+        specs = {INPUT_NAME: self.input_spec,
+                 MEMORY_SIZE_NAME: tf.TensorSpec([None], tf.int32, name=MEMORY_SIZE_NAME),
+                 START_NAME: tf.TensorSpec([None], tf.int32, name=START_NAME),
+                 STATE_NAME: tf.TensorSpec([None, None], tf.float32, name=STATE_NAME)}
+        self.signature = [specs[name] for name in self.input_names]
+        self.serve = tf.function(self._serve_function(), input_signature=self.signature)
 
     dim_names = DIM_NAMES
+
+    @property
+    def input_names(self) -> list[str]:
+        """``serve``'s inputs in order: ``inputs``; ``memory_size`` (a dynamic NTM);
+        ``sequence_start`` and ``state`` (stateful)."""
+        names = [INPUT_NAME]
+        if self.length is None and self.parts.memory:
+            names.append(MEMORY_SIZE_NAME)
+        return names + ([START_NAME, STATE_NAME] if self.stateful else [])
 
     def input_defaults(self) -> dict[str, np.ndarray]:
         """What a caller may leave out of the exported model: ``memory_size`` (the trained N, so
         ``inputs`` alone runs the model as trained) and, stateful, ``sequence_start`` and
         ``state`` (a caller that knows nothing of sequences starts afresh)."""
         defaults = {}
-        if self.length is None:
+        if MEMORY_SIZE_NAME in self.input_names:
             defaults[MEMORY_SIZE_NAME] = np.array([self.model.config.memory_size], np.int32)
         if self.stateful:
             defaults[START_NAME] = np.array([1], np.int32)
             defaults[STATE_NAME] = np.zeros([1, 0], np.float32)
         return defaults
 
+    # -- the serving functions, one per signature -------------------------------------------
+    def _serve_function(self):
+        if self.stateful:
+            return self._serve_stateful if self.parts.memory else self._serve_stateful_baseline
+        return self._serve_dynamic if MEMORY_SIZE_NAME in self.input_names else self._serve_inputs
+
     def _serve_dynamic(self, inputs, memory_size):
         n = self.rows.resolve(memory_size, tf.shape(inputs)[1])
-        out = self.model(inputs, memory_size=n)
-        return {PROBABILITIES: tf.sigmoid(out.logits), ATTENTION: out.weights}
+        return self._outputs(self.model(inputs, memory_size=n))
+
+    def _serve_inputs(self, inputs):
+        """A fixed-length export (at its N), or a dynamic one of a network without memory."""
+        memory = {"memory_size": self.memory_size} if self.parts.memory else {}
+        return self._outputs(self.model(inputs, unroll=self.length is not None, **memory))
 
     def _serve_stateful(self, inputs, memory_size, sequence_start, state):
-        cell, config = self.model.cell, self.model.config
-        batch = tf.shape(inputs)[0]
         n = self.rows.resolve(memory_size, tf.shape(inputs)[1])
+        return self._go_on(inputs, sequence_start, state, n)
 
-        def fresh():
-            return pack_state(cell.initial_state(batch, n))
+    def _serve_stateful_baseline(self, inputs, sequence_start, state):
+        return self._go_on(inputs, sequence_start, state)
 
-        flat = tf.cond(tf.reduce_max(sequence_start) > 0, fresh, lambda: state)
-        out = self.model.run_dynamic(inputs, memory_size=state_rows(flat, config),
-                                     initial=unpack_state(flat, config))
-        return {PROBABILITIES: tf.sigmoid(out.logits), ATTENTION: out.weights,
-                STATE_OUT_NAME: pack_state(out.state)}
+    # -- what differs between the networks ---------------------------------------------------
+    def _outputs(self, out) -> dict[str, tf.Tensor]:
+        """The probabilities, and the heads' attention where the network has memory."""
+        outputs = {PROBABILITIES: tf.sigmoid(out.logits)}
+        if self.parts.attention:
+            outputs[ATTENTION] = out.weights
+        return outputs
 
-    def _serve_fixed(self, inputs):
-        out = self.model(inputs, unroll=True, memory_size=self.memory_size)
-        return {PROBABILITIES: tf.sigmoid(out.logits), ATTENTION: out.weights}
+    def _go_on(self, inputs, sequence_start, state, rows=None):
+        """One piece of a sequence: from the learned initial state (with ``rows`` memory rows)
+        where ``sequence_start`` is set, else from the flat ``state`` a previous piece left."""
+        batch = tf.shape(inputs)[0]
+        flat = tf.cond(tf.reduce_max(sequence_start) > 0,
+                       lambda: self._initial_flat_state(batch, rows), lambda: state)
+        config = self.model.config
+        if self.parts.memory:
+            out = self.model.run_dynamic(inputs, memory_size=state_rows(flat, config),
+                                         initial=unpack_state(flat, config))
+            final = pack_state(out.state)
+        else:
+            out = self.model.run_dynamic(inputs, initial=unpack_baseline_state(flat, config))
+            final = pack_baseline_state(out.state)
+        return {**self._outputs(out), STATE_OUT_NAME: final}
+
+    def _initial_flat_state(self, batch, rows):
+        if self.parts.memory:
+            return pack_state(self.model.cell.initial_state(batch, rows))
+        return pack_baseline_state(self.model.initial_state(batch))
+
+    # -- callers -----------------------------------------------------------------------------
+    @property
+    def full_signature(self) -> str:
+        """The SavedModel signature that takes every input: ``sequence`` (stateful),
+        ``with_memory_size`` (a dynamic NTM), else ``serving_default`` (``inputs`` alone)."""
+        if self.stateful:
+            return SEQUENCE_SIGNATURE
+        return MEMORY_SIGNATURE if MEMORY_SIZE_NAME in self.input_names else "serving_default"
 
     def savedmodel_signatures(self) -> dict:
         """TF Serving's signatures: ``serving_default`` on ``inputs`` alone (trained rows, a
-        fresh start), and the full ones under their own names."""
-        if self.length is not None:
+        fresh start), and the full one under its own name."""
+        if self.full_signature == "serving_default":
             return {"serving_default": self.serve}
-        trained = self.model.config.memory_size
-        spec = self.input_spec
 
-        @tf.function(input_signature=[spec])
+        @tf.function(input_signature=[self.input_spec])
         def default(inputs):
-            feeds = [inputs, tf.constant([trained], tf.int32)]
-            if self.stateful:
-                feeds += [tf.constant([1], tf.int32),
-                          tf.zeros([1, 0], tf.float32)]
-            return self.serve(*feeds)
+            return self.serve(*self.feeds(inputs))
 
-        full = {SEQUENCE_SIGNATURE if self.stateful else MEMORY_SIGNATURE: self.serve}
-        return {"serving_default": default, **full}
+        return {"serving_default": default, self.full_signature: self.serve}
+
+    def named_feeds(self, inputs, memory_size: int | None = None, start: bool = True,
+                    state: np.ndarray | None = None) -> dict:
+        """``serve``'s arguments by name: ``inputs`` at N = ``memory_size`` rows [default: the
+        trained N] where the module takes its rows per call; stateful, a start (``state``
+        unread) or the next piece of a sequence from ``state``."""
+        values = {INPUT_NAME: inputs, START_NAME: np.array([int(start)], np.int32),
+                  STATE_NAME: np.zeros([1, 0], np.float32) if state is None else state}
+        if MEMORY_SIZE_NAME in self.input_names:
+            n = memory_size or self.model.config.memory_size
+            values[MEMORY_SIZE_NAME] = np.array([n], np.int32)
+        return {name: values[name] for name in self.input_names}
 
     def feeds(self, inputs, memory_size: int | None = None) -> list:
-        """Positional arguments of ``serve`` for ``inputs`` (at N = ``memory_size`` rows for a
-        dynamic module; a fixed module has its own N)."""
-        if self.length is not None:
-            return [inputs]
-        n = memory_size or self.model.config.memory_size
-        if self.stateful:  # a fresh start: the state input is not read
-            return [inputs, tf.constant([n], tf.int32), tf.constant([1], tf.int32),
-                    tf.zeros([1, 0])]
-        return [inputs, tf.constant([n], tf.int32)]
+        """Positional arguments of ``serve`` for ``inputs`` from a fresh start (at N =
+        ``memory_size`` rows for a dynamic NTM; a fixed module has its own N)."""
+        return list(self.named_feeds(inputs, memory_size).values())

@@ -20,6 +20,10 @@ Three kinds of model entry, each an ONNX file and a ``config.pbtxt`` that Triton
 - **fixed length** (``--length T``): every request has exactly T steps (pad and trim on the
   client); plain dynamic batching, attention included.
 
+The LSTM baseline has no memory (``ModelParts``): the same three entries without the
+``memory_size`` input, the rows and the attention output; its ragged model runs every sequence
+of a batch in one run.
+
 Every entry sets the onnxruntime thread counts and instance count as ``parameters`` a user can
 change (``TritonSettings``: what measured best on a 2-core machine, docs/deployment.md).
 """
@@ -31,9 +35,11 @@ from dataclasses import dataclass
 import onnx
 import tensorflow as tf
 
-from ntm.contract.metadata import ATTENTION, INPUT_NAME, MEMORY_SIZE_NAME, PROBABILITIES
+from ntm.contract.metadata import (ATTENTION, INPUT_NAME, MEMORY_SIZE_NAME, PROBABILITIES,
+                                   ModelParts)
 from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
 from ntm.export.signatures import RowsTable
+from ntm.model.lstm_baseline import LSTMBaseline
 from ntm.model.machine import NTM
 
 ITEM_SHAPE_NAME = "item_shape"  # [batch, 2]: time steps and width of each sequence
@@ -53,7 +59,7 @@ class TritonSettings:
 
 
 class RaggedModule(tf.Module):
-    """The NTM over a ragged batch, as Triton's dynamic batcher hands it over.
+    """A network over a ragged batch, as Triton's dynamic batcher hands it over.
 
     ``serve(inputs [E], item_shape [batch, 2])``: ``inputs`` holds the sequences' steps one
     after another (E = sum of T_i x in), ``item_shape`` each sequence's (T_i, in) ->
@@ -61,10 +67,11 @@ class RaggedModule(tf.Module):
 
     Each sequence runs with ``rows.rows_for(T_i)`` memory rows: one run per distinct N, its
     sequences right-padded to the longest among them (the model is causal: padding never
-    changes a sequence's own steps).
+    changes a sequence's own steps). A network without memory (``rows`` None) runs them all in
+    one run.
     """
 
-    def __init__(self, model: NTM, rows: RowsTable):
+    def __init__(self, model: NTM | LSTMBaseline, rows: RowsTable | None):
         super().__init__(name="ntm_triton")
         self.model = model
         self.rows = rows
@@ -82,13 +89,22 @@ class RaggedModule(tf.Module):
 
     def _serve(self, inputs, item_shape):
         lengths = item_shape[:, 0]  # [batch]
-        batch = tf.shape(lengths)[0]
         steps = tf.reshape(inputs, [-1, self.input_size])  # [sum T, in]
         longest = tf.reduce_max(lengths)
         valid = tf.range(longest)[None, :] < lengths[:, None]  # [batch, longest]
         first = tf.cumsum(lengths, exclusive=True)  # each sequence's first row in ``steps``
         where = tf.where(valid, first[:, None] + tf.range(longest)[None, :], 0)
         padded = tf.gather(steps, where) * tf.cast(valid, tf.float32)[..., None]
+        if self.rows is None:
+            probabilities = tf.sigmoid(self.model(padded).logits)
+        else:
+            probabilities = self._run_by_rows(padded, lengths)
+        return {PROBABILITIES: tf.gather_nd(probabilities, tf.where(valid))}
+
+    def _run_by_rows(self, padded, lengths):
+        """padded [batch, longest, in] -> probabilities [batch, longest, out], one run per
+        memory size."""
+        batch, longest = tf.shape(lengths)[0], tf.reduce_max(lengths)
         rows = self.rows.rows_for(lengths)  # [batch]
 
         def run_group(done, probabilities):
@@ -105,17 +121,17 @@ class RaggedModule(tf.Module):
         _, probabilities = tf.while_loop(
             lambda done, _: tf.logical_not(tf.reduce_all(done)), run_group,
             (tf.zeros([batch], tf.bool), tf.zeros([batch, longest, self.output_size])))
-        return {PROBABILITIES: tf.gather_nd(probabilities, tf.where(valid))}
+        return probabilities
 
 
-def stateful_defaults() -> dict:
+def stateful_defaults(parts: ModelParts) -> dict:
     """The input defaults of a stateful model for Triton's sequence batcher: the backend lists
     no input that has a default (an initializer) as a model input, so ``sequence_start`` and
-    ``state`` get none; an omitted ``memory_size`` means "the rows the first request needs"
-    (0)."""
+    ``state`` get none; an omitted ``memory_size`` (the NTM's) means "the rows the first
+    request needs" (0)."""
     import numpy as np
 
-    return {MEMORY_SIZE_NAME: np.array([0], np.int32)}
+    return {MEMORY_SIZE_NAME: np.array([0], np.int32)} if parts.memory else {}
 
 
 def prepare_stateful(proto: onnx.ModelProto) -> None:
@@ -197,11 +213,20 @@ dynamic_batching {{
 {_runtime(settings)}'''
 
 
-def fixed_config(name: str, input_size: int, output_size: int, heads: int, length: int,
-                 rows: int, settings: TritonSettings = TritonSettings()) -> str:
-    """config.pbtxt of a fixed-length model: every request has ``length`` steps."""
-    outputs = ",\n".join([_tensor(PROBABILITIES, "TYPE_FP32", [length, output_size]),
-                          _tensor(ATTENTION, "TYPE_FP32", [length, heads, rows])])
+def _outputs(parts: ModelParts, probabilities: list[int], attention: list[int]) -> str:
+    """The output entries: probabilities, and attention where the network has memory."""
+    tensors = [_tensor(PROBABILITIES, "TYPE_FP32", probabilities)]
+    if parts.attention:
+        tensors.append(_tensor(ATTENTION, "TYPE_FP32", attention))
+    return ",\n".join(tensors)
+
+
+def fixed_config(name: str, parts: ModelParts, input_size: int, output_size: int, heads: int,
+                 length: int, rows: int | None,
+                 settings: TritonSettings = TritonSettings()) -> str:
+    """config.pbtxt of a fixed-length model: every request has ``length`` steps (``heads`` and
+    ``rows``: the NTM's attention, [length, heads, rows] per request)."""
+    outputs = _outputs(parts, [length, output_size], [length, heads, rows])
     return f'''name: "{name}"
 backend: "onnxruntime"
 max_batch_size: {settings.max_batch_size}
@@ -217,17 +242,17 @@ dynamic_batching {{
 {_runtime(settings)}'''
 
 
-def sequence_config(name: str, input_size: int, output_size: int, heads: int,
-                    settings: TritonSettings = TritonSettings()) -> str:
+def sequence_config(name: str, parts: ModelParts, input_size: int, output_size: int,
+                    heads: int, settings: TritonSettings = TritonSettings()) -> str:
     """config.pbtxt of a stateful model (``prepare_stateful``): Triton keeps each sequence's
     ``state_out`` and feeds it back as the next request's ``state``. The zero initial state
     only gives a first request a tensor: at a start the model builds its own learned initial
-    state and never reads it."""
-    inputs = ",\n".join([
-        _tensor(INPUT_NAME, "TYPE_FP32", [-1, -1, input_size]),
-        _tensor(MEMORY_SIZE_NAME, "TYPE_INT32", [1], OPTIONAL)])
-    outputs = ",\n".join([_tensor(PROBABILITIES, "TYPE_FP32", [-1, -1, output_size]),
-                          _tensor(ATTENTION, "TYPE_FP32", [-1, -1, heads, -1])])
+    state and never reads it. The NTM also takes an optional ``memory_size``."""
+    inputs = [_tensor(INPUT_NAME, "TYPE_FP32", [-1, -1, input_size])]
+    if parts.memory:
+        inputs.append(_tensor(MEMORY_SIZE_NAME, "TYPE_INT32", [1], OPTIONAL))
+    inputs = ",\n".join(inputs)
+    outputs = _outputs(parts, [-1, -1, output_size], [-1, -1, heads, -1])
     return f'''name: "{name}"
 backend: "onnxruntime"
 max_batch_size: 0

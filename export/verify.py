@@ -14,7 +14,8 @@ Where the model is well conditioned (copy and recall at every tested length) the
 
 A dynamic export is also proven with more memory rows than it was trained with: at the shortest
 sequence that needs twice the trained rows (a task whose rows never grow: its longest training
-sequence), both run with that many rows.
+sequence), both run with that many rows. A network without memory (the LSTM baseline) has no
+rows to grow: its points have none (``memory_size`` None) and its exports no attention.
 """
 
 from __future__ import annotations
@@ -31,16 +32,22 @@ TOLERANCE = 1e-4
 NOISE_FACTOR = 4.0
 PERTURBATION = 1e-6
 
-# (inputs [batch, time, in], memory rows N) -> probabilities, attention (or None)
-Forward = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+# (inputs [batch, time, in], memory rows N or None) -> probabilities, attention (or None)
+Forward = Callable[[np.ndarray, int | None], tuple[np.ndarray, np.ndarray | None]]
 
 
 @dataclass(frozen=True)
 class ProofPoint:
-    """Where the export is compared: a difficulty, run with ``memory_size`` rows."""
+    """Where the export is compared: a difficulty, run with ``memory_size`` rows (None: a
+    network without memory)."""
 
     difficulty: Difficulty
-    memory_size: int
+    memory_size: int | None
+
+    def label(self, task: Task) -> str:
+        """e.g. "length 40, 128 rows" ("length 40" without memory)."""
+        rows = "" if self.memory_size is None else f", {self.memory_size} rows"
+        return f"{task.length_name} {self.difficulty.label()}{rows}"
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,7 @@ class Comparison:
     probabilities_diff: float
     attention_diff: float | None  # None: the candidate has no attention output
     noise_floor: float = 0.0  # max |TF(x) - TF(x +- PERTURBATION)|: TensorFlow's sensitivity
-    memory_size: int = 0  # rows both ran with
+    memory_size: int | None = 0  # rows both ran with (None: a network without memory)
 
     @property
     def tolerance(self) -> float:
@@ -69,12 +76,13 @@ class Comparison:
                 "tolerance": self.tolerance}
 
 
-def verification_points(task: Task, fixed_length: int | None, trained_rows: int,
+def verification_points(task: Task, fixed_length: int | None, trained_rows: int | None,
                         fixed_rows: int | None = None) -> list[ProofPoint]:
     """Shortest, longest trained, and twice the longest, at the trained rows; for a dynamic
     export also the shortest sequence that needs twice the trained rows, run with that many.
     For a fixed-length export, the points whose sequences fit (they are right-padded to the
-    fixed length), at its fixed rows."""
+    fixed length), at its fixed rows. ``trained_rows`` None: a network without memory (no rows,
+    none grown)."""
     lo, hi = task.train_lengths
     if task.train_repeats is None:
         candidates = [Difficulty(lo), Difficulty(hi), Difficulty(2 * hi)]
@@ -83,6 +91,8 @@ def verification_points(task: Task, fixed_length: int | None, trained_rows: int,
         rlo, rhi = task.train_repeats
         candidates = [Difficulty(lo, rlo), Difficulty(hi, rhi), Difficulty(2 * hi, rhi)]
         extra = [Difficulty(n, r) for n in range(lo, 2 * hi + 1) for r in (rlo, rhi)]
+    if fixed_length is None and trained_rows is None:
+        return [ProofPoint(d, None) for d in candidates]
     if fixed_length is None:
         # A task whose rows never grow (N-grams) still gets the grown graph proven, on its
         # longest training sequence.
@@ -132,7 +142,7 @@ def compare(reference: Forward, candidate: Forward, task: Task, points: list[Pro
         p_moved = reference((x + PERTURBATION * signs).astype(np.float32), point.memory_size)[0]
         t = task.time_steps(d)
         out.append(Comparison(
-            label=f"{task.length_name} {d.label()}, {point.memory_size} rows", time_steps=t,
+            label=point.label(task), time_steps=t,
             batch=batch, memory_size=point.memory_size,
             probabilities_diff=float(np.abs(p_ref[:, :t] - p_new[:, :t]).max()),
             attention_diff=None if a_new is None else float(
@@ -142,9 +152,10 @@ def compare(reference: Forward, candidate: Forward, task: Task, points: list[Pro
 
 
 # -- stateful exports -----------------------------------------------------------------------
-# (inputs, memory rows N, start?, state [batch, S]) -> probabilities, attention, state_out
-StatefulForward = Callable[[np.ndarray, int, bool, np.ndarray],
-                           tuple[np.ndarray, np.ndarray, np.ndarray]]
+# (inputs, memory rows N or None, start?, state [batch, S]) -> probabilities, attention (or
+# None), state_out
+StatefulForward = Callable[[np.ndarray, int | None, bool, np.ndarray],
+                           tuple[np.ndarray, np.ndarray | None, np.ndarray]]
 CHUNKS = 3  # a stateful export is proven run in this many calls per sequence
 CHUNK_TOLERANCE = 1e-5  # chunked and one-shot runs of the same export may differ by this
 
@@ -158,20 +169,21 @@ def chunk_bounds(time_steps: int, chunks: int = CHUNKS) -> list[tuple[int, int]]
 
 def chunked(forward: StatefulForward, chunks: int = CHUNKS) -> Forward:
     """A Forward that runs each sequence as ``chunks`` calls, the state carried between them."""
-    def run(x: np.ndarray, memory_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def run(x: np.ndarray, memory_size: int | None) -> tuple[np.ndarray, np.ndarray | None]:
         state = np.zeros((1, 0), np.float32)
         probabilities, attention = [], []
         for i, (a, b) in enumerate(chunk_bounds(x.shape[1], chunks)):
             p, att, state = forward(x[:, a:b], memory_size, i == 0, state)
             probabilities.append(p)
             attention.append(att)
-        return np.concatenate(probabilities, axis=1), np.concatenate(attention, axis=1)
+        whole_attention = None if attention[0] is None else np.concatenate(attention, axis=1)
+        return np.concatenate(probabilities, axis=1), whole_attention
     return run
 
 
 def one_shot(forward: StatefulForward) -> Forward:
     """A Forward that runs each sequence as one call from a fresh start."""
-    def run(x: np.ndarray, memory_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def run(x: np.ndarray, memory_size: int | None) -> tuple[np.ndarray, np.ndarray | None]:
         p, att, _ = forward(x, memory_size, True, np.zeros((1, 0), np.float32))
         return p, att
     return run

@@ -35,3 +35,21 @@ def kernel_library() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return found
+
+
+@pytest.fixture(scope="session")
+def baseline_run(tmp_path_factory) -> Path:
+    """A run of the paper's LSTM baseline on copy (lengths 1-4, two layers of 12 units, 20
+    steps): tiny, to export and serve. Needs the [train] extra."""
+    pytest.importorskip("tensorflow")
+    from ntm.training.config import train_config_for
+    from ntm.training.runs import Run
+    from ntm.training.trainer import Trainer
+
+    run_dir = tmp_path_factory.mktemp("baseline") / "copy-lstm"
+    config = train_config_for("lstm", task="copy", max_length=4, batch_size=4, steps=20,
+                              eval_every=10, eval_size=8, checkpoint_every=10, log_every=10,
+                              target_error=-1)
+    Trainer(Run.create(run_dir, config, architecture="lstm", lstm_layers=2,
+                       lstm_units=12)).run()
+    return run_dir

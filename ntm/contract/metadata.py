@@ -7,15 +7,17 @@ model from the ONNX file alone, with no side files:
     ntm.model     the ModelConfig (memory size, heads, controller...)
     ntm.training  step, sequences seen, held-out bits/seq at export, wall seconds
     ntm.export    mode ("dynamic" or "fixed"), fixed length, input/output names, head layout,
-                  memory: the rows a call may use (see MEMORY_SIZE_NAME)
+                  memory: the rows a call may use (see MEMORY_SIZE_NAME); heads and memory are
+                  null for a network without memory (``ModelParts``)
     ntm.versions  ntm, tensorflow, tf2onnx, onnx, opset
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ntm.contract.errors import NtmError
 
@@ -38,6 +40,56 @@ def takes_memory_size(session) -> bool:
     names = [i.name for i in session.get_inputs()]
     names += [i.name for i in session.get_overridable_initializers()]
     return MEMORY_SIZE_NAME in names
+
+
+@dataclass(frozen=True)
+class ModelParts:
+    """What an exported model has besides ``inputs`` -> ``probabilities``, by the network in it
+    (``ntm.model``'s ``architecture``)::
+
+        network            memory rows                         attention output
+        the NTM            per call (input memory_size), or    [batch, time, heads, N]
+                           fixed at export
+        the LSTM baseline  none                                none
+
+    A stateful export of either carries its state as one flat vector per sequence
+    (``ntm.contract.state_layout``). Export, server and clients ask this, never the
+    architecture's name.
+    """
+
+    memory: bool
+
+    @classmethod
+    def of(cls, model: Mapping[str, Any]) -> "ModelParts":
+        """The parts of a model whose ModelConfig (as a dict) is ``model``; a config written
+        before the baseline existed names no architecture and is an NTM."""
+        return cls(memory=model.get("architecture", "ntm") == "ntm")
+
+    @property
+    def attention(self) -> bool:
+        """The heads' weightings over the memory rows: only a network with memory has them."""
+        return self.memory
+
+    @property
+    def network(self) -> str:
+        """The network's name, as errors say it."""
+        return "the NTM" if self.memory else "the LSTM baseline"
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The model's outputs (a stateful model's ``state_out`` aside)."""
+        return (PROBABILITIES, ATTENTION) if self.attention else (PROBABILITIES,)
+
+    @property
+    def optional_inputs(self) -> tuple[str, ...]:
+        """What a caller may send beside ``inputs``: a dynamic NTM's ``memory_size``."""
+        return (MEMORY_SIZE_NAME,) if self.memory else ()
+
+    def model_name(self, task: str) -> str:
+        """The name a model of ``task`` goes by unless it is given one: the task's for the NTM,
+        TASK-lstm for the LSTM baseline (so the two live side by side under ``exports/`` and on
+        one server)."""
+        return task if self.memory else f"{task}-lstm"
 
 
 class MetadataError(ValueError, NtmError):

@@ -12,8 +12,16 @@ server never needs to know what is inside; its layout, per sequence::
     memory            N x M
 
 Everything before the weightings has a fixed size; the last two grow with the memory rows N,
-so N can be read back from S (``rows_in_state``). NumPy-free and TensorFlow-free: the export
-(``ntm.model.state``) and the server both use it.
+so N can be read back from S (``rows_in_state``).
+
+The LSTM baseline has no memory; its state is its layers' (h, c), bottom layer first::
+
+    layer 1: h then c   lstm_units each
+    ...
+    layer L: h then c
+
+so S = 2 x lstm_layers x lstm_units whatever the input (``baseline_state_size``). NumPy-free and
+TensorFlow-free: the export (``ntm.model.state``) and the server both use it.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ def per_row_state_size(model: Mapping[str, Any]) -> int:
 
 
 def state_size(model: Mapping[str, Any], rows: int) -> int:
-    """S, the floats of state per sequence at N = ``rows`` memory rows."""
+    """S, the floats of the NTM's state per sequence at N = ``rows`` memory rows."""
     return fixed_state_size(model) + rows * per_row_state_size(model)
 
 
@@ -54,3 +62,8 @@ def rows_in_state(model: Mapping[str, Any], size: int) -> int | None:
     if extra <= 0 or extra % per_row:
         return None
     return extra // per_row
+
+
+def baseline_state_size(model: Mapping[str, Any]) -> int:
+    """S, the floats of the LSTM baseline's state per sequence: (h, c) of every layer."""
+    return 2 * model["lstm_layers"] * model["lstm_units"]

@@ -1,7 +1,8 @@
-"""The NTM's state as one flat tensor per sequence, and back (stateful exports).
+"""A network's state as one flat tensor per sequence, and back (stateful exports).
 
-The layout is the contract's (``ntm.contract.state_layout``): controller state, read vectors,
-weightings [heads, N], memory [N, M], flattened and concatenated per sequence.
+The layout is the contract's (``ntm.contract.state_layout``). The NTM's: controller state, read
+vectors, weightings [heads, N], memory [N, M], flattened and concatenated per sequence. The LSTM
+baseline's: h then c of each layer, bottom layer first.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import tensorflow as tf
 
 from ntm.model.cell import NTMState
 from ntm.model.config import ModelConfig
+from ntm.model.lstm_baseline import BaselineState
 from ntm.contract.state_layout import fixed_state_size, per_row_state_size
 
 
@@ -43,3 +45,14 @@ def unpack_state(flat: tf.Tensor, config: ModelConfig) -> NTMState:
         weights=tf.reshape(weights, [-1, c.num_heads, n]),
         reads=tf.reshape(reads, [-1, c.num_read_heads, c.memory_width]),
     )
+
+
+def pack_baseline_state(state: BaselineState) -> tf.Tensor:
+    """((h, c) per layer, [batch, units] each) -> float32 [batch, 2 x layers x units]."""
+    return tf.concat([part for layer in state for part in layer], axis=1)
+
+
+def unpack_baseline_state(flat: tf.Tensor, config: ModelConfig) -> BaselineState:
+    """float32 [batch, 2 x layers x units] -> (h, c) per layer, [batch, units] each."""
+    pieces = tf.split(flat, [config.lstm_units] * 2 * config.lstm_layers, axis=1)
+    return tuple((pieces[2 * i], pieces[2 * i + 1]) for i in range(config.lstm_layers))
