@@ -155,6 +155,11 @@ def run_here(spec: str, request: Any, input_file: Path) -> Run:
     try:
         runtime = ModelRuntime(resolve(spec))
         encoded = encode_request(runtime, request)
+    except ServingError as err:
+        raise click.ClickException(f"{input_file}: {err.message}") from None
+    if not runtime.parts.attention:
+        raise click.ClickException(no_attention(f"model {runtime.path}"))
+    try:
         probabilities, weights = runtime.run(encoded.inputs[None])
     except ServingError as err:
         raise click.ClickException(f"{input_file}: {err.message}") from None
@@ -184,6 +189,8 @@ def run_on_server(url: str, name: str, request: Any, api_key: str | None,
     answer = post_json(f"{url.rstrip('/')}/v1/models/{name}:predict", body, api_key)
     try:
         prediction = answer["predictions"][0]
+        if "attention" not in prediction:
+            raise click.ClickException(no_attention(f"{url}'s model {name}"))
         read = np.stack([np.asarray(h, np.float32) for h in prediction["attention"]["read"]], 1)
         write = np.stack([np.asarray(h, np.float32) for h in prediction["attention"]["write"]],
                          1)
@@ -194,6 +201,12 @@ def run_on_server(url: str, name: str, request: Any, api_key: str | None,
         raise click.ClickException(f"{url}: unexpected answer ({type(err).__name__}: {err})") \
             from None
     return Run(task, encoded, probabilities, read, write, f"server {url}")
+
+
+def no_attention(model: str) -> str:
+    """The error for a model that has no attention to draw."""
+    return (f"{model} answers no attention: it has no memory (the LSTM baseline); there is "
+            f"nothing to draw")
 
 
 def post_json(url: str, body: dict, api_key: str | None) -> dict:

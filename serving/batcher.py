@@ -41,7 +41,7 @@ class BatchRuntime(Protocol):
     """What the batcher needs of a model (``ntm.serving.runtime.ModelRuntime`` has it)."""
 
     name: str
-    trained_memory_size: int  # N0: a merged batch at N rows holds max_batch_size N0 / N
+    trained_memory_size: int | None  # N0: a batch at N rows holds max_batch_size N0 / N
 
     def threads_for(self, batch: int) -> int: ...
 

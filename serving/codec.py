@@ -22,7 +22,8 @@ from ntm.contract.tasks import Encoded, InvalidRequest
 from ntm.serving.errors import BadRequest, Unprocessable
 from ntm.serving.runtime import ModelRuntime
 
-# probabilities [batch, time, out], attention [batch, time, heads, N] (None: not fetched)
+# probabilities [batch, time, out], attention [batch, time, heads, N] (None: not fetched, or a
+# model without memory)
 Result = tuple[np.ndarray, np.ndarray | None]
 
 
@@ -41,32 +42,42 @@ def encode_request(runtime: ModelRuntime, request: Any, field: str = "request") 
     return encoded
 
 
-def request_memory_size(runtime: ModelRuntime, encoded: Encoded, field: str = "request") -> int:
-    """The memory rows one encoded request runs with."""
+def request_memory_size(runtime: ModelRuntime, encoded: Encoded, field: str = "request"
+                        ) -> int | None:
+    """The memory rows one encoded request runs with (None: a model without memory)."""
     return runtime.memory_size_for(runtime.task.memory_rows(encoded.difficulty), field)
 
 
 def decode_answer(runtime: ModelRuntime, probabilities: np.ndarray, attention: np.ndarray | None,
-                  encoded: Encoded,
-           memory_size: int, return_attention: bool = False,
-           return_probabilities: bool = True) -> dict[str, Any]:
+                  encoded: Encoded, memory_size: int | None, return_attention: bool = False,
+                  return_probabilities: bool = True) -> dict[str, Any]:
     """Model outputs for one request (unpadded [time, ...]; attention may be None unless
     ``return_attention``) -> the answer, with ``within_training_range`` and the
-    ``memory_size`` (N) it ran with."""
+    ``memory_size`` (N) it ran with. A model without memory answers neither rows nor
+    attention."""
     answer = runtime.task.decode(probabilities, encoded)
-    answer["within_training_range"] = runtime.task.within_training_range(encoded.difficulty)
-    answer["memory_size"] = int(memory_size)
+    answer.update(run_parameters(runtime.task.within_training_range(encoded.difficulty),
+                                 memory_size))
     if not return_probabilities:
         answer.pop("probabilities", None)
-    if return_attention:
+    if return_attention and runtime.parts.attention:
         answer["attention"] = attention_dict(attention, runtime.metadata["ntm.export"]["heads"])
     return answer
 
 
-def group_by_size(sizes: Sequence[int]) -> dict[int, list[int]]:
+def run_parameters(within_training_range: bool, memory_size: int | None) -> dict[str, Any]:
+    """What every answer says of its run: ``within_training_range``, and the ``memory_size``
+    (N) it ran with, where the model has memory (``memory_size`` None: it has not)."""
+    parameters: dict[str, Any] = {"within_training_range": within_training_range}
+    if memory_size is not None:
+        parameters[meta.MEMORY_SIZE_NAME] = int(memory_size)
+    return parameters
+
+
+def group_by_size(sizes: Sequence[int | None]) -> dict[int | None, list[int]]:
     """{memory size: indices of the requests that run with it}: only requests of one size can
-    share an onnxruntime run."""
-    groups: dict[int, list[int]] = {}
+    share an onnxruntime run (a model without memory: one group, None)."""
+    groups: dict[int | None, list[int]] = {}
     for i, size in enumerate(sizes):
         groups.setdefault(size, []).append(i)
     return groups
@@ -134,9 +145,9 @@ class TaskBatch:
     encoded: list[Encoded]
     attention: list[bool]  # each request's return_attention
     probabilities: list[bool]  # each request's return_probabilities
-    groups: dict[int, list[int]]  # memory rows -> indices of the requests that run with them
+    groups: dict[int | None, list[int]]  # memory rows (or None) -> the requests run with them
 
-    def runs(self) -> list[tuple[np.ndarray, int, bool]]:
+    def runs(self) -> list[tuple[np.ndarray, int | None, bool]]:
         """(inputs [requests, longest, in], memory rows, whether any of them wants the
         attention) per group: what the model runs."""
         return [(pad_batch([self.encoded[i].inputs for i in group]), rows,
@@ -173,20 +184,28 @@ def decode_tasks(runtime: ModelRuntime, batch: TaskBatch, outputs: Sequence[Resu
 # -- V2 tensors -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TensorBatch:
-    """A V2 input checked once: inputs float32 [batch, time, in] and the rows it runs with."""
+    """A V2 input checked once: inputs float32 [batch, time, in] and the rows it runs with
+    (None: a model without memory)."""
 
     inputs: np.ndarray
-    memory_size: int
+    memory_size: int | None
     within_training_range: bool  # judged by time steps alone: tensors carry no task length
+
+    def parameters(self) -> dict[str, Any]:
+        """The response parameters (``run_parameters``)."""
+        return run_parameters(self.within_training_range, self.memory_size)
 
 
 def check_input_names(runtime: ModelRuntime, inputs: dict[str, np.ndarray]) -> None:
-    """BadRequest unless the V2 inputs are ``inputs`` and optionally ``memory_size`` (a
-    stateful model's state is the server's to keep: ``sequence_id``)."""
-    if meta.INPUT_NAME not in inputs or \
-            not set(inputs) <= {meta.INPUT_NAME, meta.MEMORY_SIZE_NAME}:
-        raise BadRequest(f"inputs: model {runtime.name} takes the input '{meta.INPUT_NAME}' "
-                         f"and optionally '{meta.MEMORY_SIZE_NAME}', got {sorted(inputs)}")
+    """BadRequest unless the V2 inputs are ``inputs`` and optionally ``memory_size`` where the
+    model has memory (a stateful model's state is the server's to keep: ``sequence_id``)."""
+    optional = runtime.parts.optional_inputs
+    if meta.INPUT_NAME not in inputs or not set(inputs) <= {meta.INPUT_NAME, *optional}:
+        also = "".join(f" and optionally '{name}'" for name in optional)
+        why = "" if runtime.parts.memory or meta.MEMORY_SIZE_NAME not in inputs else \
+            f" ({runtime.parts.network} has no memory rows)"
+        raise BadRequest(f"inputs: model {runtime.name} takes the input '{meta.INPUT_NAME}'"
+                         f"{also}, got {sorted(inputs)}{why}")
 
 
 def check_tensors(runtime: ModelRuntime, inputs: dict[str, np.ndarray]) -> TensorBatch:

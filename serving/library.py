@@ -60,7 +60,8 @@ class Model:
         """Answer task requests: a list of them, one request, or ``{"instances": [...]}``.
 
         Each answer holds the task's fields (copy: ``output``; recall: ``item``),
-        ``within_training_range`` and ``memory_size``. A bad request raises
+        ``within_training_range`` and ``memory_size`` (a model without memory, the LSTM
+        baseline, has none; nor attention). A bad request raises
         ``ntm.serving.ServingError`` (an ``NtmError``) naming its field.
         """
         if self.closed:

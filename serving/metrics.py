@@ -37,8 +37,9 @@ class Metrics:
         self.runs = Counter("ntm_inference_runs", "Merged batches run, by model and the "
                             "intra-op threads they ran on (a large batch gets the idle ones).",
                             ["model", "threads"], registry=r)
-        self.sequences = Counter("ntm_sequences", "Sequences run, by model, memory rows and "
-                                 "whether they lay within the training range.",
+        self.sequences = Counter("ntm_sequences", "Sequences run, by model, memory rows (empty "
+                                 "for a model without memory) and whether they lay within the "
+                                 "training range.",
                                  ["model", "memory_size", "within_training_range"], registry=r)
 
     def show_engines(self, runtimes) -> None:
@@ -62,9 +63,10 @@ class Metrics:
                         "since the server started.", registry=self.registry)
         expired.set_function(lambda: store.expired_total)
 
-    def observe_sequences(self, model: str, memory_size: int, within: bool, count: int = 1
-                          ) -> None:
-        self.sequences.labels(model, str(memory_size), str(within).lower()).inc(count)
+    def observe_sequences(self, model: str, memory_size: int | None, within: bool,
+                          count: int = 1) -> None:
+        rows = "" if memory_size is None else str(memory_size)
+        self.sequences.labels(model, rows, str(within).lower()).inc(count)
 
     def observe_request(self, model: str, protocol: str, status: int, seconds: float) -> None:
         self.requests.labels(model, protocol, str(status)).inc()

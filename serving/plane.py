@@ -24,7 +24,7 @@ from ntm.contract import metadata as meta
 from ntm.serving.batcher import Batcher
 from ntm.serving.codec import (Result, check_tensors, decode_tasks, encode_tasks,
                                request_field)
-from ntm.serving.errors import NotFound
+from ntm.serving.errors import BadRequest, NotFound
 from ntm.serving.metrics import Metrics
 from ntm.serving.runtime import ModelRuntime
 from ntm.serving.sequences import SequenceStore
@@ -147,7 +147,7 @@ class DataPlane:
         outputs = await self.batchers[name].submit_grouped(batch.runs())
         answers = decode_tasks(runtime, batch, outputs)
         for answer in answers:
-            self.metrics.observe_sequences(name, answer["memory_size"],
+            self.metrics.observe_sequences(name, answer.get(meta.MEMORY_SIZE_NAME),
                                            answer["within_training_range"])
         return answers
 
@@ -156,15 +156,19 @@ class DataPlane:
                     ) -> tuple[dict[str, np.ndarray | None], dict[str, Any]]:
         """Run V2 input tensors: ({output name: tensor}, the response parameters). With
         ``sequence``, on the state its earlier requests left (``ntm.serving.stateful``).
-        ``attention`` False: the attention tensor is not fetched (None)."""
+        ``attention`` False: the attention tensor is not fetched (None); asked of a model
+        without memory, it is a BadRequest naming the outputs there are."""
+        runtime = self.get(name)
+        if attention and not runtime.parts.attention:
+            raise BadRequest(f"outputs: model {name} is {runtime.parts.network}, which has no "
+                             f"'{meta.ATTENTION}' output; ask for "
+                             + ", ".join(f"'{n}'" for n in runtime.parts.outputs))
         if sequence is not None:
             tensors, part = await infer_part(self, name, inputs, sequence)
             return tensors, part.parameters()
-        batch = check_tensors(self.get(name), inputs)
+        batch = check_tensors(runtime, inputs)
         self.metrics.observe_sequences(name, batch.memory_size, batch.within_training_range,
                                        len(batch.inputs))
         probs, attention = await self.batchers[name].submit(batch.inputs, batch.memory_size,
                                                             attention)
-        return ({meta.PROBABILITIES: probs, meta.ATTENTION: attention},
-                {"within_training_range": batch.within_training_range,
-                 meta.MEMORY_SIZE_NAME: batch.memory_size})
+        return {meta.PROBABILITIES: probs, meta.ATTENTION: attention}, batch.parameters()

@@ -10,6 +10,9 @@ trained N x 1, 2, 4, ... (up to ``max_memory_size``) that holds what the task mu
 (``ntm.contract.memory_plan``), unless ``RuntimeOptions.memory_size`` fixes N. Every task answer says
 whether the request lay inside the training range (``within_training_range``) and which N it
 ran with (``memory_size``).
+
+A model without memory (the LSTM baseline; ``ModelParts``) has no rows and no attention: its
+rows are None wherever an NTM's would be a number, and its runs give None for the attention.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def choose_engine(path: Path, engine: str) -> tuple[str, Path]:
 
 
 class ModelRuntime:
-    """An exported NTM model ready to run.
+    """An exported model (the NTM, or the LSTM baseline) ready to run.
 
     Args:
         path: the ``.onnx`` file written by ``ntm export``.
@@ -110,20 +113,27 @@ class ModelRuntime:
                                  f"(`ntm export --format onnx`) instead")
         self.fixed_length: int | None = export_info.get("length")
         self.model_config: dict = self.metadata["ntm.model"]
-        self.name = name or self.task.name
-        inputs = {i.name for i in self.session.get_inputs()}
-        outputs = {o.name for o in self.session.get_outputs()}
-        if meta.INPUT_NAME not in inputs or not {meta.PROBABILITIES, meta.ATTENTION} <= outputs:
-            raise ModelLoadError(f"{self.path}: expected input '{meta.INPUT_NAME}' and outputs "
-                                 f"'{meta.PROBABILITIES}', '{meta.ATTENTION}'")
+        # memory rows and attention, or neither (the LSTM baseline)
+        self.parts = meta.ModelParts.of(self.model_config)
+        self.name = name or self.parts.model_name(self.task.name)
+        self._check_tensors()
         # Dynamic exports since memory growth take N per call; older and fixed-length exports
         # run at the N they were exported with.
-        self.grows = meta.takes_memory_size(self.session)
+        self.grows = self.parts.memory and meta.takes_memory_size(self.session)
         # Stateful exports (`ntm export --stateful`) also run a sequence in several calls.
         self.stateful: bool = bool(export_info.get("stateful"))
         memory = export_info.get("memory") or {}
-        self.fixed_memory_size: int = memory.get("fixed") or self.model_config["memory_size"]
+        self.fixed_memory_size: int | None = (memory.get("fixed") or self.model_config[
+            "memory_size"]) if self.parts.memory else None
         self._check_memory_options()
+
+    def _check_tensors(self) -> None:
+        """ModelLoadError unless the file has the input and outputs its metadata promises."""
+        inputs = {i.name for i in self.session.get_inputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        if meta.INPUT_NAME not in inputs or not set(self.parts.outputs) <= outputs:
+            raise ModelLoadError(f"{self.path}: expected input '{meta.INPUT_NAME}' and outputs "
+                                 + ", ".join(f"'{name}'" for name in self.parts.outputs))
 
     def _start(self) -> None:
         """Open the sessions; a fused model under a name that did not say so (not
@@ -196,6 +206,9 @@ class ModelRuntime:
 
     def _check_memory_options(self) -> None:
         requested, trained = self.options.memory_size, self.trained_memory_size
+        if requested is not None and not self.parts.memory:
+            raise ModelLoadError(f"{self.path}: --memory-size {requested}: this model is "
+                                 f"{self.parts.network}, which has no memory rows")
         if requested is None or self._rows_allowed(requested):
             return
         if not self.grows:
@@ -220,12 +233,13 @@ class ModelRuntime:
         return self.model_config["num_read_heads"] + self.model_config["num_write_heads"]
 
     @property
-    def trained_memory_size(self) -> int:
-        """N the model was trained with."""
-        return self.model_config["memory_size"]
+    def trained_memory_size(self) -> int | None:
+        """N the model was trained with (None: a model without memory)."""
+        return self.model_config["memory_size"] if self.parts.memory else None
 
-    def memory_size_for(self, rows_needed: int, field: str = "request") -> int:
-        """The memory rows a request that must store ``rows_needed`` rows runs with.
+    def memory_size_for(self, rows_needed: int, field: str = "request") -> int | None:
+        """The memory rows a request that must store ``rows_needed`` rows runs with (None: a
+        model without memory).
 
         Unprocessable (422) naming the limit when it needs more than ``max_memory_size``.
         """
@@ -239,9 +253,14 @@ class ModelRuntime:
         except MemoryLimitExceeded as err:
             raise Unprocessable(f"{field}: {err}") from None
 
-    def memory_size_for_inputs(self, x: np.ndarray, requested: int | None = None) -> int:
+    def memory_size_for_inputs(self, x: np.ndarray, requested: int | None = None
+                               ) -> int | None:
         """Rows for a raw input batch [batch, time, in]: ``requested`` (checked against the
-        limits), else enough for any task input of that many time steps."""
+        limits), else enough for any task input of that many time steps (None: a model
+        without memory, which refuses ``requested``)."""
+        if requested is not None and not self.parts.memory:
+            raise BadRequest(f"{meta.MEMORY_SIZE_NAME}: model {self.name} is "
+                             f"{self.parts.network}, which has no memory rows")
         if requested is None:
             return self.memory_size_for(self.task.memory_rows_for_time_steps(x.shape[1]),
                                         "inputs")
@@ -264,6 +283,7 @@ class ModelRuntime:
         return {
             "name": self.name,
             "task": self.task.name,
+            "architecture": self.model_config.get("architecture", "ntm"),
             "path": str(self.path),
             "engine": self.engine,
             "mode": self.metadata["ntm.export"]["mode"],
@@ -271,18 +291,24 @@ class ModelRuntime:
             "max_time_steps": self.max_time_steps,
             "input_size": self.input_size,
             "output_size": self.output_size,
-            "heads": self.metadata["ntm.export"]["heads"],
-            "memory": [self.trained_memory_size, self.model_config["memory_width"]],
-            "memory_sizes": (f"{self.trained_memory_size}..{self.options.max_memory_size}, "
-                             f"chosen per request" if self.grows and
-                             self.options.memory_size is None else
-                             str(self.options.memory_size or self.fixed_memory_size)),
+            "heads": self.metadata["ntm.export"]["heads"],  # None without memory
+            "memory": [self.trained_memory_size, self.model_config["memory_width"]]
+            if self.parts.memory else None,
+            "memory_sizes": self._memory_sizes(),
             "train_lengths": self.task.train_lengths,
             "train_repeats": self.task.train_repeats,
             "training_step": training.get("step"),
             "training_sequences": training.get("sequences"),
             "heldout_bits_per_seq": training.get("heldout_bits_per_seq"),
         }
+
+    def _memory_sizes(self) -> str | None:
+        """The rows requests run with, in words (None: a model without memory)."""
+        if not self.parts.memory:
+            return None
+        if self.grows and self.options.memory_size is None:
+            return f"{self.trained_memory_size}..{self.options.max_memory_size}, chosen per request"
+        return str(self.options.memory_size or self.fixed_memory_size)
 
     # -- arrays -----------------------------------------------------------------------------
     def check_inputs(self, inputs: Any) -> np.ndarray:
@@ -310,7 +336,8 @@ class ModelRuntime:
 
     def run(self, inputs: Any, memory_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """inputs [batch, time, in] -> (probabilities [batch, time, out],
-        attention [batch, time, heads, N]); a fixed-length model pads and trims.
+        attention [batch, time, heads, N] or None without memory); a fixed-length model pads
+        and trims.
 
         N = ``memory_size`` [default: ``memory_size_for_inputs``]; ignored by a model whose
         memory is fixed.
@@ -324,7 +351,7 @@ class ModelRuntime:
         float32 [batch, time, in]. The data plane checks once, on the way in, and says how
         many ``threads`` its ``ThreadBudget`` granted [None: ``threads_for`` the batch].
         ``attention`` False: the attention output is not fetched (None in its place): a run
-        that does not copy it out is cheaper."""
+        that does not copy it out is cheaper; a model without memory has none to fetch."""
         time_steps = x.shape[1]
         if self.fixed_length and time_steps < self.fixed_length:
             x = np.pad(x, ((0, 0), (0, self.fixed_length - time_steps), (0, 0)))
@@ -334,28 +361,35 @@ class ModelRuntime:
             feeds[meta.MEMORY_SIZE_NAME] = np.array([n], np.int32)
         try:
             session = self._session_for(len(x), threads)
-            outputs = session.run([meta.PROBABILITIES, meta.ATTENTION] if attention
-                                  else [meta.PROBABILITIES], feeds)
+            probs, *rest = session.run(self._fetched(attention), feeds)
         except Exception as err:
             raise InferenceFailed(f"model {self.name} failed: {str(err).splitlines()[0][:200]}") \
                 from None
-        return outputs[0][:, :time_steps], (outputs[1][:, :time_steps] if attention else None)
+        return probs[:, :time_steps], (rest[0][:, :time_steps] if rest else None)
 
-    def run_in_sequence(self, x: np.ndarray, memory_size: int, state: np.ndarray | None
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _fetched(self, attention: bool) -> list[str]:
+        """The outputs a run fetches: the probabilities, and the attention when wanted and
+        the model has it."""
+        wanted = attention and self.parts.attention
+        return [meta.PROBABILITIES, meta.ATTENTION] if wanted else [meta.PROBABILITIES]
+
+    def run_in_sequence(self, x: np.ndarray, memory_size: int | None, state: np.ndarray | None
+                        ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """One piece of a sequence on a stateful model: checked inputs [batch, time, in] from
-        ``state`` [batch, S] (None: the sequence starts here, with ``memory_size`` rows) ->
-        (probabilities, attention, the state after its last step)."""
+        ``state`` [batch, S] (None: the sequence starts here, with ``memory_size`` rows; None
+        rows without memory) -> (probabilities, attention or None, the state after its last
+        step)."""
         from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
 
-        feeds = {meta.INPUT_NAME: x, meta.MEMORY_SIZE_NAME: np.array([memory_size], np.int32),
-                 START_NAME: np.array([int(state is None)], np.int32)}
+        feeds = {meta.INPUT_NAME: x, START_NAME: np.array([int(state is None)], np.int32)}
+        if self.parts.memory:
+            feeds[meta.MEMORY_SIZE_NAME] = np.array([memory_size], np.int32)
         if state is not None:
             feeds[STATE_NAME] = state
         try:
-            probs, attention, state_out = self.session.run(
-                [meta.PROBABILITIES, meta.ATTENTION, STATE_OUT_NAME], feeds)
+            probs, *attention, state_out = self.session.run(
+                self._fetched(True) + [STATE_OUT_NAME], feeds)
         except Exception as err:
             raise InferenceFailed(f"model {self.name} failed: {str(err).splitlines()[0][:200]}") \
                 from None
-        return probs, attention, state_out
+        return probs, (attention[0] if attention else None), state_out

@@ -42,14 +42,14 @@ class Sequence:
     """One live sequence of one model.
 
     state: float32 [batch, S], what the model returned last (None before its first run)
-    rows:  memory rows N, fixed when the sequence started
+    rows:  memory rows N, fixed when the sequence started (None: a model without memory)
     steps: time steps run so far
     context: what the task keeps between requests (recall: the items stored so far)
     """
 
     model: str
     id: Hashable
-    rows: int
+    rows: int | None
     batch: int
     last_used: float
     state: np.ndarray | None = None
@@ -94,7 +94,7 @@ class SequenceStore:
         self.expired_total += len(idle)
         return len(idle)
 
-    def start(self, model: str, sequence_id: Hashable, rows: int, batch: int) -> Sequence:
+    def start(self, model: str, sequence_id: Hashable, rows: int | None, batch: int) -> Sequence:
         """A new sequence (replacing a live one of the same id, as Triton does on START);
         TooManySequences at the cap."""
         if self.max_sequences == 0:

@@ -40,9 +40,7 @@ def serve(models: tuple[str, ...], host: str, port: int, options: RuntimeOptions
     if settings.grpc_port:
         check_grpc(host, settings.grpc_port, sock.getsockname()[1])
     for r in runtimes:
-        info = r.describe()
-        echo(f"model {r.name}: {r.task.name}, {info['mode']}, memory rows "
-             f"{info['memory_sizes']}, {r.engine} engine, {r.path}")
+        echo(model_line(r))
     shown = f"[{host}]" if ":" in host else host
     address = f"http://{shown}:{sock.getsockname()[1]}"
     if settings.grpc_port:
@@ -54,6 +52,16 @@ def serve(models: tuple[str, ...], host: str, port: int, options: RuntimeOptions
     else:
         run_workers(runtimes, options, settings, sock, address, workers, config, echo)
     echo("stopped: in-flight requests drained")
+
+
+def model_line(runtime) -> str:
+    """What the start-up says of a served model: its task, mode, memory rows (or that it has
+    no memory), engine and file."""
+    info = runtime.describe()
+    memory = f"memory rows {info['memory_sizes']}" if runtime.parts.memory else \
+        f"{runtime.parts.network}, no memory"
+    return (f"model {runtime.name}: {runtime.task.name}, {info['mode']}, {memory}, "
+            f"{runtime.engine} engine, {runtime.path}")
 
 
 def load_runtimes(models: tuple[str, ...], options: RuntimeOptions) -> list:

@@ -6,7 +6,8 @@ Two surfaces share this path: V2 tensors with Triton's ``sequence_id``/``sequenc
 ``sequence_end`` parameters (``infer_part``), and task requests with ``"sequence_id"``,
 ``"start"`` and ``"end"`` fields (``predict_part``; the task splits its request into parts,
 ``Task.encode_part``). The memory rows are fixed when a sequence starts: the request's
-``memory_size`` if it asks, else what its first part needs (at least the trained rows).
+``memory_size`` if it asks, else what its first part needs (at least the trained rows); a model
+without memory (the LSTM baseline) has none, and its sequences carry its layers' state alone.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ntm.contract.tasks import InvalidRequest
 from ntm.contract.tasks.task import RESPONSE_FLAGS
 from ntm.serving.errors import BadRequest, Unprocessable
 from ntm.serving.codec import (attention_dict, check_input_names, field_path, requested_rows,
-                               wants_probabilities)
+                               run_parameters, wants_probabilities)
 from ntm.serving.metrics import Metrics
 from ntm.serving.runtime import ModelRuntime
 from ntm.serving.sequences import Sequence, SequenceStore, UnknownSequence
@@ -47,20 +48,20 @@ class SequenceHost(Protocol):
 
 @dataclass(frozen=True)
 class PartResult:
-    """What one part ran with: the sequence's rows, its time steps so far, and whether they
-    all lay within the training range (judged by time steps)."""
+    """What one part ran with: the sequence's rows (None: a model without memory), its time
+    steps so far, and whether they all lay within the training range (judged by time
+    steps)."""
 
     sequence_id: Hashable
-    memory_size: int
+    memory_size: int | None
     steps: int
     within_training_range: bool
     ended: bool
 
     def parameters(self) -> dict[str, Any]:
-        return {"sequence_id": self.sequence_id, meta.MEMORY_SIZE_NAME: self.memory_size,
-                "sequence_steps": self.steps,
-                "within_training_range": self.within_training_range,
-                "sequence_end": self.ended}
+        return {"sequence_id": self.sequence_id,
+                **run_parameters(self.within_training_range, self.memory_size),
+                "sequence_steps": self.steps, "sequence_end": self.ended}
 
 
 def require_stateful(runtime: ModelRuntime) -> None:
@@ -180,7 +181,7 @@ async def predict_part(plane: SequenceHost, name: str, request: dict, field: str
     answer.update(result.parameters())
     if not return_probabilities:
         answer.pop("probabilities", None)
-    if request.get("return_attention"):
+    if request.get("return_attention") and attention is not None:
         answer["attention"] = attention_dict(attention[0], runtime.metadata["ntm.export"]["heads"])
     return answer
 

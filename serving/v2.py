@@ -20,8 +20,7 @@ from ntm.serving.http import INFER_ERRORS, READ_ERRORS, counted, decode_body, \
 from ntm.serving.plane import DataPlane
 from ntm.serving.schema import json_schema, request_body
 from ntm.serving.v2codec import HEADER_LENGTH, InferRequestBody, InferResponseBody, \
-    OUTPUT_NAMES, VERSION, ModelMetadata, check_output_names, encode_response, model_metadata, \
-    parse_request
+    VERSION, ModelMetadata, check_output_names, encode_response, model_metadata, parse_request
 
 # JSON, or the binary tensor extension when the request asks for binary outputs.
 INFER_RESPONSES = {**INFER_ERRORS, 200: {"description": "output tensors", "content": {
@@ -89,15 +88,15 @@ async def counted_infer(plane: DataPlane, name: str, request: Request) -> Respon
 
 async def infer(plane: DataPlane, name: str, request: Request) -> Response:
     """One infer request: decode the tensors, run them through the plane, encode the
-    outputs asked for (all by default; binary when asked)."""
-    plane.get(name)
+    outputs asked for (all the model has by default; binary when asked)."""
+    outputs = plane.get(name).parts.outputs
     body = await read_body(request, plane.settings.max_body_bytes)
     if request.headers.get("content-encoding"):
         raise BadRequest("Content-Encoding is not supported; send the body uncompressed")
     header_length = request.headers.get(HEADER_LENGTH.lower())
     parsed = await decode_body(body, lambda data: parse_request(data, header_length))
-    wanted = parsed.outputs or [(n, parsed.binary_default) for n in OUTPUT_NAMES]
-    check_output_names([n for n, _ in wanted])
+    wanted = parsed.outputs or [(n, parsed.binary_default) for n in outputs]
+    check_output_names([n for n, _ in wanted], outputs)
     tensors, parameters = await plane.infer(name, parsed.inputs, parsed.sequence,
                                             attention=any(n == meta.ATTENTION for n, _ in wanted))
     content, header = encode_response(

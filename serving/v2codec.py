@@ -24,7 +24,9 @@ from ntm.serving.schema import validate
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 VERSION = "1"  # the one version of each model served
-OUTPUT_NAMES = (meta.PROBABILITIES, meta.ATTENTION)  # a model's V2 outputs, in order
+# every output a model may have, in order (a model without memory: probabilities alone;
+# ``ModelRuntime.parts.outputs`` says which)
+OUTPUT_NAMES = (meta.PROBABILITIES, meta.ATTENTION)
 
 # V2 datatype <-> NumPy dtype (little-endian, as the protocol's binary data is).
 DATATYPES: dict[str, np.dtype] = {
@@ -210,7 +212,7 @@ class InferResponseBody(BaseModel):
     id: str | None = Field(None, description="the request's id, when it had one")
     parameters: dict[str, Any] | None = Field(
         None, description="within_training_range (judged by time steps) and memory_size (the "
-                          "memory rows the batch ran with)")
+                          "memory rows the batch ran with; absent for a model without memory)")
     outputs: list[OutputTensor]
 
 
@@ -266,17 +268,17 @@ def encode_response(model_name: str, model_version: str, request_id: str | None,
 
 def model_metadata(runtime: ModelRuntime) -> dict[str, Any]:
     """The model's V2 metadata (``ModelMetadata``): its tensors' names, datatypes and shapes
-    (-1: any size)."""
+    (-1: any size); the attention only where the model has memory."""
     t = runtime.fixed_length or -1
     rows = -1 if runtime.grows else runtime.fixed_memory_size
+    shapes = {meta.PROBABILITIES: [-1, t, runtime.output_size],
+              meta.ATTENTION: [-1, t, runtime.num_heads, rows]}
     return ModelMetadata(
         name=runtime.name, versions=[VERSION], platform="onnxruntime_onnx",
         inputs=[TensorMetadata(name=meta.INPUT_NAME, datatype="FP32",
                                shape=[-1, t, runtime.input_size])],
-        outputs=[TensorMetadata(name=meta.PROBABILITIES, datatype="FP32",
-                                shape=[-1, t, runtime.output_size]),
-                 TensorMetadata(name=meta.ATTENTION, datatype="FP32",
-                                shape=[-1, t, runtime.num_heads, rows])],
+        outputs=[TensorMetadata(name=name, datatype="FP32", shape=shapes[name])
+                 for name in runtime.parts.outputs],
         parameters=model_parameters(runtime),
     ).model_dump()
 
@@ -284,17 +286,20 @@ def model_metadata(runtime: ModelRuntime) -> dict[str, Any]:
 def model_parameters(runtime: ModelRuntime) -> dict[str, Any]:
     """The metadata's ``parameters``: ``stateful`` (requests may carry Triton's
     sequence_id/sequence_start/sequence_end and the server keeps the memory between them),
-    ``memory_grows`` (the rows follow the input, or a ``memory_size`` input) and
+    ``memory`` (false: a model without memory, the LSTM baseline: no rows, no attention),
+    ``memory_grows`` (the rows follow the input, or a ``memory_size`` input),
     ``max_trained_time_steps`` (longer inputs are answered, flagged outside the training
     range) and ``engine`` ("fused": the ntm_ops kernel; "standard": ONNX operators)."""
-    return {"stateful": runtime.stateful, "memory_grows": runtime.grows,
+    return {"stateful": runtime.stateful, "memory": runtime.parts.memory,
+            "memory_grows": runtime.grows,
             "max_trained_time_steps": runtime.task.max_trained_time_steps,
             "engine": runtime.engine}
 
 
-def check_output_names(names: list[str]) -> None:
-    """BadRequest naming the first requested output the models do not have."""
-    unknown = [n for n in names if n not in OUTPUT_NAMES]
+def check_output_names(names: list[str], outputs: tuple[str, ...] = OUTPUT_NAMES) -> None:
+    """BadRequest naming the first requested output not among ``outputs`` (a model's own:
+    ``ModelRuntime.parts.outputs``; default: every output a model may have)."""
+    unknown = [n for n in names if n not in outputs]
     if unknown:
         raise BadRequest(f"outputs: {unknown[0]!r} is not an output; outputs: "
-                         f"{', '.join(OUTPUT_NAMES)}")
+                         f"{', '.join(outputs)}")

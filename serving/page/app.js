@@ -120,7 +120,7 @@ function cardSummary(name) {
   }
   return card.evaluation.map((row) => {
     const point = row.repeats ? `${row.length}×${row.repeats}` : `${row.length}`;
-    const rows = row.memory_size !== m.memory[0] ? ` (${row.memory_size} rows)` : "";
+    const rows = m.memory && row.memory_size !== m.memory[0] ? ` (${row.memory_size} rows)` : "";
     return `${point}: ${+row.mean_bits.toFixed(2)}${rows}`;
   }).join(" · ");
 }
@@ -135,7 +135,9 @@ function training(name) {
 }
 
 function memoryText(m) {
-  // memory_sizes: "128..2048, chosen per request" when it grows, else the fixed rows.
+  // memory_sizes: "128..2048, chosen per request" when it grows, else the fixed rows; a model
+  // without memory (the LSTM baseline) has neither.
+  if (!m.memory) return "none (LSTM baseline)";
   const grows = /^\d+\.\.(\d+)/.exec(m.memory_sizes);
   return `${m.memory[0]} × ${m.memory[1]}` + (grows ? `, grows to ${grows[1]} rows`
     : m.memory_sizes !== `${m.memory[0]}` ? `, runs with ${m.memory_sizes} rows` : "");
@@ -261,7 +263,7 @@ function showRange() {
   const what = m.task === "recall" ? "episodes of" : "sequences of";
   let text = `${m.name} was trained on ${what} ${trainedOn(m)}; anything past that is `
     + "extrapolation, and the answer says so.";
-  if (m.task === "copy") text += " Try length 500: the memory grows with the request.";
+  if (m.task === "copy" && m.memory) text += " Try length 500: the memory grows with the request.";
   $("range").textContent = text;
 }
 
@@ -480,12 +482,14 @@ function render(model, body, answer, elapsed, path) {
 }
 
 function rangeVerdict(model, answer, elapsed) {
+  const memory = model.memory
+    ? `Ran with ${answer.memory_size} memory rows (trained with ${model.memory[0]})`
+    : "No memory (an LSTM baseline)";
   return [answer.within_training_range
     ? `<p class="good">Within the training range (${escapeHtml(trainedOn(model))}).</p>`
     : `<p class="warn">Extrapolated: beyond the training range (${escapeHtml(trainedOn(model))}); `
       + "the model was never trained on a request like this.</p>",
-  `<p>Ran with ${answer.memory_size} memory rows (trained with ${model.memory[0]}); `
-    + `answered in ${Math.round(elapsed)} ms.</p>`];
+  `<p>${memory}; answered in ${Math.round(elapsed)} ms.</p>`];
 }
 
 function renderJson(model, answer, elapsed) {
@@ -625,9 +629,18 @@ function memoryWindow(heads, n) {
 
 function drawAttention(inputs, answer, model) {
   // inputs: layoutInputs(...), or null for a task the page does not know (memory panels only).
-  const task = model.task, read = answer.attention.read, write = answer.attention.write;
+  // A model without memory answers no attention: the inputs and outputs alone, or nothing.
+  const task = model.task, attention = answer.attention || { read: [], write: [] };
+  const read = attention.read, write = attention.write;
+  $("picture-title").textContent = answer.attention ? "Attention over time"
+    : "Inputs and outputs over time (no memory, so no attention)";
+  $("memory-note").hidden = !answer.attention;
+  $("picture-note").hidden = !answer.attention && !inputs;
+  $("attention").hidden = !answer.attention && !inputs;
+  if ($("attention").hidden) return;
   const T = inputs ? inputs.rows.length : [...write, ...read][0].length;
-  const n = answer.memory_size, shown = memoryWindow([...read, ...write], n);
+  const n = answer.memory_size;
+  const shown = answer.attention ? memoryWindow([...read, ...write], n) : [];
   const bitsPanel = (title, label, matrix) => ({
     title, label, rows: matrix[0].length, value: (r, t) => matrix[t][r], top: true,
     tick: (r) => `${r}` });

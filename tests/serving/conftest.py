@@ -47,6 +47,18 @@ def tiny_exports(tmp_path_factory):
     return {"dynamic": dynamic, "fixed": fixed}
 
 
+@pytest.fixture(scope="session")
+def baseline_exports(baseline_run, tmp_path_factory):
+    """The tiny LSTM baseline (``baseline_run``) exported dynamic ("dynamic") and stateful
+    ("stateful"); needs the [train] extra."""
+    from ntm.export.exporter import export_run
+
+    root = tmp_path_factory.mktemp("baseline-exports")
+    return {"dynamic": export_run(baseline_run, "onnx", out=root / "dynamic.onnx").path,
+            "stateful": export_run(baseline_run, "onnx", out=root / "stateful.onnx",
+                                   stateful=True).path}
+
+
 def wait_until(condition, what: str, timeout: float = 60):
     """Poll ``condition()`` until it returns something true, and return that; fail naming
     ``what`` after ``timeout`` seconds. Tests wait on what they can observe, never on a fixed

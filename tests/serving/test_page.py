@@ -340,6 +340,34 @@ def test_repeat_copy(server, visit):
     assert v.errors == []
 
 
+@pytest.fixture(scope="module")
+def baseline_server(baseline_exports):
+    process = ServerProcess(["--model", "copy",
+                             "--model", f"copy-lstm={baseline_exports['dynamic']}"])
+    yield process
+    assert process.stop() == 0
+
+
+def test_a_baseline_shows_its_answer_and_no_memory(baseline_server, visit):
+    """A model without memory (the LSTM baseline): its answer, its inputs and outputs over time,
+    no memory panels; and the NTM beside it still draws its attention."""
+    v = visit(baseline_server.url + "/")
+    v.wait_for_models()
+    assert "none (LSTM baseline)" in v.page.inner_text("#models")
+    v.page.select_option("[data-testid=model]", "copy-lstm")
+    assert "the memory grows" not in v.page.inner_text("#range")
+    request = v.run()
+    assert len(v.output_vectors()) == len(request["sequence"])
+    assert "No memory (an LSTM baseline)" in v.verdict()
+    assert v.page.inner_text("#picture-title").startswith("Inputs and outputs over time")
+    assert v.page.is_hidden("#memory-note") and v.dark_pixels() > 0  # the inputs' bits
+    v.page.select_option("[data-testid=model]", "copy")
+    v.run()
+    assert v.page.inner_text("#picture-title") == "Attention over time"
+    assert v.page.is_visible("#memory-note") and "128 memory rows" in v.verdict()
+    assert v.errors == []
+
+
 @pytest.mark.slow
 def test_a_length_500_copy_runs_with_grown_memory(server, visit):
     v = visit(server.url + "/")

@@ -76,7 +76,7 @@ def test_tritonclient_http(start_server, bundled, binary):
     assert metadata["platform"] == "onnxruntime_onnx"
     parameters = dict(metadata["parameters"])
     assert parameters.pop("engine") in ("fused", "standard")  # fused when the kernel is built
-    assert parameters == {"stateful": True, "memory_grows": True,
+    assert parameters == {"stateful": True, "memory": True, "memory_grows": True,
                           "max_trained_time_steps": 32}  # its longest episode
     tensor = triton.InferInput("inputs", list(x.shape), "FP32")
     tensor.set_data_from_numpy(x, binary_data=binary)
