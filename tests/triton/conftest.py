@@ -45,12 +45,18 @@ def tritonserver(tmp_path_factory) -> tuple[Path, Path]:
         pytest.fail(str(err))
 
 
+BASELINE_MODELS = {"copy_lstm": {}, "copy_lstm_stateful": {"stateful": True},
+                   "copy_lstm_fixed9": {"length": 9}}  # the LSTM baseline's entries
+
+
 @pytest.fixture(scope="session")
-def triton_repository(tmp_path_factory) -> Path:
+def triton_repository(tmp_path_factory, baseline_run) -> Path:
     """The bundled copy model, rebuilt as a run and exported as a Triton repository: ``copy``
     (dynamic length, ragged batching), ``copy_stateful`` (sequence batcher) and
     ``copy_idle`` (the same with a 1 s idle timeout) and ``copy_fixed41`` (41 steps, unrolled);
-    with the kernel built, ``copy_fused`` and ``copy_fused_stateful`` (``--kernel fused``)."""
+    with the kernel built, ``copy_fused`` and ``copy_fused_stateful`` (``--kernel fused``); and
+    a tiny LSTM baseline of copy (``baseline_run``) as ``copy_lstm``, ``copy_lstm_stateful``
+    and ``copy_lstm_fixed9``."""
     pytest.importorskip("tensorflow")
     from ntm.export.exporter import export_run
     from ntm.export.recover import recover
@@ -66,6 +72,8 @@ def triton_repository(tmp_path_factory) -> Path:
     export_run(run, "triton", out=repo, model_name="copy_idle", stateful=True,
                triton_settings=TritonSettings(sequence_idle_us=IDLE_SECONDS * 1_000_000))
     export_run(run, "triton", out=repo, model_name="copy_fixed41", length=41)
+    for name, options in BASELINE_MODELS.items():
+        export_run(baseline_run, "triton", out=repo, model_name=name, **options)
     from ntm.contract.kernel_library import find_library
 
     if find_library() is not None:  # the fused kernel's entries (tests/triton/test_fused.py)
