@@ -301,6 +301,28 @@ def test_bundled_models_have_the_lean_loop_body(name):
     assert unread_initializers(model) == []
 
 
+@pytest.mark.parametrize("name", ["copy", "recall", "repeat-copy"])
+def test_bundled_models_choose_their_rows_when_asked_for_none(name):
+    """memory_size 0 lets the model choose (docs/export.md): each bundled model, from a fresh
+    start, runs with the smallest bucket that holds the input, and answers as when asked for
+    those rows by number."""
+    from ntm.contract.memory_plan import choose_memory_size
+    from ntm.contract.tasks import get_task
+    from ntm.export.bundle import PRETRAINED
+
+    task = get_task(name)
+    sess = session(PRETRAINED / f"{name}.onnx")
+    rng = np.random.default_rng(3)
+    for difficulty in task.default_eval_points()[::3]:
+        x = task.sequence(rng, difficulty)[0][None].astype(np.float32)
+        names = ["probabilities", "attention"]
+        p0, a0 = sess.run(names, {"inputs": x, "memory_size": np.array([0], np.int32)})
+        rows = choose_memory_size(task.memory_rows_for_time_steps(x.shape[1]), 128)
+        assert a0.shape[-1] == rows
+        p, _ = sess.run(names, {"inputs": x, "memory_size": np.array([rows], np.int32)})
+        np.testing.assert_array_equal(p0, p)
+
+
 def unread_initializers(model) -> list[str]:
     """Initializers of any graph of ``model`` that no node, subgraph or output reads (what
     onnxruntime warns about on every load)."""
