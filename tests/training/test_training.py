@@ -85,7 +85,7 @@ def test_a_polish_that_never_regains_the_target_ends_on_the_weights_that_met_it(
     # Held out: the target at steps 20 (polish begins) and 40, lost at 60 and 80; then the
     # re-evaluation of the weights put back.
     errors = iter([0.1, 0.2, 3.0, 4.0, 0.2])
-    trainer.error_on = lambda batch: next(errors)
+    trainer.evaluate_on = lambda batch: (next(errors), {})
     kept = {}
     save = trainer.writer.save_at_target
 
