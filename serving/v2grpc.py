@@ -33,7 +33,7 @@ from ntm.contract.errors import NtmError
 from ntm.serving.access import REQUEST_ID, AccessLog, key_matches, request_id
 from ntm.serving.errors import BadRequest, NotFound, ServingError
 from ntm.serving.plane import DataPlane
-from ntm.serving.v2codec import (DATATYPES, NUMPY_TO_V2, OUTPUT_NAMES, VERSION, InferParameters,
+from ntm.serving.v2codec import (DATATYPES, NUMPY_TO_V2, VERSION, InferParameters,
                                  check_output_names, model_metadata, sequence_flags)
 
 SERVICE = "inference.GRPCInferenceService"
@@ -228,7 +228,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         runtime = self._runtime(request.model_name, request.model_version)
         inputs = decode_inputs(request)
         sequence = sequence_flags(request_parameters(request))
-        wanted = [o.name for o in request.outputs] or list(OUTPUT_NAMES)
+        # none named: the model's own (the LSTM baseline has no attention)
+        wanted = [o.name for o in request.outputs] or list(runtime.parts.outputs)
         check_output_names(wanted)
         tensors, parameters = await self.plane.infer(runtime.name, inputs, sequence,
                                                      attention=meta.ATTENTION in wanted)

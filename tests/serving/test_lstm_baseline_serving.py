@@ -228,3 +228,5 @@ def test_grpc_answers_the_probabilities_it_is_asked_for(start_server, baseline_e
     with pytest.raises(InferenceServerException, match="has no 'attention' output"):
         client.infer("copy-lstm", [tensor],
                      outputs=[grpcclient.InferRequestedOutput("attention")])
+    unnamed = client.infer("copy-lstm", [tensor])  # no output named: the model's own
+    assert [o["name"] for o in unnamed.get_response(as_json=True)["outputs"]] == ["probabilities"]
