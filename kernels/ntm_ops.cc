@@ -53,6 +53,26 @@ const OrtApi* g_api = nullptr;
 
 typedef float v8 __attribute__((vector_size(32), aligned(4)));
 
+// Float arrays on 64-byte boundaries (a cache line). The vector loads take any address, but
+// a default allocation of the packed weights (large: from mmap, 16 bytes past a page start)
+// left every other eight-float load straddling two cache lines; where a session's weights
+// landed moved its speed by ~10%.
+template <typename T>
+struct CacheLineAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlign{64};
+  CacheLineAllocator() = default;
+  template <typename U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, kAlign); }
+  template <typename U>
+  bool operator==(const CacheLineAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const CacheLineAllocator<U>&) const { return false; }
+};
+using Floats = std::vector<float, CacheLineAllocator<float>>;
+
 inline v8 load8(const float* p) {
   v8 v;
   std::memcpy(&v, p, sizeof(v));
@@ -193,7 +213,7 @@ inline v8 tanh8(v8 x) { return 2.0f / (1.0f + exp8(-2.0f * x)) - 1.0f; }
 // front to back (one stream the prefetcher follows) instead of striding over whole rows.
 struct Blocked {
   int64_t k = 0, n = 0;
-  std::vector<float> data;
+  Floats data;
 
   static constexpr int64_t kWidth = 64;
   int64_t width(int64_t j0) const { return std::min(kWidth, n - j0); }
@@ -307,16 +327,16 @@ struct Packed {
   int64_t pw = 0, ppad = 0;      // head parameters: columns, padded
   int64_t ow = 0;                // output layer's inputs: U + R*M
   Blocked controller_kernel, head_kernel;
-  std::vector<float> controller_bias, head_bias;
-  std::vector<float> output_t, output_bias;  // [O, U + R*M], [O]
-  std::vector<float> initial_h, initial_c, initial_reads, initial_logits;
+  Floats controller_bias, head_bias;
+  Floats output_t, output_bias;  // [O, U + R*M], [O]
+  Floats initial_h, initial_c, initial_reads, initial_logits;
 };
 
 inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
 // [k, n] row-major -> [k, npad], zero columns added.
-std::vector<float> pad_columns(const float* w, int64_t k, int64_t n, int64_t npad) {
-  std::vector<float> out(k * npad, 0.0f);
+Floats pad_columns(const float* w, int64_t k, int64_t n, int64_t npad) {
+  Floats out(k * npad, 0.0f);
   for (int64_t q = 0; q < k; ++q) std::copy_n(w + q * n, n, out.data() + q * npad);
   return out;
 }
@@ -328,11 +348,11 @@ struct Machine {
   const Packed& w;
   int64_t batch, rows, input_size, output_size, controller_in;
   float strength_scale;
-  std::vector<float> h, cell, reads, weights, memory;  // [B,U] [B,U] [B,R,M] [B,H,N] [B,M,N]
-  std::vector<float> x, z, hp, out_in;                 // per step, whole batch
-  std::vector<float> scratch;  // per batch row (scratch_stride): [H, N], 3 x [N] and 2R + 8
+  Floats h, cell, reads, weights, memory;  // [B,U] [B,U] [B,R,M] [B,H,N] [B,M,N]
+  Floats x, z, hp, out_in;                 // per step, whole batch
+  Floats scratch;        // per batch row (scratch_stride): [H, N], 3 x [N] and 2R + 8
   int64_t scratch_stride = 0;
-  std::vector<float> write_vectors;                    // per write head: erase [M], add [M]
+  Floats write_vectors;  // per write head: erase [M], add [M]
 
   Machine(const Config& config, const Packed& parameters, int64_t b, int64_t n)
       : c(config), w(parameters), batch(b), rows(n), input_size(parameters.in),
@@ -362,7 +382,7 @@ struct Machine {
   void start() {
     const int64_t u = c.units, m = c.memory_width, heads = c.heads(), n = rows;
     const int64_t n0 = w.trained_rows;
-    std::vector<float> initial(heads * n);
+    Floats initial(heads * n);
     for (int64_t hd = 0; hd < heads; ++hd) {
       const float* logits = w.initial_logits.data() + hd * n0;
       const float floor = *std::min_element(logits, logits + n0) - c.grow_margin;
@@ -1095,7 +1115,7 @@ struct Kernel {
         }
       const int64_t g = static_cast<int64_t>(group.size());
       check_size(g, rows[b], time);
-      std::vector<float> padded(g * time * in, 0.0f), p(g * time * out);
+      Floats padded(g * time * in, 0.0f), p(g * time * out);
       for (int64_t i = 0; i < g; ++i)
         std::copy_n(x.data + first[group[i]] * in, lengths[group[i]] * in,
                     padded.data() + i * time * in);
