@@ -406,3 +406,23 @@ def test_grpc_floor_small(tmp_path):
     assert all(r["server_cpu_ms_per_request"] > 0 for r in rows.values())
     assert result["model_ms_per_sequence"] > 0
     assert table.startswith("# The floor under ntm serve's gRPC")
+
+
+def test_kernel_builds_compares_builds_side_by_side(tmp_path, kernel_library):
+    import shutil
+
+    copy = tmp_path / "copy" / "libntm_ops.so"  # a second build: the same file elsewhere
+    copy.parent.mkdir()
+    shutil.copy(kernel_library, copy)
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "kernel_builds.py"),
+                          str(kernel_library), str(copy), "--seconds", "0.2"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "copy 20, batch 1, 128 rows", "copy 20, batch 64, 128 rows",
+        "copy 1000, batch 1, 1024 rows"]
+    assert all(line.count("x)") == 2 for line in lines)
+    missing = subprocess.run([sys.executable, str(REPO / "benchmarks" / "kernel_builds.py"),
+                              str(tmp_path / "none.so")], capture_output=True, text=True)
+    assert missing.returncode != 0 and "no such library" in missing.stderr
