@@ -1016,13 +1016,8 @@ struct Kernel {
     const int64_t chunks = (batch + kChunk - 1) / kChunk;
     Chunked job{this, &w, x.data, start ? nullptr : state.data, probabilities, attention,
                 state_out, batch, time, rows, state_size, {}};
-    if (chunks == 1) {  // inline: the single-chunk call is the common one (batch <= 8)
-      Machine machine(c, w, batch, rows);
-      if (start) machine.start();
-      else machine.load(state.data);
-      for (int64_t step = 0; step < time; ++step)
-        machine.step(x.data, time, step, probabilities, attention);
-      if (stateful) machine.save(state_out);
+    if (chunks == 1) {  // on this thread: the common call (batch <= 8)
+      job.run(0);
     } else {
       ORT_CHECK(g_api->KernelContext_ParallelFor(context, Chunked::call, chunks, 0, &job));
     }
