@@ -34,14 +34,15 @@ def read_fused_model(path: str | Path) -> FusedModel:
     import onnx
     from onnx import helper, numpy_helper
 
+    from ntm.contract.kernel_library import DOMAIN
+    from ntm.export.fused import WEIGHT_NAMES
+
     model = onnx.load(str(path))
-    nodes = [n for n in model.graph.node if n.domain == "ai.ntm"]
+    nodes = [n for n in model.graph.node if n.domain == DOMAIN]
     if len(nodes) != 1:
-        raise ValueError(f"{path} is not a fused NTM model (it has {len(nodes)} ai.ntm nodes)")
+        raise ValueError(f"{path} is not a fused NTM model (it has {len(nodes)} {DOMAIN} nodes)")
     constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    weights = {name: constants[name].astype(np.float64) for name in nodes[0].input
-               if name in constants and constants[name].dtype == np.float32
-               and name not in ("state",)}
+    weights = {name: constants[name].astype(np.float64) for name in WEIGHT_NAMES}
     attributes = {a.name: helper.get_attribute_value(a) for a in nodes[0].attribute}
     return FusedModel(weights, attributes)
 
