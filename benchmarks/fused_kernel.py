@@ -41,24 +41,28 @@ SPEED_BARS = {("copy20", 1): 8.0, ("copy20", 64): 2.5, ("copy1000", 1): 8.0}
 RUN = ["probabilities", "attention"]
 
 
-def sessions(task: str):
-    """(standard, fused) onnxruntime sessions of a bundled model and its twin, one thread."""
+def one_thread_session(path: Path, kernel: Path | bool = False):
+    """An onnxruntime session of ``path`` on one thread; ``kernel``: with the fused kernel
+    registered (True: the library ntm finds; a path: that build)."""
     import onnxruntime as ort
 
     from ntm.contract.kernel_library import register
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    if kernel:
+        register(options, None if kernel is True else kernel)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def sessions(task: str):
+    """(standard, fused) onnxruntime sessions of a bundled model and its twin, one thread."""
     from ntm.serving.models import bundled_models, fused_twin
 
-    def open_one(path, fused):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        if fused:
-            register(options)
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
     path = bundled_models()[task]
-    return open_one(path, False), open_one(fused_twin(path), True)
+    return one_thread_session(path), one_thread_session(fused_twin(path), kernel=True)
 
 
 def inputs(task: str, length: int, batch: int, seed: int) -> np.ndarray:

@@ -34,6 +34,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from benchmarks.fused_kernel import one_thread_session  # noqa: E402
 from benchmarks.loadgen import (Server, free_port, pooled_rounds,  # noqa: E402
                                 process_cpu_seconds, run_grpc_load)
 from benchmarks.results_io import write_results  # noqa: E402
@@ -93,14 +94,9 @@ class BareServer:
 
 def model_ms_per_sequence(rounds: int) -> float:
     """onnxruntime's time per sequence, one thread, BATCH length-20 copies per call (median)."""
-    import onnxruntime as ort
-
     from ntm.serving.models import bundled_models
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(bundled_models()[MODEL]), options,
-                                   providers=["CPUExecutionProvider"])
+    session = one_thread_session(bundled_models()[MODEL])
     x = np.concatenate(copy_inputs(BATCH, 20, 1))
     feeds = {"inputs": x, "memory_size": np.array([128], np.int32)}
     session.run(["probabilities"], feeds)

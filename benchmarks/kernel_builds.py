@@ -24,20 +24,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.fused_kernel import RUN, inputs  # noqa: E402
+from benchmarks.fused_kernel import RUN, inputs, one_thread_session  # noqa: E402
 
 CASES = ((20, 1, 128), (20, 64, 128), (1000, 1, 1024))  # copy length, batch, memory rows
-
-
-def session(path: Path, library: Path | None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    if library is not None:
-        options.register_custom_ops_library(str(library))
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def compare(libraries: list[Path], seconds: float) -> list[dict]:
@@ -45,8 +34,9 @@ def compare(libraries: list[Path], seconds: float) -> list[dict]:
     from ntm.serving.models import bundled_models, fused_twin
 
     standard = bundled_models()["copy"]
-    sessions = {"standard": session(standard, None)}
-    sessions.update({str(lib): session(fused_twin(standard), lib) for lib in libraries})
+    sessions = {"standard": one_thread_session(standard)}
+    sessions.update({str(lib): one_thread_session(fused_twin(standard), kernel=lib)
+                     for lib in libraries})
     rng = random.Random(0)
     rows = []
     for length, batch, memory in CASES:
