@@ -55,8 +55,8 @@ typedef float v8 __attribute__((vector_size(32), aligned(4)));
 
 // Float arrays on 64-byte boundaries (a cache line). The vector loads take any address, but
 // a default allocation of the packed weights (large: from mmap, 16 bytes past a page start)
-// left every other eight-float load straddling two cache lines; where a session's weights
-// landed moved its speed by ~10%.
+// left every other eight-float load straddling two cache lines, and a session's speed
+// depended on where its arrays landed (docs/performance.md).
 template <typename T>
 struct CacheLineAllocator {
   using value_type = T;
