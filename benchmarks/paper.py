@@ -41,7 +41,7 @@ process at a time (a lock in RUNS_ROOT); a changed run command is refused, not m
 
     python benchmarks/paper.py                      # the ten runs, for days (docs/paper.md)
     python benchmarks/paper.py --report-only        # redraw the figures and tables, no training
-    python benchmarks/paper.py --tasks copy,recall  # some tasks only
+    python benchmarks/paper.py --tasks copy,recall  # train these only; report every run
     python benchmarks/paper.py --small              # two tasks, tiny models, < 1 minute (tests)
 """
 
@@ -193,6 +193,7 @@ class Plan:
     small: bool
     ngrams_length: int
     copy_points: tuple[int, ...]
+    training: frozenset[str]  # the tasks whose runs train; the report covers every run
 
     @property
     def state_path(self) -> Path:
@@ -218,8 +219,8 @@ def train_args(task: PaperTask, model: str, small: bool) -> tuple[str, ...]:
 
 def make_plan(args: argparse.Namespace) -> Plan:
     small = args.small
-    names = (args.tasks.split(",") if args.tasks else
-             list(SMALL_TASKS if small else TASKS))
+    everything = list(SMALL_TASKS if small else TASKS)
+    names = args.tasks.split(",") if args.tasks else everything
     unknown = [n for n in names if n not in TASKS]
     if unknown:
         raise SystemExit(f"--tasks: unknown {', '.join(unknown)} (the paper's: "
@@ -227,7 +228,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     root = Path(args.runs_root or REPO / "runs" / ("paper-small" if small else "paper"))
     slice_steps = SMALL_SLICE_STEPS if small else max(1, args.slice // BATCH_SIZE)
     runs = []
-    for name in names:
+    for name in everything + [n for n in names if n not in everything]:
         task = TASKS[name]
         budget = (SMALL_BUDGET_STEPS if small else
                   (args.budget or task.x_max) // BATCH_SIZE)
@@ -236,7 +237,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
                                  root / f"{name}-{model}"))
     return Plan(tuple(runs), slice_steps, root, small,
                 SMALL_NGRAMS_LENGTH if small else NGRAMS_LENGTH,
-                SMALL_POINTS if small else COPY_POINTS)
+                SMALL_POINTS if small else COPY_POINTS, frozenset(names))
 
 
 # -- state: commands, failures, measurements --------------------------------------------------
@@ -338,7 +339,7 @@ def is_done(run: PaperRun, state: dict) -> bool:
 def next_run(plan: Plan, state: dict) -> PaperRun | None:
     """The unfinished run furthest behind (the plan's order among equals): round-robin, and a
     restarted benchmark picks up the turn where it was."""
-    pending = [r for r in plan.runs if not is_done(r, state)]
+    pending = [r for r in plan.runs if r.task in plan.training and not is_done(r, state)]
     return min(pending, key=current_step) if pending else None
 
 
@@ -770,8 +771,8 @@ def report(plan: Plan, state: dict, args: argparse.Namespace, figures: bool = Tr
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=None,
-                        help=f"comma-separated tasks [default: all: {','.join(TASKS)}; "
-                             f"small: {','.join(SMALL_TASKS)}]")
+                        help=f"comma-separated tasks to train; the report covers every run "
+                             f"[default: all: {','.join(TASKS)}; small: {','.join(SMALL_TASKS)}]")
     parser.add_argument("--slice", type=int, default=4000,
                         help="sequences a run trains per turn [default: 4000]")
     parser.add_argument("--budget", type=int, default=None,
