@@ -71,7 +71,7 @@ def bundle(run_dir: Path, train_command: str, sequences: int = 100,
         "all_bars_met": all(b["met"] for b in bars),
     }
     write_json_atomic(out_dir / f"{name}.json", card, trailing_newline=True)
-    write_text_atomic(out_dir / f"{name}.md", render_card(card, task.length_name))
+    write_text_atomic(out_dir / f"{name}.md", render_card(card, task))
     return card
 
 
@@ -106,7 +106,7 @@ def reexport(run_dir: Path, note: str, out_dir: Path = PRETRAINED,
                 export_proof=[c.as_dict() for c in result.comparisons],
                 note=f"{card.get('note', '')} {note}".strip())
     write_json_atomic(out_dir / f"{name}.json", card, trailing_newline=True)
-    write_text_atomic(out_dir / f"{name}.md", render_card(card, get_task(name).length_name))
+    write_text_atomic(out_dir / f"{name}.md", render_card(card, get_task(name)))
     return card
 
 
@@ -173,42 +173,76 @@ def evaluation_method(card: dict) -> str:
     method = card.get("evaluation_method")
     if not method:
         return ""
+    failures = (f" `failed`: sequences with any wrong bit; `rate`: their share; `95% upper`: "
+                f"its {method['failure_bound']}." if all("failures" in r for r in card["evaluation"])
+                else "")
     return (f"{method['sequences_per_point']} fresh sequences per point (data seed "
             f"{method['data_seed']}: the sequences `ntm evaluate --seed {method['data_seed']}` "
             f"draws), run by onnxruntime {method['onnxruntime']} on the {method['engine']} "
             f"engine (`{method['file']}`), memory rows as `ntm.load(...).predict` chooses them "
-            f"(`rows`); {method['seconds'] / 60:.1f} minutes in all. `failed`: sequences with "
-            f"any wrong bit; `rate`: their share; `95% upper`: its {method['failure_bound']}.\n")
+            f"(`rows`); {method['seconds'] / 60:.1f} minutes in all.{failures}\n")
 
 
-def render_card(card: dict, length_name: str) -> str:
+def memory_grows(task, rows: int) -> bool:
+    """Whether a long enough request of ``task`` needs more than the ``rows`` it was trained
+    with (N-grams' counts never do: its rows are fixed)."""
+    return task.memory_rows_for_time_steps(1_000_000) > rows
+
+
+def heads(count: int, kind: str) -> str:
+    return f"{count} {kind} head" + ("" if count == 1 else "s")
+
+
+def memory_sentence(card: dict, task) -> str:
+    rows = card["model"]["memory_size"]
+    if not memory_grows(task, rows):
+        return (f"Its memory keeps the {rows} rows it was trained with, however long the "
+                f"request: what the task needs to store does not grow with it.")
+    return (f"Its memory grows with the\nrequest: trained with {rows} rows, it runs with\n"
+            f"the smallest of {rows} x 1, 2, 4, ... rows that holds the request (the\n"
+            f"`rows` column below), the key strength scaled by\n"
+            f"(log N / log {rows})^{card['model'].get('grow_strength_power', 2):g}.")
+
+
+def bars_section(card: dict, task) -> str:
+    """The quality-bar table, or why the task has none (N-grams: its cost is the measure)."""
+    if not card["quality_bars"]:
+        if not task.exact_answers:
+            return ("None: the bits it predicts are random, so wrong bits measure nothing; its "
+                    "measure is its cost in bits against the optimal Bayesian estimator's on "
+                    "the same sequences (`cost_bits`, `optimal_bits`, `excess_bits` above; "
+                    "the paper's comparison in docs/paper.md).")
+        return "None for this task."
     with_rates = all("failure_rate" in b for b in card["quality_bars"])
     bars = "\n".join(f"| {b['point']} | <= {b['limit']} | {b['measured']:.3f} | "
                      + (f"{100 * b['failure_rate']:.3f}% (<= {100 * b['failure_upper_95']:.3f}%) | "
                         if with_rates else "")
                      + f"{'yes' if b['met'] else 'NO'} |" for b in card["quality_bars"])
-    bars_head = ("| point | bar (bits/seq) | measured | failure rate (95% upper) | met |\n"
-                 "| --- | --- | --- | --- | --- |" if with_rates else
-                 "| point | bar (bits/seq) | measured | met |\n| --- | --- | --- | --- |")
+    head = ("| point | bar (bits/seq) | measured | failure rate (95% upper) | met |\n"
+            "| --- | --- | --- | --- | --- |" if with_rates else
+            "| point | bar (bits/seq) | measured | met |\n| --- | --- | --- | --- |")
+    return f"{head}\n{bars}"
+
+
+def render_card(card: dict, task) -> str:
+    """The card's Markdown for ``task`` (a ``Task``: its names for lengths, whether its
+    memory grows, whether wrong bits are failures)."""
     proof = "\n".join(f"| {c['point']} | {c['time_steps']} | {c['max_abs_diff']:.1e} | "
                       f"{c['noise_floor']:.1e} | {c['tolerance']:.1e} |"
                       for c in card.get("export_proof", []))
     repeats = (f", repeats {card['train_repeats'][0]}-{card['train_repeats'][1]}"
                if card["train_repeats"] else "")
+    model = card["model"]
     return f"""# Model card: {card['name']}
 
-A Neural Turing Machine (memory {card['model']['memory_size']} x {card['model']['memory_width']},
-{card['model']['controller']} controller of {card['model']['controller_size']} units,
-{card['model']['num_read_heads']} read / {card['model']['num_write_heads']} write head) trained on
-the `{card['task']}` task, {length_name} {card['train_lengths'][0]}-{card['train_lengths'][1]}{repeats}.
+A Neural Turing Machine (memory {model['memory_size']} x {model['memory_width']},
+{model['controller']} controller of {model['controller_size']} units,
+{heads(model['num_read_heads'], 'read')} / {heads(model['num_write_heads'], 'write')}) trained on
+the `{card['task']}` task, {task.length_name} {card['train_lengths'][0]}-{card['train_lengths'][1]}{repeats}.
 Dynamic-length ONNX ({card['size_bytes'] / 1024:.0f} KB), proven equal to TensorFlow at export
 (largest difference {card['export_max_abs_diff']:.1e}; every point within its tolerance below).
 A stateful export: one sequence may run in several requests, its memory kept between them
-(`ntm serve` with `sequence_id`; Triton's sequence batcher). Its memory grows with the
-request: trained with {card['model']['memory_size']} rows, it runs with
-the smallest of {card['model']['memory_size']} x 1, 2, 4, ... rows that holds the request (the
-`rows` column below), the key strength scaled by
-(log N / log {card['model']['memory_size']})^{card['model'].get('grow_strength_power', 2):g}.
+(`ntm serve` with `sequence_id`; Triton's sequence batcher). {memory_sentence(card, task)}
 {card.get('note') or ''}
 
 ## How it was made
@@ -222,12 +256,11 @@ Seed {card['seed']}; {card['steps']} steps at batch {card['batch_size']} =
 
 ## Generalisation (`{card['evaluate_command']}`)
 {evaluation_method(card)}```
-{evaluation_table(card['evaluation'], length_name)}
+{evaluation_table(card['evaluation'], task.length_name)}
 ```
 
 ## Quality bars
-{bars_head}
-{bars}
+{bars_section(card, task)}
 
 ## Export proof (fresh inputs, batch 8; tolerance = max(1e-4, 4 x TensorFlow's noise floor))
 | point | time steps | max abs diff | noise floor | tolerance |
@@ -268,7 +301,7 @@ def main() -> None:
                       checkpoint=args.checkpoint)
     from ntm.contract.tasks import get_task
 
-    print(render_card(card, get_task(card["task"]).length_name))
+    print(render_card(card, get_task(card["task"])))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ntm.contract.tasks import get_task
 from ntm.export.bundle import render_card
 from ntm.training.evaluation import failure_upper_bound
 
@@ -108,7 +109,7 @@ def card_with_rates() -> dict:
 
 
 def test_a_card_with_failure_rates_shows_them_beside_the_mean():
-    text = render_card(card_with_rates(), "length")
+    text = render_card(card_with_rates(), get_task("copy"))
     table = text.split("## Generalisation")[1].split("```")[1]
     head, row = table.strip().splitlines()
     assert head.split()[-4:] == ["failed", "rate", "95%", "upper"]

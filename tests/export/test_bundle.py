@@ -1,5 +1,6 @@
 """The model card a bundled model ships with (rendering only; bundling itself needs a run)."""
 
+from ntm.contract.tasks import get_task
 from ntm.export.bundle import render_card
 
 
@@ -27,7 +28,7 @@ def card(**extra):
 
 
 def test_card_shows_commands_bars_and_every_proof_point():
-    text = render_card(card(note="Seed 2 of 2 tried."), "length")
+    text = render_card(card(note="Seed 2 of 2 tried."), get_task("repeat-copy"))
     assert "ntm train --task repeat-copy" in text and "Seed 2 of 2 tried." in text
     assert "| 10x10 | <= 0.1 | 0.000 | yes |" in text
     assert "| length 20x10 | 222 | 2.6e-03 | 1.2e-02 | 4.6e-02 |" in text
@@ -37,7 +38,7 @@ def test_card_shows_commands_bars_and_every_proof_point():
 def test_cards_made_before_the_proof_table_still_render():
     old = card()
     del old["export_proof"]
-    assert "Export proof" in render_card(old, "length")
+    assert "Export proof" in render_card(old, get_task("repeat-copy"))
 
 
 def test_a_card_of_a_chosen_checkpoint_names_it_in_its_commands():
@@ -49,3 +50,20 @@ def test_a_card_of_a_chosen_checkpoint_names_it_in_its_commands():
         "ntm export runs/rc --checkpoint 58000 --format onnx --stateful "
         "-o ntm/pretrained/repeat-copy.onnx")
     assert "--checkpoint" not in export_command(Path("runs/rc"), "repeat-copy")
+
+
+def test_a_card_says_whether_the_memory_grows_and_counts_its_heads():
+    grows = render_card(card(), get_task("repeat-copy"))
+    assert "Its memory grows with the" in grows and "1 read head / 1 write head" in grows
+    ngrams = card(name="ngrams", task="ngrams", train_lengths=[200, 200], train_repeats=None,
+                  quality_bars=[],
+                  model={**card()["model"], "controller": "feedforward", "num_read_heads": 8,
+                         "num_write_heads": 8},
+                  evaluation=[{"length": 200, "repeats": None, "mean_bits": 40.1,
+                               "worst_bits": 70, "perfect_fraction": 0.0, "sequences": 100,
+                               "measures": {"cost_bits": 128.0, "optimal_bits": 126.0,
+                                            "excess_bits": 2.0}}])
+    text = render_card(ngrams, get_task("ngrams"))
+    assert "keeps the 128 rows it was trained with" in text and "grows" not in text
+    assert "8 read heads / 8 write heads" in text and "bits 200-200" in text
+    assert "excess_bits" in text and "None: the bits it predicts are random" in text

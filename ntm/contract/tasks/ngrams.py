@@ -147,6 +147,7 @@ class NGramsTask(Task):
     name = "ngrams"
     length_name = "bits"
     request_keys = ("bits",)
+    exact_answers = False  # the next bit is random: the measure is the cost (``measures``)
 
     def __init__(self, context_bits: int = 5, train_lengths: tuple[int, int] = (200, 200)):
         self.context_bits = context_bits  # 5: 6-grams, the paper's

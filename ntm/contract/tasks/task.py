@@ -66,6 +66,10 @@ class Task(abc.ABC):
     train_defaults: ClassVar[dict[str, Any]] = {}
     # Whether ``with_blank_runs`` can blank runs of this task's items (``ntm train --blank-runs``).
     blanks_items: ClassVar[bool] = False
+    # Whether every target bit follows from the input, so that a sequence with any wrong bit
+    # is a failed answer (model cards count those failures). N-grams' next bits are random: even
+    # the optimal estimator gets many wrong, and its measure is its cost (``measures``).
+    exact_answers: ClassVar[bool] = True
 
     input_size: int
     output_size: int
