@@ -3,6 +3,7 @@
     python -m ntm.export.bundle RUN_DIR --train-command "ntm train --task copy ..."
     python -m ntm.export.bundle RUN_DIR --reexport --note "why"   # same weights, new export
     python -m ntm.export.bundle --fused-twins     # NAME.fused.onnx beside every bundled model
+    python -m ntm.export.bundle --fused-twins ngrams   # beside the named ones only
 
 The card (``NAME.json`` and ``NAME.md``) records the exact commands, seed, steps, sequences
 seen, training wall time, the export proof and the ``ntm evaluate`` table (100+ fresh sequences
@@ -115,10 +116,11 @@ def reexport(run_dir: Path, note: str, out_dir: Path = PRETRAINED,
 TWIN_MAX_MEMORY_SIZE = 16384
 
 
-def fused_twins(out_dir: Path = PRETRAINED) -> list[Path]:
-    """``NAME.fused.onnx`` for every bundled ``NAME.onnx``: its weights read back from the
-    ONNX file (``ntm.export.recover``), exported with ``--kernel fused --stateful`` and proven
-    against TensorFlow like any export; the card records the twin's proof."""
+def fused_twins(out_dir: Path = PRETRAINED, names: list[str] | None = None) -> list[Path]:
+    """``NAME.fused.onnx`` for every bundled ``NAME.onnx`` (or those ``names``): its weights
+    read back from the ONNX file (``ntm.export.recover``), exported with ``--kernel fused
+    --stateful`` and proven against TensorFlow like any export; the card records the twin's
+    proof."""
     import json
     import tempfile
 
@@ -126,9 +128,15 @@ def fused_twins(out_dir: Path = PRETRAINED) -> list[Path]:
     from ntm.export.recover import recover
     from ntm.files import write_json_atomic
 
+    models = sorted(p for p in out_dir.glob("*.onnx") if not p.name.endswith(".fused.onnx"))
+    unknown = sorted(set(names or ()) - {p.stem for p in models})
+    if unknown:
+        raise SystemExit(f"--fused-twins: no bundled model {', '.join(unknown)} in {out_dir}")
     written = []
-    for model in sorted(p for p in out_dir.glob("*.onnx") if not p.name.endswith(".fused.onnx")):
+    for model in models:
         name = model.stem
+        if names and name not in names:
+            continue
         target = out_dir / f"{name}.fused.onnx"
         with tempfile.TemporaryDirectory() as tmp:
             run = Path(tmp) / "run"
@@ -227,18 +235,19 @@ def bars_section(card: dict, task) -> str:
 def render_card(card: dict, task) -> str:
     """The card's Markdown for ``task`` (a ``Task``: its names for lengths, whether its
     memory grows, whether wrong bits are failures)."""
+    from ntm.contract.tasks.task import span
+
     proof = "\n".join(f"| {c['point']} | {c['time_steps']} | {c['max_abs_diff']:.1e} | "
                       f"{c['noise_floor']:.1e} | {c['tolerance']:.1e} |"
                       for c in card.get("export_proof", []))
-    repeats = (f", repeats {card['train_repeats'][0]}-{card['train_repeats'][1]}"
-               if card["train_repeats"] else "")
+    repeats = f", repeats {span(card['train_repeats'])}" if card["train_repeats"] else ""
     model = card["model"]
     return f"""# Model card: {card['name']}
 
 A Neural Turing Machine (memory {model['memory_size']} x {model['memory_width']},
 {model['controller']} controller of {model['controller_size']} units,
 {heads(model['num_read_heads'], 'read')} / {heads(model['num_write_heads'], 'write')}) trained on
-the `{card['task']}` task, {task.length_name} {card['train_lengths'][0]}-{card['train_lengths'][1]}{repeats}.
+the `{card['task']}` task, {task.length_name} {span(card['train_lengths'])}{repeats}.
 Dynamic-length ONNX ({card['size_bytes'] / 1024:.0f} KB), proven equal to TensorFlow at export
 (largest difference {card['export_max_abs_diff']:.1e}; every point within its tolerance below).
 A stateful export: one sequence may run in several requests, its memory kept between them
@@ -272,9 +281,9 @@ Seed {card['seed']}; {card['steps']} steps at batch {card['batch_size']} =
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, nargs="?")
-    parser.add_argument("--fused-twins", action="store_true",
-                        help="Write NAME.fused.onnx beside every bundled model (the ntm_ops "
-                             "kernel must be built: ntm build-kernel).")
+    parser.add_argument("--fused-twins", nargs="*", metavar="NAME", default=None,
+                        help="Write NAME.fused.onnx beside every bundled model, or the named "
+                             "ones (the ntm_ops kernel must be built: ntm build-kernel).")
     parser.add_argument("--train-command",
                         help="The exact ntm train command that made the run (not with "
                              "--reexport, which keeps the card's).")
@@ -286,8 +295,8 @@ def main() -> None:
                         help="Only export the run again and update the card's export fields "
                              "(same weights), appending --note.")
     args = parser.parse_args()
-    if args.fused_twins:
-        for path in fused_twins():
+    if args.fused_twins is not None:
+        for path in fused_twins(names=args.fused_twins):
             print(f"wrote {path}")
         return
     if args.run_dir is None:

@@ -247,3 +247,9 @@ def test_tasks_that_cannot_blank_items_say_so():
     assert CopyTask.blanks_items and not RecallTask.blanks_items
     with pytest.raises(NotImplementedError, match="recall"):
         RecallTask().with_blank_runs(None, np.random.default_rng(0), 0.5)
+
+
+def test_a_training_range_of_one_value_reads_as_that_value():
+    assert get_task("copy").training_range() == "length 1-20"
+    assert get_task("priority-sort").training_range() == "vectors 20"
+    assert get_task("repeat-copy").training_range() == "length 1-10, repeats 1-10"

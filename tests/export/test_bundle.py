@@ -65,5 +65,5 @@ def test_a_card_says_whether_the_memory_grows_and_counts_its_heads():
                                             "excess_bits": 2.0}}])
     text = render_card(ngrams, get_task("ngrams"))
     assert "keeps the 128 rows it was trained with" in text and "grows" not in text
-    assert "8 read heads / 8 write heads" in text and "bits 200-200" in text
+    assert "8 read heads / 8 write heads" in text and "task, bits 200." in text
     assert "excess_bits" in text and "None: the bits it predicts are random" in text

@@ -23,7 +23,8 @@ def bundled():
     from ntm.serving.models import bundled_models
 
     models = bundled_models()
-    assert set(models) == {"copy", "recall", "repeat-copy"}, f"bundled models: {models}"
+    assert set(models) == {"copy", "priority-sort", "recall", "repeat-copy"}, \
+        f"bundled models: {models}"
     return models
 
 

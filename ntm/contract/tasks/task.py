@@ -45,6 +45,11 @@ class Encoded:
     difficulty: Difficulty
 
 
+def span(pair: tuple[int, int]) -> str:
+    """(1, 20) -> "1-20"; (20, 20) -> "20"."""
+    return f"{pair[0]}" if pair[0] == pair[1] else f"{pair[0]}-{pair[1]}"
+
+
 class Task(abc.ABC):
     """A task: data, loss mask, request codec, rendering, model widths, training range and
     evaluation points. Everything task-specific lives behind this interface, so a task defined
@@ -186,11 +191,11 @@ class Task(abc.ABC):
                           self.train_repeats[1] if self.train_repeats else None)
 
     def training_range(self) -> str:
-        """The training range in words, e.g. "length 1-20" or "length 1-10, repeats 1-10"."""
-        lo, hi = self.train_lengths
-        text = f"{self.length_name} {lo}-{hi}"
+        """The training range in words, e.g. "length 1-20", "length 1-10, repeats 1-10" or
+        "vectors 20" (one value, not a range)."""
+        text = f"{self.length_name} {span(self.train_lengths)}"
         if self.train_repeats is not None:
-            text += f", repeats {self.train_repeats[0]}-{self.train_repeats[1]}"
+            text += f", repeats {span(self.train_repeats)}"
         return text
 
     @property
