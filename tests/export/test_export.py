@@ -342,3 +342,37 @@ def unread_initializers(model) -> list[str]:
 
 def test_an_export_leaves_no_initializer_unread(dynamic_onnx):
     assert unread_initializers(onnx.load(str(dynamic_onnx.path))) == []
+
+
+def test_the_ragged_proof_holds_each_point_to_its_own_tolerance():
+    """Sequences run together in one ragged batch may differ from the same sequences run alone
+    by as much as TensorFlow itself moves at their point (a long chaotic sequence), and no more
+    than 1e-4 where it does not move."""
+    import numpy as np
+
+    from ntm.contract.tasks import Difficulty, get_task
+    from ntm.export.exporter import ExportError, _prove_ragged
+    from ntm.export.verify import Comparison, ProofPoint
+
+    task = get_task("copy")
+    points = [ProofPoint(Difficulty(2), None), ProofPoint(Difficulty(5), None)]
+
+    def check(floors, moved):
+        """Point i's batched answer moved by moved[i]; TensorFlow's own noise floor floors[i]."""
+        def reference(x, n):
+            return np.zeros((len(x), x.shape[1], 8), np.float32), None
+
+        def forward(sequences):
+            return [np.full((len(x), x.shape[1], 8), m, np.float32)
+                    for x, m in zip(sequences, moved)]
+
+        def prove(candidate):
+            return [Comparison(p.label(task), 5, 2, 0.0, None, noise_floor=f, memory_size=None)
+                    for p, f in zip(points, floors)]
+
+        return _prove_ragged(reference, forward, task, None, prove, points)[-1]
+
+    mixed = check([1e-3, 0.0], [2e-3, 5e-5])  # within 4 x 1e-3 at the chaotic point
+    assert mixed.passed and mixed.probabilities_diff == pytest.approx(2e-3)
+    with pytest.raises(ExportError, match=r"ragged batch differs .* by 0\.0002 \(tolerance 0\.0001\)"):
+        check([1e-3, 0.0], [5e-5, 2e-4])  # the quiet point may not borrow the chaotic one's

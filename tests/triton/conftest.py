@@ -54,9 +54,10 @@ def triton_repository(tmp_path_factory, baseline_run) -> Path:
     """The bundled copy model, rebuilt as a run and exported as a Triton repository: ``copy``
     (dynamic length, ragged batching), ``copy_stateful`` (sequence batcher) and
     ``copy_idle`` (the same with a 1 s idle timeout) and ``copy_fixed41`` (41 steps, unrolled);
-    with the kernel built, ``copy_fused`` and ``copy_fused_stateful`` (``--kernel fused``); and
-    a tiny LSTM baseline of copy (``baseline_run``) as ``copy_lstm``, ``copy_lstm_stateful``
-    and ``copy_lstm_fixed9``."""
+    with the kernel built, ``copy_fused`` and ``copy_fused_stateful`` (``--kernel fused``); a
+    tiny LSTM baseline of copy (``baseline_run``) as ``copy_lstm``, ``copy_lstm_stateful``
+    and ``copy_lstm_fixed9``; and every other bundled model under its own name (``-`` as
+    ``_``), with its ``_fused`` twin when the kernel is built."""
     pytest.importorskip("tensorflow")
     from ntm.export.exporter import export_run
     from ntm.export.recover import recover
@@ -76,11 +77,26 @@ def triton_repository(tmp_path_factory, baseline_run) -> Path:
         export_run(baseline_run, "triton", out=repo, model_name=name, **options)
     from ntm.contract.kernel_library import find_library
 
-    if find_library() is not None:  # the fused kernel's entries (tests/triton/test_fused.py)
+    fused = find_library() is not None
+    if fused:  # the fused kernel's entries (tests/triton/test_fused.py)
         export_run(run, "triton", out=repo, model_name="copy_fused", kernel="fused")
         export_run(run, "triton", out=repo, model_name="copy_fused_stateful", stateful=True,
                    kernel="fused")
+    for name, path in bundled_models().items():  # tests/triton/test_bundled_models.py
+        if name == "copy":
+            continue
+        other = root / f"run-{name}"
+        recover(path, other)
+        export_run(other, "triton", out=repo, model_name=triton_name(name))
+        if fused:
+            export_run(other, "triton", out=repo, model_name=triton_name(name) + "_fused",
+                       kernel="fused")
     return repo
+
+
+def triton_name(bundled: str) -> str:
+    """The Triton entry of a bundled model (``ntm export --format triton``'s own name)."""
+    return bundled.replace("-", "_")
 
 
 @pytest.fixture(scope="session")
