@@ -36,6 +36,33 @@ def test_shipped_examples_get_the_right_answer(example, bundled):
         assert answer["output"] == expected
 
 
+def test_the_ngrams_example_is_answered_by_its_bundled_model(bundled):
+    """No --model: the request's field picks the bundled N-grams model; its cost lies near the
+    optimal estimator's on the same bits (as its card says: a few bits over, far under a coin's
+    200)."""
+    bits = json.loads((EXAMPLES / "ngrams.json").read_text())["bits"]
+    result = run(str(EXAMPLES / "ngrams.json"))
+    assert result.exit_code == 0, result.output
+    [answer] = json.loads(result.output)["predictions"]
+    assert len(answer["probabilities"]) == len(bits) + 1 and answer["memory_size"] == 128
+    assert answer["next_bit"] == int(answer["next_bit_probability"] > 0.5)
+    assert answer["optimal_cost_bits"] <= answer["cost_bits"] <= answer["optimal_cost_bits"] + 20
+
+
+def test_the_priority_sort_example_is_answered_by_its_bundled_model(bundled):
+    """No --model: the bundled priority-sort model answers the 16 highest-priority vectors;
+    it is still training (its card), so the test asks for shape and that it beats chance."""
+    request = json.loads((EXAMPLES / "priority-sort.json").read_text())
+    order = np.argsort(-np.asarray(request["priorities"]), kind="stable")[:16]
+    expected = np.asarray(request["vectors"])[order]
+    result = run(str(EXAMPLES / "priority-sort.json"))
+    assert result.exit_code == 0, result.output
+    [answer] = json.loads(result.output)["predictions"]
+    output = np.asarray(answer["output"])
+    assert output.shape == (16, 8) and answer["within_training_range"]
+    assert (output != expected).sum() < 0.4 * expected.size  # chance: half the bits wrong
+
+
 def test_json_lines_and_stdin(bundled):
     text = (EXAMPLES / "recall.jsonl").read_text()
     result = run("-", "--model", "recall", input=text)
