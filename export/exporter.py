@@ -21,7 +21,8 @@ from ntm.contract.tasks import Difficulty
 from ntm.contract.metadata import ModelParts
 from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
 from ntm.export.verify import (CHUNK_TOLERANCE, CHUNKS, NOISE_FACTOR, PERTURBATION, TOLERANCE,
-                               Comparison, chunked, compare, one_shot, verification_points)
+                               Comparison, chunked, compare, growth_point, one_shot,
+                               verification_points)
 from ntm.export import fused, triton
 from ntm.export.writers import convert_to_onnx, replace_path, set_metadata, write_savedmodel
 from ntm.training.runs import Run, read_summary
@@ -169,10 +170,13 @@ def export_run(run: Run | Path, fmt: str, length: int | None = None, opset: int 
     def reference(x, n):  # from a fresh start: (probabilities, attention or None)
         return _fetched(module.serve(*module.feeds(tf.constant(x), n)))[:2]
 
-    def prove(candidate, inputs_alone: bool = False) -> list[Comparison]:
+    def prove(candidate, inputs_alone: bool = False, at: list | None = None
+              ) -> list[Comparison]:
         """``candidate``: a Forward, or for a stateful module a StatefulForward, at every
-        point; ``inputs_alone``: a Forward of ``inputs`` alone (``serving_default``), at the
-        points with the trained rows."""
+        point (or those ``at``); ``inputs_alone``: a Forward of ``inputs`` alone
+        (``serving_default``), at the points with the trained rows."""
+        if at is not None:
+            return _prove(reference, candidate, task, at, length)
         if inputs_alone:
             at_trained = [p for p in points if p.memory_size == trained]
             return _prove(reference, candidate, task, at_trained, length)
@@ -257,7 +261,9 @@ def _onnx(run: Run, module: ExportModule, workdir: Path, out: Path, fmt: str, op
     onnx.checker.check_model(proto)
     if ragged:
         forward = _ragged_forward(proto)
-        comparisons = _prove_ragged(reference, forward, run.task, module.rows, prove, points)
+        own = points_of_own_rows(run.task, points, config.memory_size if module.rows else None)
+        comparisons = _prove_ragged(reference, forward, run.task, module.rows,
+                                    lambda candidate: prove(candidate, at=own), own)
     else:
         comparisons = prove(_onnx_forward(proto, module))
     entries["ntm.export"]["verified"] = [c.as_dict() for c in comparisons]
@@ -308,6 +314,15 @@ def _ragged_forward(proto: onnx.ModelProto):
         return out
 
     return forward
+
+
+def points_of_own_rows(task, points: list, trained: int | None) -> list:
+    """The proof points a model that always chooses its own rows can run (a Triton ragged
+    model has no rows input): all of them, but for a task whose rows never grow (N-grams) only
+    those at the ``trained`` rows, not the grown graph's point at twice as many."""
+    if trained is None or growth_point(task, trained) is not None:
+        return points
+    return [p for p in points if p.memory_size == trained]
 
 
 def _prove_ragged(reference, forward, task, rows: RowsTable | None, prove, points

@@ -376,3 +376,21 @@ def test_the_ragged_proof_holds_each_point_to_its_own_tolerance():
     assert mixed.passed and mixed.probabilities_diff == pytest.approx(2e-3)
     with pytest.raises(ExportError, match=r"ragged batch differs .* by 0\.0002 \(tolerance 0\.0001\)"):
         check([1e-3, 0.0], [5e-5, 2e-4])  # the quiet point may not borrow the chaotic one's
+
+
+def test_a_model_that_chooses_its_own_rows_is_proven_where_it_can_run():
+    """A Triton ragged model has no rows input: for a task whose rows never grow (N-grams) it
+    always runs with its trained rows, so the grown graph's point (twice the rows) is not one
+    it can be proven at; a growing task keeps every point, the grown ones included."""
+    from ntm.contract.tasks import get_task
+    from ntm.export.exporter import points_of_own_rows
+    from ntm.export.verify import verification_points
+
+    ngrams = get_task("ngrams")
+    points = verification_points(ngrams, None, 128)
+    assert {p.memory_size for p in points} == {128, 256}
+    assert {p.memory_size for p in points_of_own_rows(ngrams, points, 128)} == {128}
+    copy = get_task("copy")
+    points = verification_points(copy, None, 128)
+    assert points_of_own_rows(copy, points, 128) == points and \
+        {p.memory_size for p in points} == {128, 256}
