@@ -23,7 +23,7 @@ def bundled():
     from ntm.serving.models import bundled_models
 
     models = bundled_models()
-    assert set(models) == {"copy", "priority-sort", "recall", "repeat-copy"}, \
+    assert set(models) == {"copy", "ngrams", "priority-sort", "recall", "repeat-copy"}, \
         f"bundled models: {models}"
     return models
 

@@ -38,15 +38,16 @@ def test_shipped_examples_get_the_right_answer(example, bundled):
 
 def test_the_ngrams_example_is_answered_by_its_bundled_model(bundled):
     """No --model: the request's field picks the bundled N-grams model; its cost lies near the
-    optimal estimator's on the same bits (as its card says: a few bits over, far under a coin's
-    200)."""
+    optimal estimator's on the same bits (its card: about a bit over on average; one sequence
+    may fall either side) and far under a fair coin's 200."""
     bits = json.loads((EXAMPLES / "ngrams.json").read_text())["bits"]
     result = run(str(EXAMPLES / "ngrams.json"))
     assert result.exit_code == 0, result.output
     [answer] = json.loads(result.output)["predictions"]
     assert len(answer["probabilities"]) == len(bits) + 1 and answer["memory_size"] == 128
     assert answer["next_bit"] == int(answer["next_bit_probability"] > 0.5)
-    assert answer["optimal_cost_bits"] <= answer["cost_bits"] <= answer["optimal_cost_bits"] + 20
+    assert abs(answer["cost_bits"] - answer["optimal_cost_bits"]) <= 15
+    assert answer["cost_bits"] < 0.8 * len(bits)
 
 
 def test_the_priority_sort_example_is_answered_by_its_bundled_model(bundled):
