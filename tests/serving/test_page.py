@@ -13,6 +13,7 @@ they fail. ``python tests/serving/test_page.py --screenshot PATH`` takes the REA
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -479,3 +480,26 @@ if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "--screenshot":
         sys.exit("usage: python tests/serving/test_page.py --screenshot PATH")
     screenshot(sys.argv[2])
+
+
+@pytest.mark.parametrize("name, fields", [
+    ("ngrams", {"next_bit", "cost_bits", "optimal_cost_bits"}), ("priority-sort", {"output"})])
+def test_the_paper_tasks_bundled_models_run_from_the_json_editor(server, visit, name, fields):
+    """N-grams and priority sort have no bit editor of their own: the page offers the task's
+    example as JSON, sends it, and shows the answer the server gives, with its verdict."""
+    v = visit(server.url + "/")
+    v.wait_for_models()
+    v.page.select_option("[data-testid=model]", name)
+    v.page.wait_for_selector("[data-testid=request-json]:visible")
+    example = json.loads(v.page.input_value("[data-testid=request-json]"))
+    from ntm.contract.tasks import get_task
+
+    assert set(example) == set(get_task(name).request_keys)
+    with v.page.expect_response(lambda r: r.url.endswith(f"/{name}:predict")) as response:
+        v.run()
+    answer = response.value.json()["predictions"][0]
+    assert fields <= set(answer) and answer["within_training_range"]
+    shown = json.loads(v.page.inner_text("[data-testid=answer-json]"))
+    assert shown == {k: value for k, value in answer.items() if k != "attention"}
+    assert "Within the training range" in v.verdict()
+    assert v.errors == []
