@@ -4,6 +4,7 @@
     python benchmarks/card_evaluation.py copy recall repeat-copy
     python benchmarks/card_evaluation.py copy --points 126,127 -n 40000 --no-card
     python benchmarks/card_evaluation.py copy --small           # seconds; used by the tests
+    python benchmarks/card_evaluation.py ngrams --memory-size 256 --no-card  # other rows
 
 A card measured on 100 sequences per point reads "0 bits/seq" for a model that fails one
 sequence in 400. Here every point gets ``-n`` fresh sequences (10,000 by default), drawn as
@@ -209,7 +210,8 @@ def measures_table(rows: list[dict]) -> list[str]:
 def command_line(args, defaults: dict) -> str:
     parts = ["python benchmarks/card_evaluation.py", *args.models]
     for flag, value in (("--points", args.points), ("-n", args.sequences),
-                        ("--engine", args.engine), ("--seed", args.seed),
+                        ("--engine", args.engine), ("--memory-size", args.memory_size),
+                        ("--seed", args.seed),
                         ("--batch-size", args.batch_size)):
         if value is not None and value != defaults.get(flag):
             parts.append(f"{flag} {value}")
@@ -229,6 +231,10 @@ def main() -> None:
     parser.add_argument("--engine", choices=("fused", "standard"), default="fused",
                         help="fused: the model's twin on the ntm_ops kernel (ntm build-kernel); "
                              "standard: ONNX operators only")
+    parser.add_argument("--memory-size", type=int, default=None,
+                        help="memory rows for every point, as ntm predict --memory-size (with "
+                             "--no-card: a card measures the rows the model chooses) [the "
+                             "model's choice per point]")
     parser.add_argument("--seed", type=int, default=DATA_SEED, help="data seed")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--no-card", action="store_true",
@@ -241,6 +247,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.sequences is not None and args.sequences < 1:
         parser.error("-n must be at least 1")
+    if args.memory_size is not None and (args.memory_size < 1 or not args.no_card):
+        parser.error("--memory-size: a positive number of rows, with --no-card (a card measures "
+                     "the rows the model chooses)")
 
     import onnxruntime
 
@@ -263,7 +272,8 @@ def main() -> None:
                 args.points or args.small else default_points(task, name)
         except ValueError as err:
             parser.error(f"--points: {err}")
-        runtime = ModelRuntime(bundled_path(name), options=RuntimeOptions(engine=args.engine))
+        runtime = ModelRuntime(bundled_path(name), options=RuntimeOptions(
+            engine=args.engine, memory_size=args.memory_size))
         started = time.perf_counter()
         rows = []
         for point in points:
@@ -298,8 +308,9 @@ def main() -> None:
               "batch_size": args.batch_size, "onnxruntime": onnxruntime.__version__,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "models": models}
-    write_results(args.out, "card_evaluation-" + "-".join(args.models), args.small, result,
-                  markdown(result))
+    rows = "" if args.memory_size is None else f"-rows{args.memory_size}"
+    write_results(args.out, "card_evaluation-" + "-".join(args.models) + rows, args.small,
+                  result, markdown(result))
 
 
 if __name__ == "__main__":

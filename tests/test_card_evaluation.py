@@ -159,3 +159,18 @@ def test_a_task_whose_wrong_bits_are_no_failures_gets_its_measures_not_rates(tmp
     assert "Clopper-Pearson" not in text and "keeps the 128 rows" in text
     results = (tmp_path / "card_evaluation-ngrams_small.md").read_text()
     assert "| point | rows | n | bits/seq wrong | cost_bits | optimal_bits | excess_bits |" in results
+
+
+def test_other_rows_are_measured_apart_from_the_card(tmp_path):
+    """--memory-size runs every point with those rows and writes its own results file; it
+    needs --no-card, since a card measures the rows the model chooses itself."""
+    script = [sys.executable, str(REPO / "benchmarks" / "card_evaluation.py"), "ngrams",
+              "--small", "--engine", "standard", "--out", str(tmp_path), "--memory-size", "256"]
+    refused = subprocess.run(script, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "--memory-size" in refused.stderr
+    run = subprocess.run([*script, "--no-card"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads((tmp_path / "card_evaluation-ngrams-rows256_small.json").read_text())
+    assert {r["memory_size"] for r in result["models"][0]["rows"]} == {256}
+    assert "--memory-size 256" in result["command"] and not (tmp_path / "ngrams.json").exists()
