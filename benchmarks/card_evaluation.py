@@ -215,6 +215,8 @@ def command_line(args, defaults: dict) -> str:
                         ("--batch-size", args.batch_size)):
         if value is not None and value != defaults.get(flag):
             parts.append(f"{flag} {value}")
+    if args.no_card:
+        parts.append("--no-card")
     if args.small:
         parts.append("--small")
     return " ".join(parts)

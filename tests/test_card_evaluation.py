@@ -173,4 +173,5 @@ def test_other_rows_are_measured_apart_from_the_card(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads((tmp_path / "card_evaluation-ngrams-rows256_small.json").read_text())
     assert {r["memory_size"] for r in result["models"][0]["rows"]} == {256}
-    assert "--memory-size 256" in result["command"] and not (tmp_path / "ngrams.json").exists()
+    assert "--memory-size 256 --no-card" in result["command"]
+    assert not (tmp_path / "ngrams.json").exists()

@@ -168,9 +168,11 @@ class NGramsTask(Task):
         return difficulty.length + 1
 
     def memory_rows(self, difficulty):
-        # What an N-gram model must keep is a pair of counts per context (paper Figure 15: the
-        # trained NTM addresses memory by context), however long the sequence: the rows never
-        # grow, and a request runs with the rows the model was trained with.
+        # A model that keeps a pair of counts per context (paper Figure 15: the trained NTM
+        # addresses memory by context) needs no more rows however long the sequence, so the
+        # rows never grow by default. A model that keeps a history instead (the bundled one:
+        # one row per bit, docs/limits.md) does better past its rows when a request asks for
+        # more.
         return 2 ** self.context_bits + 1
 
     def memory_rows_for_time_steps(self, time_steps):
