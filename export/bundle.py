@@ -191,19 +191,15 @@ def evaluation_method(card: dict) -> str:
             f"(`rows`); {method['seconds'] / 60:.1f} minutes in all.{failures}\n")
 
 
-def memory_grows(task, rows: int) -> bool:
-    """Whether a long enough request of ``task`` needs more than the ``rows`` it was trained
-    with (N-grams' counts never do: its rows are fixed)."""
-    return task.memory_rows_for_time_steps(1_000_000) > rows
-
-
 def heads(count: int, kind: str) -> str:
     return f"{count} {kind} head" + ("" if count == 1 else "s")
 
 
 def memory_sentence(card: dict, task) -> str:
+    from ntm.export.verify import growth_point
+
     rows = card["model"]["memory_size"]
-    if not memory_grows(task, rows):
+    if growth_point(task, rows) is None:  # no request needs more rows (N-grams)
         return (f"Its memory keeps the {rows} rows it was trained with, however long the "
                 f"request: what the task needs to store does not grow with it.")
     return (f"Its memory grows with the\nrequest: trained with {rows} rows, it runs with\n"

@@ -262,8 +262,7 @@ def _onnx(run: Run, module: ExportModule, workdir: Path, out: Path, fmt: str, op
     if ragged:
         forward = _ragged_forward(proto)
         own = points_of_own_rows(run.task, points, config.memory_size if module.rows else None)
-        comparisons = _prove_ragged(reference, forward, run.task, module.rows,
-                                    lambda candidate: prove(candidate, at=own), own)
+        comparisons = _prove_ragged(reference, forward, run.task, module.rows, prove, own)
     else:
         comparisons = prove(_onnx_forward(proto, module))
     entries["ntm.export"]["verified"] = [c.as_dict() for c in comparisons]
@@ -327,8 +326,9 @@ def points_of_own_rows(task, points: list, trained: int | None) -> list:
 
 def _prove_ragged(reference, forward, task, rows: RowsTable | None, prove, points
                   ) -> list[Comparison]:
-    """A Triton ragged model, proven like any export at every point (its rows are its own
-    choice: the points' rows, checked; ``rows`` None: a network without memory), then with every
+    """A Triton ragged model, proven like any export at each of ``points`` (``prove(...,
+    at=points)``; its rows are its own choice: the points' rows, checked; ``rows`` None: a
+    network without memory), then with every
     point's sequences in one run (mixed lengths and rows) against the same sequences run
     alone."""
     import numpy as np
@@ -340,7 +340,7 @@ def _prove_ragged(reference, forward, task, rows: RowsTable | None, prove, point
                               f"{chosen} memory rows, the proof with {n}")
         return forward([x])[0], None
 
-    comparisons = prove(candidate)
+    comparisons = prove(candidate, at=points)
     inputs = [task.fixed_batch(np.random.default_rng([7, i]), 2, p.difficulty).inputs
               for i, p in enumerate(points)]
     together = forward(inputs)
@@ -348,12 +348,12 @@ def _prove_ragged(reference, forward, task, rows: RowsTable | None, prove, point
     # point where TensorFlow itself moves by more than 1e-4 (a long, chaotic sequence) may
     # move as much here. The record is the point nearest its tolerance.
     assert len(comparisons) == len(points), "one comparison per point, in order"
+    steps, batch = max(x.shape[1] for x in inputs), sum(len(x) for x in inputs)
     mixed = None
     for x, p, alone in zip(inputs, together, comparisons):
         n = None if rows is None else rows.rows_for_steps(x.shape[1])
-        here = Comparison(label="every point above in one ragged batch",
-                          time_steps=max(y.shape[1] for y in inputs),
-                          batch=sum(len(y) for y in inputs),
+        here = Comparison(label="every point above in one ragged batch", time_steps=steps,
+                          batch=batch,
                           probabilities_diff=float(np.abs(reference(x, n)[0] - p).max()),
                           attention_diff=None, noise_floor=alone.noise_floor)
         if mixed is None or (here.probabilities_diff / here.tolerance

@@ -366,9 +366,9 @@ def test_the_ragged_proof_holds_each_point_to_its_own_tolerance():
             return [np.full((len(x), x.shape[1], 8), m, np.float32)
                     for x, m in zip(sequences, moved)]
 
-        def prove(candidate):
+        def prove(candidate, at):
             return [Comparison(p.label(task), 5, 2, 0.0, None, noise_floor=f, memory_size=None)
-                    for p, f in zip(points, floors)]
+                    for p, f in zip(at, floors)]
 
         return _prove_ragged(reference, forward, task, None, prove, points)[-1]
 

@@ -2,8 +2,6 @@
 NTM's exports, with no memory_size input and no attention output; the options that mean
 nothing without memory are one-line usage errors."""
 
-import json
-
 import numpy as np
 import onnx
 import onnxruntime as ort

@@ -12,6 +12,7 @@ import ntm
 from ntm.contract.tasks import Difficulty
 from ntm.serving.models import bundled_models
 from tests.triton.conftest import triton_name
+from tests.triton.test_triton_server import infer
 
 http = pytest.importorskip("tritonclient.http")
 grpc = pytest.importorskip("tritonclient.grpc")
@@ -27,13 +28,6 @@ def examples(task, count: int = 3) -> np.ndarray:
     requests = [task.request_example(rng, Difficulty(point.length, point.repeats))[0]
                 for _ in range(count)]
     return np.stack([task.encode(r).inputs for r in requests]).astype(np.float32)
-
-
-def infer(client, module, model: str, x: np.ndarray) -> np.ndarray:
-    tensor = module.InferInput("inputs", list(x.shape), "FP32")
-    tensor.set_data_from_numpy(x)
-    wanted = [module.InferRequestedOutput("probabilities")]
-    return client.infer(model, [tensor], outputs=wanted).as_numpy("probabilities")
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
