@@ -199,13 +199,15 @@ def memory_sentence(card: dict, task) -> str:
     from ntm.export.verify import growth_point
 
     rows = card["model"]["memory_size"]
-    if growth_point(task, rows) is None:  # no request needs more rows (N-grams)
+    if growth_point(task, rows) is None:  # no request needs more rows (a count-keeping task)
         return (f"Its memory keeps the {rows} rows it was trained with, however long the "
                 f"request: what the task needs to store does not grow with it.")
+    power = card["model"].get("grow_strength_power", 2)
+    strength = ("the key strength as trained (the task's rule: no sharpening on more rows)"
+                if power == 0 else f"the key strength scaled by\n(log N / log {rows})^{power:g}")
     return (f"Its memory grows with the\nrequest: trained with {rows} rows, it runs with\n"
             f"the smallest of {rows} x 1, 2, 4, ... rows that holds the request (the\n"
-            f"`rows` column below), the key strength scaled by\n"
-            f"(log N / log {rows})^{card['model'].get('grow_strength_power', 2):g}.")
+            f"`rows` column below), {strength}.")
 
 
 def bars_section(card: dict, task) -> str:

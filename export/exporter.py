@@ -261,7 +261,7 @@ def _onnx(run: Run, module: ExportModule, workdir: Path, out: Path, fmt: str, op
     onnx.checker.check_model(proto)
     if ragged:
         forward = _ragged_forward(proto)
-        own = points_of_own_rows(run.task, points, config.memory_size if module.rows else None)
+        own = points_of_own_rows(run.task, points, module.rows)
         comparisons = _prove_ragged(reference, forward, run.task, module.rows, prove, own)
     else:
         comparisons = prove(_onnx_forward(proto, module))
@@ -315,13 +315,16 @@ def _ragged_forward(proto: onnx.ModelProto):
     return forward
 
 
-def points_of_own_rows(task, points: list, trained: int | None) -> list:
+def points_of_own_rows(task, points: list, rows: RowsTable | None) -> list:
     """The proof points a model that always chooses its own rows can run (a Triton ragged
-    model has no rows input): all of them, but for a task whose rows never grow (N-grams) only
-    those at the ``trained`` rows, not the grown graph's point at twice as many."""
-    if trained is None or growth_point(task, trained) is not None:
+    model has no rows input): those whose rows are what ``rows`` (its table; None: a network
+    without memory, every point) gives their time steps. Twice the longest training length at
+    the trained rows drops out where it needs more (N-grams at 400 bits), and so does the grown
+    graph's point at twice the rows where no length needs them (a task whose rows never grow)."""
+    if rows is None:
         return points
-    return [p for p in points if p.memory_size == trained]
+    return [p for p in points
+            if rows.rows_for_steps(task.time_steps(p.difficulty)) == p.memory_size]
 
 
 def _prove_ragged(reference, forward, task, rows: RowsTable | None, prove, points

@@ -53,3 +53,19 @@ def baseline_run(tmp_path_factory) -> Path:
     Trainer(Run.create(run_dir, config, architecture="lstm", lstm_layers=2,
                        lstm_units=12)).run()
     return run_dir
+
+
+@pytest.fixture
+def counting_ngrams():
+    """N-grams for a model that keeps a pair of counts per context (the paper's Figure 15), as a
+    plug-in task would define it: its rows never grow, however long the sequence."""
+    from ntm.contract.tasks.ngrams import NGramsTask
+
+    class CountingNGrams(NGramsTask):
+        def memory_rows(self, difficulty):
+            return 2 ** self.context_bits + 1
+
+        def memory_rows_for_time_steps(self, time_steps):
+            return 2 ** self.context_bits + 1
+
+    return CountingNGrams()

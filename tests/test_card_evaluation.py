@@ -156,7 +156,7 @@ def test_a_task_whose_wrong_bits_are_no_failures_gets_its_measures_not_rates(tmp
         assert 0 < measures["optimal_bits"] <= measures["cost_bits"] + 1  # per point, on average
     text = (tmp_path / "ngrams.md").read_text()
     assert "excess_bits" in text and "None: the bits it predicts are random" in text
-    assert "Clopper-Pearson" not in text and "keeps the 128 rows" in text
+    assert "Clopper-Pearson" not in text and "the key strength as trained" in text
     results = (tmp_path / "card_evaluation-ngrams_small.md").read_text()
     assert "| point | rows | n | bits/seq wrong | cost_bits | optimal_bits | excess_bits |" in results
 

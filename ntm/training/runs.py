@@ -114,14 +114,17 @@ class Run:
         """A new run of ``train_config``'s task (nothing is written until training starts).
 
         ``model_options`` are ModelConfig fields other than input_size and output_size, which
-        the task fixes. ConfigError when a value is impossible, when the memory cannot hold
+        the task fixes; for the NTM, the task's ``model_defaults`` fill the fields they leave
+        out. ConfigError when a value is impossible, when the memory cannot hold
         the task's longest training sequence, or when a model without memory is asked for a
         setting of the NTM's (``check_memory_settings``; ``config.train_config_for`` makes a
         TrainConfig without them).
         """
         task = train_config.build_task()
+        is_ntm = model_options.get("architecture", ModelConfig.architecture) == "ntm"
+        options = {**(task.model_defaults if is_ntm else {}), **model_options}
         model_config = ModelConfig(input_size=task.input_size, output_size=task.output_size,
-                                   **model_options)
+                                   **options)
         needed = task.memory_rows(task.hardest_training_difficulty)
         if model_config.has_memory and model_config.memory_size < needed:
             raise ConfigError(

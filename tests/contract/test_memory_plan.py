@@ -32,7 +32,9 @@ def test_more_than_the_largest_bucket_names_the_limit():
     ("repeat-copy", Difficulty(10, 1000), 12),
     ("recall", Difficulty(6), 35),  # 30 steps before the answer, at most 7/8 full
     ("recall", Difficulty(26), 126), ("recall", Difficulty(27), 131),
-    ("ngrams", Difficulty(200), 33), ("ngrams", Difficulty(100_000), 33),  # counts per context
+    ("ngrams", Difficulty(20), 33),  # never fewer than a row per context, plus one
+    ("ngrams", Difficulty(200), 128), ("ngrams", Difficulty(201), 129),  # 200 bits in 128 rows
+    ("ngrams", Difficulty(1000), 640),
     ("priority-sort", Difficulty(20), 22), ("priority-sort", Difficulty(200), 202)])
 def test_rows_a_request_needs(name, difficulty, rows):
     task = get_task(name)
@@ -53,7 +55,7 @@ def test_within_training_range_at_the_edges(name, inside, outside):
     assert not any(task.within_training_range(d) for d in outside)
 
 
-def test_a_task_whose_rows_never_grow_holds_any_length_in_every_bucket():
-    buckets, longest = bucket_table(128, get_task("ngrams").memory_rows_for_time_steps, 512)
+def test_a_task_whose_rows_never_grow_holds_any_length_in_every_bucket(counting_ngrams):
+    buckets, longest = bucket_table(128, counting_ngrams.memory_rows_for_time_steps, 512)
     assert buckets == [128, 256, 512] and longest == [UNLIMITED_STEPS] * 3
     assert bucket_table(128, get_task("copy").memory_rows_for_time_steps, 256)[1] == [254, 510]

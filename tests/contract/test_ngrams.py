@@ -238,7 +238,15 @@ def test_bad_requests_name_the_field(request_, field):
     assert err.value.field == field
 
 
-def test_memory_rows_do_not_grow_with_the_sequence():
+def test_memory_rows_grow_in_the_trained_proportion_of_bits_to_rows():
+    """A history never wraps more than in training (200 bits in 128 rows), and there is always
+    a row per context plus one."""
     task = NGramsTask()
-    assert task.memory_rows(Difficulty(200)) == task.memory_rows(Difficulty(100_000)) == 33
-    assert task.memory_rows_for_time_steps(10 ** 9) == 33
+    assert task.memory_rows(Difficulty(200)) == 128 and task.memory_rows(Difficulty(201)) == 129
+    assert task.memory_rows(Difficulty(1)) == 33
+    for bits in (1, 60, 200, 201, 999, 100_000):
+        rows = task.memory_rows(Difficulty(bits))
+        assert bits / rows <= 200 / 128
+        assert task.memory_rows_for_time_steps(task.time_steps(Difficulty(bits))) == rows
+    assert task.memory_rows_for_time_steps(1) == 33
+    assert NGramsTask.model_defaults == {"grow_strength_power": 0.0}

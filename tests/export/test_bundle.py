@@ -52,9 +52,10 @@ def test_a_card_of_a_chosen_checkpoint_names_it_in_its_commands():
     assert "--checkpoint" not in export_command(Path("runs/rc"), "repeat-copy")
 
 
-def test_a_card_says_whether_the_memory_grows_and_counts_its_heads():
+def test_a_card_says_whether_the_memory_grows_and_counts_its_heads(counting_ngrams):
     grows = render_card(card(), get_task("repeat-copy"))
     assert "Its memory grows with the" in grows and "1 read head / 1 write head" in grows
+    assert "the key strength scaled by\n(log N / log 128)^2" in grows
     ngrams = card(name="ngrams", task="ngrams", train_lengths=[200, 200], train_repeats=None,
                   quality_bars=[],
                   model={**card()["model"], "controller": "feedforward", "num_read_heads": 8,
@@ -63,7 +64,10 @@ def test_a_card_says_whether_the_memory_grows_and_counts_its_heads():
                                "worst_bits": 70, "perfect_fraction": 0.0, "sequences": 100,
                                "measures": {"cost_bits": 128.0, "optimal_bits": 126.0,
                                             "excess_bits": 2.0}}])
-    text = render_card(ngrams, get_task("ngrams"))
+    text = render_card(ngrams, counting_ngrams)
     assert "keeps the 128 rows it was trained with" in text and "grows" not in text
     assert "8 read heads / 8 write heads" in text and "task, bits 200." in text
+    ngrams["model"]["grow_strength_power"] = 0.0  # the built-in task's rule
+    grows = render_card(ngrams, get_task("ngrams"))
+    assert "Its memory grows with the" in grows and "the key strength as trained" in grows
     assert "excess_bits" in text and "None: the bits it predicts are random" in text

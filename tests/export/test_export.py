@@ -384,19 +384,25 @@ def test_the_ragged_proof_holds_each_point_to_its_own_tolerance():
         check([5e-5, 2e-4], alone_floors=(1.0, 1.0))  # nor a floor measured on others
 
 
-def test_a_model_that_chooses_its_own_rows_is_proven_where_it_can_run():
-    """A Triton ragged model has no rows input: for a task whose rows never grow (N-grams) it
-    always runs with its trained rows, so the grown graph's point (twice the rows) is not one
-    it can be proven at; a growing task keeps every point, the grown ones included."""
-    from ntm.contract.tasks import get_task
+def test_a_model_that_chooses_its_own_rows_is_proven_where_it_can_run(counting_ngrams):
+    """A Triton ragged model has no rows input: it is proven at the points whose rows are the
+    ones it chooses. For a task whose rows never grow (N-grams of a count-keeping model) the
+    grown graph's point (twice the rows) drops out; for the built-in N-grams, twice its
+    training length at the trained rows (400 bits need 256); copy keeps every point."""
+    from ntm.contract.tasks import Difficulty, get_task
     from ntm.export.exporter import points_of_own_rows
-    from ntm.export.verify import verification_points
+    from ntm.export.signatures import RowsTable
+    from ntm.export.verify import ProofPoint, verification_points
 
-    ngrams = get_task("ngrams")
-    points = verification_points(ngrams, None, 128)
-    assert {p.memory_size for p in points} == {128, 256}
-    assert {p.memory_size for p in points_of_own_rows(ngrams, points, 128)} == {128}
-    copy = get_task("copy")
-    points = verification_points(copy, None, 128)
-    assert points_of_own_rows(copy, points, 128) == points and \
-        {p.memory_size for p in points} == {128, 256}
+    def own(task):
+        points = verification_points(task, None, 128)
+        assert {p.memory_size for p in points} == {128, 256}
+        return points, points_of_own_rows(task, points, RowsTable.for_task(task, 128))
+
+    points, kept = own(counting_ngrams)
+    assert {p.memory_size for p in kept} == {128}
+    points, kept = own(get_task("ngrams"))
+    assert [p for p in points if p not in kept] == [ProofPoint(Difficulty(400), 128)]
+    points, kept = own(get_task("copy"))
+    assert kept == points
+    assert points_of_own_rows(get_task("copy"), points, None) == points  # no memory

@@ -49,11 +49,15 @@ def test_a_dynamic_export_is_proven_with_grown_memory():
     assert recall.memory_rows(grown) > 128 >= recall.memory_rows(Difficulty(grown.length - 1))
 
 
-def test_a_task_whose_rows_never_grow_is_proven_with_grown_memory_at_its_training_length():
-    ngrams = get_task("ngrams")
-    assert growth_point(ngrams, 128) is None
-    assert verification_points(ngrams, None, trained_rows=128)[-1] == \
+def test_a_task_whose_rows_never_grow_is_proven_with_grown_memory_at_its_training_length(
+        counting_ngrams):
+    assert growth_point(counting_ngrams, 128) is None
+    assert verification_points(counting_ngrams, None, trained_rows=128)[-1] == \
         ProofPoint(Difficulty(200), 256)
+    ngrams = get_task("ngrams")  # the built-in one: rows in proportion past 200 bits
+    assert growth_point(ngrams, 128) == Difficulty(201)
+    assert verification_points(ngrams, None, trained_rows=128)[-1] == \
+        ProofPoint(Difficulty(201), 256)
 
 
 def test_a_fixed_length_export_is_proven_at_its_own_rows():

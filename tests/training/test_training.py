@@ -231,3 +231,21 @@ def test_ngrams_held_out_evaluation_logs_its_cost_beside_the_optimal_estimators(
     copy = make(tmp_path / "copy", steps=4, eval_every=2, checkpoint_every=2, log_every=2)
     copy.run()
     assert not any(k.startswith("eval_cost") for m in metrics(tmp_path / "copy") for k in m)
+
+
+def test_a_task_sets_its_model_defaults_for_a_new_ntm_run_only_where_left_alone(tmp_path):
+    """N-grams' NTM gets its grown-memory key rule (power 0) unless the options name one; the
+    LSTM baseline, which has no memory, keeps the config's default (changing an NTM setting
+    would be refused for it)."""
+    from ntm.training.config import train_config_for
+
+    config = TrainConfig(task="ngrams", min_length=20, max_length=20)
+    tiny = {**TINY_MODEL, "memory_size": 33}
+    assert Run.create(tmp_path / "a", config, **tiny).model_config.grow_strength_power == 0
+    given = Run.create(tmp_path / "b", config, **{**tiny, "grow_strength_power": 1.0})
+    assert given.model_config.grow_strength_power == 1.0
+    lstm = Run.create(tmp_path / "c", train_config_for("lstm", task="ngrams"),
+                      architecture="lstm", lstm_units=8)
+    assert lstm.model_config.grow_strength_power == 2.0
+    copy = TrainConfig(task="copy", min_length=1, max_length=5)
+    assert Run.create(tmp_path / "d", copy, **TINY_MODEL).model_config.grow_strength_power == 2.0

@@ -69,6 +69,9 @@ class Task(abc.ABC):
     # ``ntm train`` defaults this task sets for itself ({TrainConfig field: value}), each
     # measured by the seed sweep (benchmarks/seeds.py) for this task.
     train_defaults: ClassVar[dict[str, Any]] = {}
+    # ModelConfig fields this task sets for a new NTM run ({field: value}) where the command
+    # leaves them alone, each measured on this task's trained models.
+    model_defaults: ClassVar[dict[str, Any]] = {}
     # Whether ``with_blank_runs`` can blank runs of this task's items (``ntm train --blank-runs``).
     blanks_items: ClassVar[bool] = False
     # Whether every target bit follows from the input, so that a sequence with any wrong bit
