@@ -186,3 +186,30 @@ def test_an_unreadable_ngrams_checkpoint_is_left_out_of_the_curve(tmp_path):
         "15": {"step": 15, "sequences": 60, "cost_bits": 11.5, "optimal_bits": 10.0}}}}
     assert [p["step"] for p in paper.measured_points(state, run)] == [10, 15]
     assert paper.curve(plan, run, state)["x"] == [40, 60]
+
+
+def test_priority_sort_is_also_drawn_as_training_cross_entropy(tmp_path):
+    """The paper's priority-sort axis reaches above the 128 bits a sequence can get wrong, so
+    its cost is cross-entropy: the training losses in bits (median of the last logs) are kept
+    and drawn for it, and for no task whose axis fits wrong bits."""
+    import math
+
+    pytest.importorskip("matplotlib")
+    assert [t.name for t in paper.TASKS.values() if t.cross_entropy_figure] == ["priority-sort"]
+    losses = [{"loss": v * math.log(2)} for v in [90.0] * 10 + [50.0, 60.0, 70.0]]
+    assert paper.training_cost_bits(losses, logs=3) == pytest.approx(60.0)
+    assert paper.training_cost_bits(losses[:2], logs=3) == pytest.approx(90.0)
+    assert paper.training_cost_bits([]) is None
+
+    plan = dataclasses.replace(small_plan(tmp_path), small=False)
+    curves = {f"priority-sort-{model}": {"x": [], "y": [], "train_x": [4, 8, 12],
+                                         "train_y": [60.0, 50.0, 40.0],
+                                         "train_cost": [120.0, 100.0, 90.0]}
+              for model in paper.MODELS}
+    written = paper.draw_cross_entropy(plan, {"curves": curves}, paper.TASKS["priority-sort"],
+                                       tmp_path)
+    assert [p.name for p in written] == ["paper-priority-sort-cross-entropy.png"]
+    assert written[0].read_bytes().startswith(b"\x89PNG")
+    del curves["priority-sort-ntm"]["train_cost"], curves["priority-sort-lstm"]["train_cost"]
+    assert paper.draw_cross_entropy(plan, {"curves": curves}, paper.TASKS["priority-sort"],
+                                    tmp_path / "none") == []
