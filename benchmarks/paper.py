@@ -55,6 +55,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -560,10 +561,7 @@ def training_cost_bits(losses: list[dict], logs: int = COST_LOGS) -> float | Non
     training losses (nats, one batch each) over ln 2; None before the first."""
     if not losses:
         return None
-    latest = sorted(r["loss"] for r in losses[-logs:])
-    middle = len(latest) // 2
-    median = latest[middle] if len(latest) % 2 else (latest[middle - 1] + latest[middle]) / 2
-    return median / math.log(2)
+    return statistics.median(r["loss"] for r in losses[-logs:]) / math.log(2)
 
 
 def _cell(value, fmt: str = "{:.2f}") -> str:

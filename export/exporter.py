@@ -21,7 +21,7 @@ from ntm.contract.tasks import Difficulty
 from ntm.contract.metadata import ModelParts
 from ntm.contract.state_layout import START_NAME, STATE_NAME, STATE_OUT_NAME
 from ntm.export.verify import (CHUNK_TOLERANCE, CHUNKS, NOISE_FACTOR, PERTURBATION, TOLERANCE,
-                               Comparison, chunked, compare, growth_point, noise_floor, one_shot,
+                               Comparison, chunked, compare, noise_floor, one_shot,
                                verification_points)
 from ntm.export import fused, triton
 from ntm.export.writers import convert_to_onnx, replace_path, set_metadata, write_savedmodel

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 import ntm
 from ntm.cli.main import cli
-from ntm.contract.tasks import Difficulty, get_task
+from ntm.contract.tasks import get_task
 from ntm.serving.errors import ServingError
 from tests.serving.conftest import ServerProcess, metric
 
