@@ -35,12 +35,12 @@ OP_VERSION = 1  # the ops' contract (kernels/ntm_ops.cc ntm_ops_version)
 KERNEL_NAME = "fused"
 WEIGHT_NAMES = ("controller_kernel", "controller_bias", "initial_h", "initial_c", "head_kernel",
                 "head_bias", "output_kernel", "output_bias", "initial_reads",
-                "initial_weight_logits")
+                "initial_weight_logits", "initial_memory")
 
 
 def model_weights(model: NTM) -> dict[str, np.ndarray]:
     """The NTM's variables in the op's order and shapes (float32). A feed-forward controller
-    has no initial (h, c): those two are empty."""
+    has no initial (h, c), a constant initial memory no initial_memory: those are empty."""
     cell = model.cell
     controller = cell.controller
     lstm = model.config.controller == "lstm"
@@ -48,7 +48,8 @@ def model_weights(model: NTM) -> dict[str, np.ndarray]:
     values = (controller.kernel, controller.bias,
               controller.initial_h if lstm else empty, controller.initial_c if lstm else empty,
               cell.head_kernel, cell.head_bias, cell.output_kernel, cell.output_bias,
-              cell.initial_reads, cell.initial_weight_logits)
+              cell.initial_reads, cell.initial_weight_logits,
+              empty if cell.initial_memory is None else cell.initial_memory)
     return {name: np.asarray(v, np.float32) for name, v in zip(WEIGHT_NAMES, values)}
 
 

@@ -86,6 +86,8 @@ def variable_shapes(model: NTM, grows: bool = False) -> dict[str, tuple[int, ...
         "cell.initial_weight_logits": ((() if grows else (1,))
                                        + tuple(cell.initial_weight_logits.shape)),
     }
+    if cell.initial_memory is not None:  # [N0, M] as the variable, whether it grows or not
+        shapes["cell.initial_memory"] = tuple(cell.initial_memory.shape)
     if hasattr(cell.controller, "initial_h"):
         shapes["cell.controller.initial_h"] = (1, *cell.controller.initial_h.shape)
         shapes["cell.controller.initial_c"] = (1, *cell.controller.initial_c.shape)
@@ -94,18 +96,21 @@ def variable_shapes(model: NTM, grows: bool = False) -> dict[str, tuple[int, ...
 
 def candidate_assignments(shapes: dict[str, tuple[int, ...]],
                           arrays: list[tuple[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-    """Every way to give each variable an initializer of its shape (one each, none reused)."""
+    """Every way to give each variable an initializer of its shape (one each, none reused).
+    A folded constant can share a variable's shape (in a small model, one as wide as the
+    output): then each is tried, and the comparison with the ONNX model decides."""
     by_shape: dict[tuple[int, ...], list[str]] = {}
     for path, shape in shapes.items():
         by_shape.setdefault(shape, []).append(path)
     choices = []
     for shape, paths in by_shape.items():
         found = [a for _, a in arrays if a.shape == shape]
-        if len(found) != len(paths):
+        if len(found) < len(paths):
             raise RecoveryError(f"expected {len(paths)} initializer(s) of shape {list(shape)} "
                                 f"for {', '.join(paths)}, found {len(found)}: not a model "
                                 f"exported by this project, or a different architecture")
-        choices.append([dict(zip(paths, perm)) for perm in itertools.permutations(found)])
+        choices.append([dict(zip(paths, perm))
+                         for perm in itertools.permutations(found, len(paths))])
     return [dict(kv for part in combo for kv in part.items())
             for combo in itertools.product(*choices)]
 

@@ -13,7 +13,8 @@
 //   controller_kernel [I + R*M (+ U for the LSTM), 4U or U], controller_bias [4U or U],
 //   initial_h [U or 0], initial_c [U or 0], head_kernel [U, P], head_bias [P],
 //   output_kernel [U + R*M, O], output_bias [O], initial_reads [R, M],
-//   initial_weight_logits [H, N0]
+//   initial_weight_logits [H, N0], initial_memory [N0, M] or [0] (optional; empty or absent:
+//   every row starts at the memory_init attribute)
 // The memory rows N, the state layout and every equation follow the Python model exactly
 // (ntm/model/cell.py, addressing.py, memory.py; ntm/contract/state_layout.py); the parity tests
 // compare the two.
@@ -39,10 +40,14 @@ namespace {
 constexpr uint32_t kApiVersion = 20;  // onnxruntime 1.20, the project's floor
 constexpr float kEpsilon = 1e-6f;     // ntm.model.numerics.EPSILON
 constexpr const char* kDomain = "ai.ntm";
-constexpr int kWeightCount = 10;
+constexpr int kWeightCount = 11;
 const char* const kWeightNames[kWeightCount] = {
     "controller_kernel", "controller_bias", "initial_h", "initial_c", "head_kernel",
-    "head_bias", "output_kernel", "output_bias", "initial_reads", "initial_weight_logits"};
+    "head_bias", "output_kernel", "output_bias", "initial_reads", "initial_weight_logits",
+    "initial_memory"};
+// initial_memory, the last weight, came after the first models were written: a node without it
+// has a constant initial memory.
+constexpr int kOptionalWeight = kWeightCount - 1;
 // A call never allocates more than this many floats (1 GiB) for its memory state (batch x N x
 // M) or its attention output (batch x time x heads x N, written whether or not the caller
 // fetches it): a bad memory_size, or too many long sequences at once, gets an error instead of
@@ -330,6 +335,7 @@ struct Packed {
   Floats controller_bias, head_bias;
   Floats output_t, output_bias;  // [O, U + R*M], [O]
   Floats initial_h, initial_c, initial_reads, initial_logits;
+  Floats initial_memory;  // [N0, M], or empty: every row memory_init
 };
 
 inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
@@ -402,8 +408,16 @@ struct Machine {
                 reads.begin() + b * c.reads_width());
       std::copy(initial.begin(), initial.end(), weights.begin() + b * heads * n);
     }
-    std::fill(memory.begin(), memory.end(), c.memory_init);
-    (void)m;
+    // Memory is held [B, M, N]; the learned rows come [N0, M]. Rows past them: memory_init.
+    const int64_t learned = w.initial_memory.empty() ? 0 : std::min(n, n0);
+    float* first = memory.data();
+    for (int64_t j = 0; j < m; ++j) {
+      float* column = first + j * n;
+      for (int64_t i = 0; i < learned; ++i) column[i] = w.initial_memory[i * m + j];
+      std::fill(column + learned, column + n, c.memory_init);
+    }
+    for (int64_t b = 1; b < batch; ++b)
+      std::copy(first, first + m * n, memory.begin() + b * m * n);
   }
 
   // state [B, S] in the layout of ntm.contract.state_layout: h, c, reads, weights, memory.
@@ -807,6 +821,14 @@ Tensor tensor_of(const OrtValue* value, const char* name, bool ints) {
   return t;
 }
 
+// Whether an optional input was given: within the node's inputs and not left empty.
+bool present(OrtKernelContext* context, size_t index, size_t count) {
+  if (index >= count) return false;
+  const OrtValue* value = nullptr;
+  ORT_CHECK(g_api->KernelContext_GetInput(context, index, &value));
+  return value != nullptr;
+}
+
 Tensor input(OrtKernelContext* context, size_t index, const char* name, bool ints) {
   const OrtValue* value = nullptr;
   ORT_CHECK(g_api->KernelContext_GetInput(context, index, &value));
@@ -897,6 +919,7 @@ struct Kernel {
     expect_shape(t[5], kWeightNames[5], {c.head_params()});
     expect_shape(t[6], kWeightNames[6], {u + rw, w.out});
     expect_shape(t[8], kWeightNames[8], {c.read_heads, c.memory_width});
+    if (t[10].size() != 0) expect_shape(t[10], kWeightNames[10], {t[9].shape[1], c.memory_width});
     const int64_t k = t[0].shape[0];
     w.zw = zw;
     w.zpad = round16(zw);
@@ -916,14 +939,23 @@ struct Kernel {
     w.initial_c.assign(t[3].data, t[3].data + t[3].size());
     w.initial_reads.assign(t[8].data, t[8].data + t[8].size());
     w.initial_logits.assign(t[9].data, t[9].data + t[9].size());
+    if (t[10].size() != 0) w.initial_memory.assign(t[10].data, t[10].data + t[10].size());
     return w;
   }
 
   // The packed weights of this call: the constant ones, else the inputs' packed into `local`.
   const Packed& weights(OrtKernelContext* context, size_t first, Packed* local) const {
     if (constant) return *constant;
+    size_t count = 0;
+    ORT_CHECK(g_api->KernelContext_GetInputCount(context, &count));
     Tensor t[kWeightCount];
-    for (int i = 0; i < kWeightCount; ++i) t[i] = input(context, first + i, kWeightNames[i], false);
+    for (int i = 0; i < kWeightCount; ++i) {
+      if (i == kOptionalWeight && !present(context, first + i, count)) {
+        t[i].shape = {0};
+        continue;
+      }
+      t[i] = input(context, first + i, kWeightNames[i], false);
+    }
     *local = pack(t);
     return *local;
   }
@@ -931,8 +963,14 @@ struct Kernel {
   // At creation: when every weight is a constant initializer, pack them once.
   void pack_constants(const OrtKernelInfo* info) {
     const size_t first = mode == Mode::kStateful ? 4 : 2;
+    size_t count = 0;
+    ORT_CHECK(g_api->KernelInfo_GetInputCount(info, &count));
     Tensor t[kWeightCount];
     for (int i = 0; i < kWeightCount; ++i) {
+      if (i == kOptionalWeight && first + i >= count) {
+        t[i].shape = {0};
+        continue;
+      }
       int is_constant = 0;
       const OrtValue* value = nullptr;
       ORT_CHECK(g_api->KernelInfoGetConstantInput_tensor(info, first + i, &is_constant, &value));
@@ -1173,7 +1211,10 @@ struct Op : OrtCustomOp {
       }
     };
     GetOutputType = [](const OrtCustomOp*, size_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; };
-    GetInputCharacteristic = [](const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; };
+    GetInputCharacteristic = [](const OrtCustomOp* op, size_t index) {
+      const size_t first = static_cast<const Op*>(op)->mode == Mode::kStateful ? 4 : 2;
+      return index == first + kOptionalWeight ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+    };
     GetOutputCharacteristic = [](const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; };
     GetInputMemoryType = [](const OrtCustomOp*, size_t) { return OrtMemTypeDefault; };
     GetVariadicInputMinArity = [](const OrtCustomOp*) { return 1; };

@@ -42,7 +42,9 @@ def read_fused_model(path: str | Path) -> FusedModel:
     if len(nodes) != 1:
         raise ValueError(f"{path} is not a fused NTM model (it has {len(nodes)} {DOMAIN} nodes)")
     constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    weights = {name: constants[name].astype(np.float64) for name in WEIGHT_NAMES}
+    # A model written before initial_memory existed has no such input: its memory is constant.
+    weights = {name: constants.get(name, np.zeros([0], np.float32)).astype(np.float64)
+               for name in WEIGHT_NAMES}
     attributes = {a.name: helper.get_attribute_value(a) for a in nodes[0].attribute}
     return FusedModel(weights, attributes)
 
@@ -67,6 +69,14 @@ def initial_weights(logits: np.ndarray, rows: int, margin: float) -> np.ndarray:
     floor = logits.min(axis=1, keepdims=True) - margin
     extended = np.concatenate([logits, np.repeat(floor, max(rows - trained, 0), axis=1)], 1)
     return softmax(extended[:, :rows])
+
+
+def initial_memory(learned: np.ndarray, rows: int, width: int, value: float) -> np.ndarray:
+    """M_0 for N rows (``NTMCell.initial_memory_rows``): the learned rows [N0, M] (none: a
+    constant memory), then rows of the constant ``value`` -> [N, M]."""
+    learned = learned.reshape(-1, width)[:rows]
+    constant = np.full((rows - len(learned), width), np.float64(np.float32(value)))
+    return np.concatenate([learned, constant])
 
 
 def content_weights(key: np.ndarray, strength: np.ndarray, memory: np.ndarray) -> np.ndarray:
@@ -128,7 +138,8 @@ def forward(model: FusedModel, inputs: np.ndarray, rows: int
     reads = np.tile(w["initial_reads"][None], (batch, 1, 1))  # [B, R, M]
     weights = np.tile(initial_weights(w["initial_weight_logits"], rows,
                                       a["grow_logit_margin"])[None], (batch, 1, 1))
-    memory = np.full((batch, rows, m), np.float64(np.float32(a["memory_init"])))
+    memory = np.tile(initial_memory(w["initial_memory"], rows, m, a["memory_init"])[None],
+                     (batch, 1, 1))
     probabilities = np.zeros((batch, time, w["output_bias"].shape[0]))
     attention = np.zeros((batch, time, heads, rows))
     for t in range(time):

@@ -137,6 +137,13 @@ class NTMCell(tf.Module):
                                         minval=-0.1, maxval=0.1), name="initial_reads")
         logits = tf.one_hot(tf.zeros([c.num_heads], tf.int32), c.memory_size, on_value=5.0)
         self.initial_weight_logits = tf.Variable(logits, name="initial_weight_logits")
+        # The paper's learned initial memory, on request: small distinct rows, so that content
+        # addressing can tell them apart from the first step (equal rows could not be).
+        self.initial_memory = None
+        if c.initial_memory == "learned":
+            self.initial_memory = tf.Variable(
+                tf.random.stateless_uniform([c.memory_size, c.memory_width], seed=[seed + 4, 0],
+                                            minval=-0.1, maxval=0.1), name="initial_memory")
 
     def memory_size(self, memory_size: MemorySize | None) -> MemorySize:
         """N for a call: ``memory_size`` when given, else the configured (trained) N."""
@@ -144,16 +151,29 @@ class NTMCell(tf.Module):
 
     def initial_state(self, batch_size: tf.Tensor, memory_size: MemorySize | None = None
                       ) -> NTMState:
-        """The state before the first input: learned biases, memory a small constant (1e-6),
+        """The state before the first input: learned biases, memory ``initial_memory_rows``,
         N = ``memory_size`` rows (default: the configured N)."""
         c = self.config
         n = self.memory_size(memory_size)
-        memory = tf.fill(tf.stack([batch_size, n, c.memory_width]),
-                         tf.constant(c.memory_init, tf.float32))
+        memory = tf.tile(self.initial_memory_rows(n)[None], tf.stack([batch_size, 1, 1]))
         logits = extend_initial_logits(self.initial_weight_logits, n, c.grow_logit_margin)
         weights = tf.tile(tf.nn.softmax(logits)[None], [batch_size, 1, 1])
         reads = tf.tile(self.initial_reads[None], [batch_size, 1, 1])
         return NTMState(self.controller.initial_state(batch_size), memory, weights, reads)
+
+    def initial_memory_rows(self, memory_size: MemorySize) -> tf.Tensor:
+        """M_0 for N rows: [N, M]. Constant ``memory_init`` everywhere; with a learned initial
+        memory its N0 trained rows, then (N > N0) rows of ``memory_init``, as the learned
+        weighting leaves added rows out (``extend_initial_logits``)."""
+        c = self.config
+        if self.initial_memory is None:
+            return tf.fill(tf.stack([memory_size, c.memory_width]),
+                           tf.constant(c.memory_init, tf.float32))
+        if isinstance(memory_size, int) and memory_size == c.memory_size:
+            return self.initial_memory
+        extra = tf.maximum(memory_size - c.memory_size, 0)
+        added = tf.fill(tf.stack([extra, c.memory_width]), tf.constant(c.memory_init, tf.float32))
+        return tf.concat([self.initial_memory, added], axis=0)[:memory_size]
 
     def memory_rows(self, memory_size: MemorySize | None = None) -> MemoryRows:
         """What N rows fix for every step (shift table, strength scale): make it once per

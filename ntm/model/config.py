@@ -47,8 +47,15 @@ class ModelConfig:
     # baseline's logits too.
     clip_value: float = setting(20.0, "Controller output clip (the LSTM baseline: its logits).",
                                 low=0, low_open=True)
-    # Constant initial memory (Collier & Beel 2018).
-    memory_init: float = setting(1e-6, "Constant initial memory value.", low=0)
+    # Constant initial memory (Collier & Beel 2018), or learned as the paper's "learned biases"
+    # (what priority sort, which writes where a priority says, learns faster with:
+    # docs/memory.md).
+    memory_init: float = setting(1e-6, "Constant initial memory value (with --initial-memory "
+                                       "constant; rows added past memory_size start at it "
+                                       "either way).", low=0)
+    initial_memory: str = setting(
+        "constant", "The memory before the first input: every row memory_init, or learned "
+                    "(N x M weights, trained with the rest).", choices=("constant", "learned"))
     # Running with more rows than memory_size (ntm.model.cell; both measured, docs/memory.md):
     grow_logit_margin: float = setting(
         30.0, "Added rows' initial logits: each head's minimum minus this.", low=0, cli=False)
@@ -109,6 +116,6 @@ class ModelConfig:
 
 # The fields each network alone reads.
 NTM_ONLY = ("memory_size", "memory_width", "controller", "controller_size", "num_read_heads",
-            "num_write_heads", "shift_range", "memory_init", "grow_logit_margin",
-            "grow_strength_power")
+            "num_write_heads", "shift_range", "memory_init", "initial_memory",
+            "grow_logit_margin", "grow_strength_power")
 LSTM_ONLY = ("lstm_layers", "lstm_units")

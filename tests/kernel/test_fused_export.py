@@ -1,6 +1,7 @@
 """``ntm export --kernel fused`` on architectures the bundled models do not have (feed-forward
-controller, several read and write heads, wider shifts, other tasks' widths): the export's own
-proof against TensorFlow passes, and the fused model answers as the standard export does."""
+controller, several read and write heads, wider shifts, other tasks' widths, a learned initial
+memory): the export's own proof against TensorFlow passes, and the fused model answers as the
+standard export does."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ ARCHITECTURES = {
                                             num_write_heads=2, shift_range=2)),
     "lstm-priority-sort": ("priority-sort", dict(memory_size=32, memory_width=8,
                                                  controller_size=16)),
+    "learned-memory": ("copy", dict(memory_size=16, memory_width=6, controller_size=24,
+                                    num_read_heads=2, initial_memory="learned")),
 }
 
 

@@ -15,11 +15,14 @@ from ntm.serving.models import bundled_models, fused_twin
 from tests.kernel.conftest import session, task_inputs
 
 
-def rebuilt(kind: str, **changes):
-    """The bundled copy twin's weights and attributes as a fused model of ``kind``."""
+def rebuilt_proto(kind: str, initial_memory: np.ndarray | None = None, **changes):
+    """The bundled copy twin's weights and attributes as a fused ONNX model of ``kind``,
+    with ``initial_memory`` if given (else a constant memory, as the twin has)."""
     twin = onnx.load(str(fused_twin(bundled_models()["copy"])))
     weights = {i.name: numpy_helper.to_array(i) for i in twin.graph.initializer
                if i.name in WEIGHT_NAMES}
+    weights["initial_memory"] = (np.zeros([0], np.float32) if initial_memory is None
+                                 else initial_memory)
     node = twin.graph.node[0]
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     config = {"memory_width": attrs["memory_width"],
@@ -33,8 +36,11 @@ def rebuilt(kind: str, **changes):
     kept = [i for i, b in enumerate(attrs["buckets"]) if b <= 2048]  # up to 2048 rows
     rows = SimpleNamespace(buckets=[attrs["buckets"][i] for i in kept],
                            longest=[attrs["longest"][i] for i in kept])
-    proto = fused_graph(weights, config, rows, 2048, kind, 17)
-    return session(proto.SerializeToString(), True)
+    return fused_graph(weights, config, rows, 2048, kind, 17)
+
+
+def rebuilt(kind: str, **changes):
+    return session(rebuilt_proto(kind, **changes).SerializeToString(), True)
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +150,32 @@ def test_a_call_too_large_for_memory_is_refused_before_any_allocation(dynamic):
     """1000-step copies at 2048 rows: their attention output would pass 1 GiB."""
     refused(dynamic, {"inputs": x(batch=40, time=2001), "memory_size": rows(2048)},
             "is too large: its attention alone would take 1250 MiB (the limit is 1024)")
+
+
+def without_initial_memory(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """``proto`` as fused models were written before the optional initial_memory input."""
+    node = proto.graph.node[0]
+    assert node.input[-1] == "initial_memory"
+    del node.input[-1]
+    kept = [i for i in proto.graph.initializer if i.name != "initial_memory"]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(kept)
+    return proto
+
+
+def test_a_model_without_initial_memory_starts_from_a_constant_one(kernel_library):
+    feeds = {"inputs": task_inputs("copy", 10, 2, seed=4), "memory_size": rows(128)}
+    old = session(without_initial_memory(rebuilt_proto("dynamic")).SerializeToString(), True)
+    p_old = old.run(["probabilities"], feeds)[0]
+    assert np.array_equal(p_old, rebuilt("dynamic").run(["probabilities"], feeds)[0])
+    # ... and a learned one is used: the same weights answer otherwise from other rows.
+    memory = np.random.default_rng(0).uniform(-1, 1, [128, 20]).astype(np.float32)
+    p_learned = rebuilt("dynamic", initial_memory=memory).run(["probabilities"], feeds)[0]
+    assert np.abs(p_learned - p_old).max() > 1e-3
+
+
+def test_an_initial_memory_of_the_wrong_shape(kernel_library):
+    proto = rebuilt_proto("dynamic", initial_memory=np.zeros([64, 20], np.float32))
+    with pytest.raises(Exception, match=r"initial_memory has shape \[64, 20\], expected "
+                                        r"\[128, 20\]"):
+        session(proto.SerializeToString(), True)

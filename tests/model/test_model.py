@@ -97,3 +97,25 @@ def test_paper_sized_model_has_about_62k_parameters():
     model = NTM(ModelConfig())
     n = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     assert 55_000 < n < 75_000  # the paper's LSTM-NTM: about 62k-70k
+
+
+def test_a_learned_initial_memory_is_trained_and_carried_to_other_row_counts(small_config):
+    config = dataclasses.replace(small_config, initial_memory="learned")
+    model = NTM(config, seed=2)
+    learned = model.cell.initial_memory
+    assert learned.shape == (config.memory_size, config.memory_width)
+    assert learned in model.trainable_variables
+    assert NTM(small_config).cell.initial_memory is None  # constant: no such weight
+    n0, batch = config.memory_size, tf.constant(3)
+    start = model.cell.initial_state(batch).memory.numpy()
+    assert np.array_equal(start, np.broadcast_to(learned.numpy(), start.shape))
+    grown = model.cell.initial_state(batch, tf.constant(n0 + 5)).memory.numpy()
+    assert np.array_equal(grown[:, :n0], start)
+    np.testing.assert_allclose(grown[:, n0:], np.float32(config.memory_init))
+    shrunk = model.cell.initial_state(batch, tf.constant(n0 - 2)).memory.numpy()
+    assert np.array_equal(shrunk, start[:, :n0 - 2])
+    x = np.random.default_rng(3).integers(0, 2, (2, 6, config.input_size)).astype(np.float32)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model(tf.constant(x)).logits)
+    gradient = tape.gradient(loss, learned)
+    assert gradient is not None and float(tf.reduce_sum(tf.abs(gradient))) > 0
