@@ -64,6 +64,7 @@ def train(ctx: click.Context, task: str, out: Path | None, resume: bool, threads
 
     out = out or default_run_dir(task)
     run = resumed_run(ctx, out, task) if resume else new_run(ctx, out, task)
+    task = run.train_config.task  # a resume may leave --task out (its default is not the run's)
     strategy = make_strategy(run.train_config, cpu_devices, ctx)
     trainer = Trainer(run, resume=resume, strategy=strategy)
     click.echo(f"{'resuming' if resume else 'training'} {task} in {out} at step "

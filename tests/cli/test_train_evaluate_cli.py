@@ -161,3 +161,17 @@ def test_evaluate_and_export_use_the_checkpoint_asked_for(tmp_path):
     assert result.exit_code == 0, result.output
     props = {p.key: p.value for p in onnx.load(str(onnx_file)).metadata_props}
     assert metadata.decode(props)["ntm.training"]["step"] == 5
+
+
+def test_a_resume_without_task_names_the_runs_task(tmp_path):
+    """--task defaults to copy; resuming another task's run without it trains and reports the
+    run's own task."""
+    out = tmp_path / "sort"
+    tiny = ["--memory-size", "32", "--memory-width", "4", "--controller-size", "8",
+            "--eval-every", "1000", "--eval-size", "4", "--target-error", "-1"]
+    first = CliRunner().invoke(cli, ["train", "--task", "priority-sort", "--out", str(out),
+                                     "--steps", "2", *tiny])
+    assert first.exit_code == 0, first.output
+    resumed = CliRunner().invoke(cli, ["train", "--out", str(out), "--resume", "--steps", "3"])
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resuming priority-sort in {out} at step 2" in resumed.output
