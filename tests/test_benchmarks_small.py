@@ -426,3 +426,35 @@ def test_kernel_builds_compares_builds_side_by_side(tmp_path, kernel_library):
     missing = subprocess.run([sys.executable, str(REPO / "benchmarks" / "kernel_builds.py"),
                               str(tmp_path / "none.so")], capture_output=True, text=True)
     assert missing.returncode != 0 and "no such library" in missing.stderr
+
+
+def test_heldout_curves_compares_runs_span_by_span(tmp_path):
+    """Spans average the trainer's own evaluations; a resumed step's later line wins, a line
+    cut short by a kill is skipped, and the table stops at the last step both runs reached."""
+    def write_run(name: str, lines: list[str]) -> Path:
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        return run_dir
+
+    a = write_run("a", [json.dumps({"step": s, "eval_bits_per_seq": v})
+                        for s, v in ((2, 10.0), (4, 8.0), (6, 6.0), (8, 4.0))]
+                  + [json.dumps({"step": s, "loss": math.log(2) * 20}) for s in (1, 3, 5, 7)]
+                  + [json.dumps({"step": 4, "eval_bits_per_seq": 9.0}), '{"step": 9'])
+    b = write_run("b", [json.dumps({"step": s, "eval_bits_per_seq": 1.0}) for s in (2, 4, 6)])
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "heldout_curves.py"),
+                          "--name", "tiny", "--span", "4", "--out", str(tmp_path),
+                          f"first={a}", f"second={b}"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    result = json.loads((tmp_path / "tiny.json").read_text())
+    assert result["until"] == 4  # b reached step 6: one whole span of 4
+    assert result["runs"]["first"]["heldout_bits"] == [9.5]  # (10 + 9) / 2: step 4 rewritten
+    assert result["runs"]["first"]["training_bits"] == [pytest.approx(20.0)]
+    assert result["runs"]["second"]["training_bits"] == [None]
+    table = (tmp_path / "tiny.md").read_text()
+    assert "| 1-4 | 9.5 | 1.0 | 20.0 | - |" in table
+    refused = subprocess.run([sys.executable, str(REPO / "benchmarks" / "heldout_curves.py"),
+                              "--name", "x", "--out", str(tmp_path), f"first{a}"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "expected LABEL=RUN_DIR" in refused.stderr
