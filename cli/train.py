@@ -98,10 +98,12 @@ def new_run(ctx: click.Context, out: Path, task: str):
 
 
 def describe_model(config: ModelConfig) -> str:
-    """"NTM, memory 128x20, lstm controller 100" or "LSTM baseline 3 x 256"."""
+    """"NTM, memory 128x20, lstm controller 100" (", memory 128x20 learned at start" with a
+    learned initial memory) or "LSTM baseline 3 x 256"."""
     if config.has_memory:
-        return (f"NTM, memory {config.memory_size}x{config.memory_width}, {config.controller} "
-                f"controller {config.controller_size}")
+        learned = " learned at start" if config.initial_memory == "learned" else ""
+        return (f"NTM, memory {config.memory_size}x{config.memory_width}{learned}, "
+                f"{config.controller} controller {config.controller_size}")
     return f"LSTM baseline {config.lstm_layers} x {config.lstm_units}"
 
 

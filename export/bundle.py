@@ -240,9 +240,10 @@ def render_card(card: dict, task) -> str:
                       for c in card.get("export_proof", []))
     repeats = f", repeats {span(card['train_repeats'])}" if card["train_repeats"] else ""
     model = card["model"]
+    learned = " learned at start" if model.get("initial_memory") == "learned" else ""
     return f"""# Model card: {card['name']}
 
-A Neural Turing Machine (memory {model['memory_size']} x {model['memory_width']},
+A Neural Turing Machine (memory {model['memory_size']} x {model['memory_width']}{learned},
 {model['controller']} controller of {model['controller_size']} units,
 {heads(model['num_read_heads'], 'read')} / {heads(model['num_write_heads'], 'write')}) trained on
 the `{card['task']}` task, {task.length_name} {span(card['train_lengths'])}{repeats}.

@@ -55,6 +55,24 @@ def baseline_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.fixture(scope="session")
+def learned_memory_run(tmp_path_factory) -> Path:
+    """A tiny NTM on copy (lengths 1-4, memory 16 x 6) whose initial memory is learned, 20
+    steps: its rows differ from the first step, so an engine that started from a constant
+    memory would answer otherwise. Needs the [train] extra."""
+    pytest.importorskip("tensorflow")
+    from ntm.training.config import TrainConfig
+    from ntm.training.runs import Run
+    from ntm.training.trainer import Trainer
+
+    run_dir = tmp_path_factory.mktemp("learned-memory") / "copy"
+    config = TrainConfig(task="copy", max_length=4, batch_size=4, steps=20, eval_every=10,
+                         eval_size=8, checkpoint_every=10, log_every=10, target_error=-1)
+    Trainer(Run.create(run_dir, config, memory_size=16, memory_width=6, controller_size=16,
+                       initial_memory="learned")).run()
+    return run_dir
+
+
 @pytest.fixture
 def counting_ngrams():
     """N-grams for a model that keeps a pair of counts per context (the paper's Figure 15), as a

@@ -67,6 +67,10 @@ def test_a_card_says_whether_the_memory_grows_and_counts_its_heads(counting_ngra
     text = render_card(ngrams, counting_ngrams)
     assert "keeps the 128 rows it was trained with" in text and "grows" not in text
     assert "8 read heads / 8 write heads" in text and "task, bits 200." in text
+    assert "learned at start" not in text
+    ngrams["model"]["initial_memory"] = "learned"
+    assert "memory 128 x 20 learned at start," in render_card(ngrams, counting_ngrams)
+    ngrams["model"]["initial_memory"] = "constant"
     ngrams["model"]["grow_strength_power"] = 0.0  # the built-in task's rule
     grows = render_card(ngrams, get_task("ngrams"))
     assert "Its memory grows with the" in grows and "the key strength as trained" in grows

@@ -50,14 +50,16 @@ BASELINE_MODELS = {"copy_lstm": {}, "copy_lstm_stateful": {"stateful": True},
 
 
 @pytest.fixture(scope="session")
-def triton_repository(tmp_path_factory, baseline_run) -> Path:
+def triton_repository(tmp_path_factory, baseline_run, learned_memory_run) -> Path:
     """The bundled copy model, rebuilt as a run and exported as a Triton repository: ``copy``
     (dynamic length, ragged batching), ``copy_stateful`` (sequence batcher) and
     ``copy_idle`` (the same with a 1 s idle timeout) and ``copy_fixed41`` (41 steps, unrolled);
     with the kernel built, ``copy_fused`` and ``copy_fused_stateful`` (``--kernel fused``); a
     tiny LSTM baseline of copy (``baseline_run``) as ``copy_lstm``, ``copy_lstm_stateful``
-    and ``copy_lstm_fixed9``; and every other bundled model under its own name (``-`` as
-    ``_``), with its ``_fused`` twin when the kernel is built."""
+    and ``copy_lstm_fixed9``; a tiny NTM with a learned initial memory (``learned_memory_run``)
+    as ``copy_learned`` and, with the kernel built, ``copy_learned_fused``; and every other
+    bundled model under its own name (``-`` as ``_``), with its ``_fused`` twin when the kernel
+    is built."""
     pytest.importorskip("tensorflow")
     from ntm.export.exporter import export_run
     from ntm.export.recover import recover
@@ -78,7 +80,10 @@ def triton_repository(tmp_path_factory, baseline_run) -> Path:
     from ntm.contract.kernel_library import find_library
 
     fused = find_library() is not None
-    if fused:  # the fused kernel's entries (tests/triton/test_fused.py)
+    export_run(learned_memory_run, "triton", out=repo, model_name="copy_learned")
+    if fused:  # the fused kernel's entries (tests/triton/test_fused.py, test_learned_memory.py)
+        export_run(learned_memory_run, "triton", out=repo, model_name="copy_learned_fused",
+                   kernel="fused")
         export_run(run, "triton", out=repo, model_name="copy_fused", kernel="fused")
         export_run(run, "triton", out=repo, model_name="copy_fused_stateful", stateful=True,
                    kernel="fused")
