@@ -166,7 +166,8 @@ def test_the_paper_settings_of_each_network():
                      "priority-sort": "128"}
     sort = args["priority-sort-ntm"]
     for flag, value in (("--controller", "feedforward"), ("--read-heads", "8"),
-                        ("--write-heads", "8"), ("--controller-size", "512")):
+                        ("--write-heads", "8"), ("--controller-size", "512"),
+                        ("--initial-memory", "learned")):
         assert sort[sort.index(flag) + 1] == value
     for key, a in args.items():
         assert "--lr" not in a and "--batch-size" not in a  # one optimiser for both networks

@@ -249,3 +249,14 @@ def test_a_task_sets_its_model_defaults_for_a_new_ntm_run_only_where_left_alone(
     assert lstm.model_config.grow_strength_power == 2.0
     copy = TrainConfig(task="copy", min_length=1, max_length=5)
     assert Run.create(tmp_path / "d", copy, **TINY_MODEL).model_config.grow_strength_power == 2.0
+
+
+def test_priority_sort_starts_its_ntm_from_a_learned_memory_unless_told(tmp_path):
+    config = TrainConfig(task="priority-sort")
+    tiny = {**TINY_MODEL, "memory_size": 32}
+    run = Run.create(tmp_path / "a", config, **tiny)
+    assert run.model_config.initial_memory == "learned"
+    told = Run.create(tmp_path / "b", config, **{**tiny, "initial_memory": "constant"})
+    assert told.model_config.initial_memory == "constant"
+    copy = TrainConfig(task="copy", min_length=1, max_length=5)
+    assert Run.create(tmp_path / "c", copy, **TINY_MODEL).model_config.initial_memory == "constant"
