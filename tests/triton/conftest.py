@@ -115,6 +115,15 @@ def triton(tritonserver, triton_repository, tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def clients(triton):
+    """{"http" | "grpc": (a tritonclient client of the running Triton, its module)}."""
+    http = pytest.importorskip("tritonclient.http")
+    grpc = pytest.importorskip("tritonclient.grpc")
+    return {"http": (http.InferenceServerClient(triton.http), http),
+            "grpc": (grpc.InferenceServerClient(triton.grpc), grpc)}
+
+
 @pytest.fixture(scope="session")
 def ntm_serve(tmp_path_factory):
     """``ntm serve`` on the bundled models, the answers Triton's must equal."""

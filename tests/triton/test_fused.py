@@ -14,11 +14,7 @@ grpc = pytest.importorskip("tritonclient.grpc")
 
 FUSED = ("copy_fused", "copy_fused_stateful")
 
-
-@pytest.fixture(scope="module")
-def clients(triton, kernel_library):
-    return {"http": (http.InferenceServerClient(triton.http), http),
-            "grpc": (grpc.InferenceServerClient(triton.grpc), grpc)}
+pytestmark = pytest.mark.usefixtures("kernel_library")  # the fused entries need it built
 
 
 def test_the_fused_models_are_ready(triton, clients):

@@ -16,12 +16,6 @@ grpc = pytest.importorskip("tritonclient.grpc")
 
 
 @pytest.fixture(scope="module")
-def clients(triton):
-    return {"http": (http.InferenceServerClient(triton.http), http),
-            "grpc": (grpc.InferenceServerClient(triton.grpc), grpc)}
-
-
-@pytest.fixture(scope="module")
 def models(triton):
     from ntm.contract.kernel_library import find_library
 

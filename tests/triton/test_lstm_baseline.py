@@ -16,12 +16,6 @@ grpc = pytest.importorskip("tritonclient.grpc")
 
 
 @pytest.fixture(scope="module")
-def clients(triton):
-    return {"http": (http.InferenceServerClient(triton.http), http),
-            "grpc": (grpc.InferenceServerClient(triton.grpc), grpc)}
-
-
-@pytest.fixture(scope="module")
 def onnxruntime_answer(baseline_run, tmp_path_factory):
     """x [batch, time, 9] -> probabilities of the baseline's ONNX export, run directly."""
     from ntm.export.exporter import export_run

@@ -38,12 +38,6 @@ def infer(client, module, model: str, x: np.ndarray, **sequence) -> np.ndarray:
     return client.infer(model, [tensor], outputs=wanted, **sequence).as_numpy("probabilities")
 
 
-@pytest.fixture(scope="module")
-def clients(triton):
-    return {"http": (http.InferenceServerClient(triton.http), http),
-            "grpc": (grpc.InferenceServerClient(triton.grpc), grpc)}
-
-
 def test_every_model_is_ready(triton, clients):
     reasons = {m["name"]: m.get("reason") for m in triton.index if m.get("state") != "READY"}
     assert not reasons, f"not READY: {reasons}"
