@@ -49,7 +49,7 @@ class ModelConfig:
                                 low=0, low_open=True)
     # Constant initial memory (Collier & Beel 2018), or learned as the paper's "learned biases"
     # (what priority sort, which writes where a priority says, learns faster with:
-    # docs/memory.md).
+    # docs/training.md#initial-memory).
     memory_init: float = setting(1e-6, "Constant initial memory value (with --initial-memory "
                                        "constant; rows added past memory_size start at it "
                                        "either way).", low=0)
