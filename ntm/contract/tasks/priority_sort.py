@@ -22,8 +22,8 @@ Total time steps: n + 1 + k.
 The paper's NTM for this task had a feed-forward controller with 8 read and 8 write heads
 (its Table 2): ``ntm train --task priority-sort --controller feedforward --read-heads 8
 --write-heads 8``: these flags are the user's to give (docs/tasks.md). The task sets one model
-default, the paper's learned initial memory: on two seeds the network reached the constant
-memory's error in 1/1.6 to 1/2.3 of the steps (docs/training.md#initial-memory).
+default, the paper's learned initial memory, with which the network learned faster per step
+than from a constant memory (measured: docs/training.md#initial-memory).
 """
 
 from __future__ import annotations
