@@ -24,7 +24,8 @@ training cost (loss / ln 2, the same quantity on the training batches) is drawn 
 How it trains. Each run has a budget in sequences: the paper's x axis (one million sequences;
 repeat copy 500k). Runs advance in slices (``--slice`` sequences, default 4,000: 1,000 steps at
 batch 4) by ``ntm train --resume --steps S``: the run furthest behind goes next, so the ten
-curves grow together, round-robin. A run is done at its budget, or when the trainer stops at its
+curves grow together, round-robin. Each trainer takes one thread; ``--jobs N`` trains N runs at
+once (one per core), each output line of a trainer under its run's name. A run is done at its budget, or when the trainer stops at its
 target (held-out <= 0.01 bits/seq three times running). Every run uses the project's optimiser
 (RMSProp lr 2e-4, momentum 0.9, batch 4; priority sort, both networks: the paper's 3e-5), so a
 comparison changes the network and nothing else; restarts and copy's polish are off (the paper trains each network once, on the plain task). The
@@ -43,6 +44,7 @@ process at a time (a lock in RUNS_ROOT); a changed run command is refused, not m
     python benchmarks/paper.py                      # the ten runs, for days (docs/paper.md)
     python benchmarks/paper.py --report-only        # redraw the figures and tables, no training
     python benchmarks/paper.py --tasks copy,recall  # train these only; report every run
+    python benchmarks/paper.py --jobs 2             # two runs at once (two cores)
     python benchmarks/paper.py --small              # two tasks, tiny models, < 1 minute (tests)
 """
 
@@ -60,6 +62,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,6 +206,7 @@ class Plan:
     ngrams_length: int
     copy_points: tuple[int, ...]
     training: frozenset[str]  # the tasks whose runs train; the report covers every run
+    jobs: int = 1  # runs training at once (each trainer uses one thread: --threads 1)
 
     @property
     def state_path(self) -> Path:
@@ -234,7 +238,11 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if unknown:
         raise SystemExit(f"--tasks: unknown {', '.join(unknown)} (the paper's: "
                          f"{', '.join(TASKS)})")
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs: {args.jobs} is not a number of runs (1 or more)")
+    # absolute: the trainers run in the repository, not where the benchmark was started
     root = Path(args.runs_root or REPO / "runs" / ("paper-small" if small else "paper"))
+    root = root.absolute()
     slice_steps = SMALL_SLICE_STEPS if small else max(1, args.slice // BATCH_SIZE)
     runs = []
     for name in everything + [n for n in names if n not in everything]:
@@ -246,7 +254,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
                                  root / f"{name}-{model}"))
     return Plan(tuple(runs), slice_steps, root, small,
                 SMALL_NGRAMS_LENGTH if small else NGRAMS_LENGTH,
-                SMALL_POINTS if small else COPY_POINTS, frozenset(names))
+                SMALL_POINTS if small else COPY_POINTS, frozenset(names), args.jobs)
 
 
 # -- state: commands, failures, measurements --------------------------------------------------
@@ -295,41 +303,82 @@ def _stop_with_parent() -> None:
 
 
 class Stopper:
-    """SIGINT/SIGTERM for the whole benchmark: passed on to the child at work as one SIGTERM
-    (the trainer checkpoints and stops); between children, the benchmark stops at the next
-    safe point (after a report is written), never half-way through one."""
+    """The benchmark's children and SIGINT/SIGTERM: a signal is passed on to every child at
+    work as one SIGTERM (a trainer checkpoints and stops); between children, the benchmark stops
+    at the next safe point (after a report is written), never half-way through one. Each child
+    runs in its own session (a Ctrl-C reaches the benchmark alone, which forwards it once), its
+    output lines going to ours under its name, so the logs of runs trained at once stay apart."""
 
     def __init__(self):
-        self.child: subprocess.Popen | None = None
+        self.children: dict[str, subprocess.Popen] = {}
+        self.codes: dict[str, int] = {}  # exit codes of ended children not yet waited for
+        self.ended = threading.Condition()
         self.asked: list[int] = []
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, self._on_signal)
 
     def _on_signal(self, signum, frame) -> None:
         self.asked.append(signum)
-        if self.child is not None and self.child.poll() is None:
-            self.child.send_signal(signal.SIGTERM)
+        self._stop_children()
+
+    def _stop_children(self) -> None:
+        for child in list(self.children.values()):
+            if child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signal.SIGTERM)
 
     def check(self) -> None:
         if self.asked:
             raise Interrupted("asked to stop")
 
-    def run(self, cmd: list[str], env: dict | None = None) -> int:
-        """Run ``cmd`` in its own session (a Ctrl-C reaches the benchmark alone, which forwards
-        it once), its output going to ours -> its exit code; Interrupted when asked to stop or
-        when the child was stopped from outside."""
+    def start(self, name: str, cmd: list[str], env: dict | None = None) -> None:
+        """Start ``cmd`` as the child ``name``; ``wait`` returns its exit code."""
         self.check()
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("NTM_")}
-        child_env.update({"TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
-        self.child = subprocess.Popen(cmd, cwd=REPO, env=child_env, stdin=subprocess.DEVNULL,
-                                      start_new_session=True, preexec_fn=_stop_with_parent)
-        try:
-            code = self.child.wait()
-        finally:
-            self.child = None
+        child_env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", **(env or {})})
+        child = subprocess.Popen(cmd, cwd=REPO, env=child_env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 errors="replace", start_new_session=True,
+                                 preexec_fn=_stop_with_parent)
+        self.children[name] = child
+        threading.Thread(target=self._watch, args=(name, child), daemon=True).start()
+
+    def _watch(self, name: str, child: subprocess.Popen) -> None:
+        for line in child.stdout:
+            print(f"{name} | {line}", end="", flush=True)
+        code = child.wait()
+        with self.ended:
+            self.codes[name] = code
+            self.ended.notify_all()
+
+    def wait(self, names) -> tuple[str, int]:
+        """The first of the children ``names`` to end -> (its name, its exit code);
+        Interrupted when asked to stop or when it was stopped from outside (the others are
+        then stopped too, and waited for: each checkpoints first)."""
+        with self.ended:
+            while not (ended := [n for n in names if n in self.codes]):
+                self.ended.wait()
+            name = ended[0]
+            code = self.codes.pop(name)
+        self.children.pop(name)
         if self.asked or code == 130 or code < 0:  # 130: ntm train was interrupted
-            raise Interrupted(f"{' '.join(cmd[:6])}... stopped (exit code {code})")
-        return code
+            self.stop_all()
+            raise Interrupted(f"{name} stopped (exit code {code})")
+        return name, code
+
+    def run(self, name: str, cmd: list[str], env: dict | None = None) -> int:
+        """Run ``cmd`` to its end -> its exit code (other children go on meanwhile)."""
+        self.start(name, cmd, env)
+        return self.wait([name])[1]
+
+    def stop_all(self) -> None:
+        """SIGTERM to every child still at work, and wait until all have ended."""
+        self._stop_children()
+        with self.ended:
+            while any(n not in self.codes for n in self.children):
+                self.ended.wait()
+            self.codes.clear()
+        self.children.clear()
 
 
 def current_step(run: PaperRun) -> int:
@@ -345,16 +394,16 @@ def is_done(run: PaperRun, state: dict) -> bool:
     return summary.get("stopped") == "target" or summary.get("step", 0) >= run.budget_steps
 
 
-def next_run(plan: Plan, state: dict) -> PaperRun | None:
-    """The unfinished run furthest behind (the plan's order among equals): round-robin, and a
-    restarted benchmark picks up the turn where it was."""
-    pending = [r for r in plan.runs if r.task in plan.training and not is_done(r, state)]
+def next_run(plan: Plan, state: dict, busy=()) -> PaperRun | None:
+    """The unfinished run furthest behind (the plan's order among equals), of those not
+    ``busy`` training: round-robin, and a restarted benchmark picks up the turn where it was."""
+    pending = [r for r in plan.runs if r.task in plan.training and r.key not in busy
+               and not is_done(r, state)]
     return min(pending, key=current_step) if pending else None
 
 
-def train_slice(plan: Plan, run: PaperRun, state: dict, stopper: Stopper) -> None:
-    """Train ``run`` up to its next slice boundary (or its budget); a trainer failure is
-    recorded, and the run is not trained again."""
+def start_slice(plan: Plan, run: PaperRun, state: dict, stopper: Stopper) -> None:
+    """Start training ``run`` up to its next slice boundary (or its budget)."""
     step = current_step(run)
     target = min(run.budget_steps, (step // plan.slice_steps + 1) * plan.slice_steps)
     resume = has_checkpoint(run.run_dir)
@@ -364,11 +413,43 @@ def train_slice(plan: Plan, run: PaperRun, state: dict, stopper: Stopper) -> Non
           f"{target} of {run.budget_steps}", flush=True)
     cmd = [sys.executable, "-m", "ntm.cli.main", "train", *run.train_args, "--steps",
            str(target), "--out", str(run.run_dir), *(["--resume"] if resume else [])]
-    code = stopper.run(cmd, run.env)
+    stopper.start(run.key, cmd, run.env)
+
+
+def end_slice(plan: Plan, run: PaperRun, state: dict, code: int) -> None:
+    """A trainer failure is recorded, and the run is not trained again."""
     if code != 0:
         state["runs"][run.key]["failure"] = f"ntm train exited with code {code} at step " \
                                             f"{current_step(run)} (its message is in the log)"
         save_state(plan, state)
+
+
+def train(plan: Plan, state: dict, stopper: Stopper, args: argparse.Namespace) -> bool:
+    """Train slices until every run asked for is done, ``plan.jobs`` runs at once, each the
+    unfinished run furthest behind; measure and redraw once a turn -> whether the last report
+    drew the figures."""
+    active: dict[str, PaperRun] = {}
+    drawn = False
+    try:
+        while True:
+            while len(active) < plan.jobs and \
+                    (run := next_run(plan, state, busy=active)) is not None:
+                start_slice(plan, run, state, stopper)
+                active[run.key] = run
+            if not active:
+                return drawn
+            key, code = stopper.wait(list(active))
+            run = active.pop(key)
+            end_slice(plan, run, state, code)
+            following = next_run(plan, state, busy=active)
+            drawn = following is None or current_step(following) >= current_step(run)
+            if drawn:  # every run has had its slice: measure and redraw once a turn
+                measure(plan, state, stopper)
+            report(plan, state, args, figures=drawn)
+            stopper.check()
+    except Interrupted:
+        stopper.stop_all()
+        raise
 
 
 # -- measurements with ntm evaluate's code, in a child process ---------------------------------
@@ -415,8 +496,8 @@ def measure(plan: Plan, state: dict, stopper: Stopper) -> None:
         job_path.write_text(json.dumps(job))
         print(f"measuring: {len(job['ngrams'])} N-grams checkpoint(s)"
               + (", copy generalisation" if job["copy"] else ""), flush=True)
-        code = stopper.run([sys.executable, str(Path(__file__).resolve()), "--measure",
-                            str(job_path)])
+        code = stopper.run("measure", [sys.executable, str(Path(__file__).resolve()),
+                                       "--measure", str(job_path)])
         if code != 0:
             print(f"measurement failed (exit code {code}); tried again after the next slice",
                   flush=True)
@@ -823,6 +904,9 @@ def main() -> None:
                              f"[default: all: {','.join(TASKS)}; small: {','.join(SMALL_TASKS)}]")
     parser.add_argument("--slice", type=int, default=4000,
                         help="sequences a run trains per turn [default: 4000]")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs that train at once, each on one thread: as many as the "
+                             "cores the benchmark may take [default: 1]")
     parser.add_argument("--budget", type=int, default=None,
                         help="sequences per run [default: the paper's x axis per task: "
                              "1,000,000; repeat-copy 500,000]")
@@ -847,16 +931,8 @@ def main() -> None:
     try:
         with only_one(plan):
             state = load_state(plan)
-            drawn = False
-            while not args.report_only and (run := next_run(plan, state)) is not None:
-                train_slice(plan, run, state, stopper)
-                following = next_run(plan, state)
-                drawn = following is None or current_step(following) >= current_step(run)
-                if drawn:  # every run has had its slice: measure and redraw once a turn
-                    measure(plan, state, stopper)
-                report(plan, state, args, figures=drawn)
-                stopper.check()
-            if not drawn:  # --report-only, nothing left to train
+            drawn = False if args.report_only else train(plan, state, stopper, args)
+            if not drawn:  # --report-only, or nothing was left to train
                 measure(plan, state, stopper)
                 report(plan, state, args)
     except Interrupted as err:

@@ -38,7 +38,8 @@ def slices(output: str) -> list[tuple[str, int]]:
 
 
 def small_plan(tmp_path: Path) -> paper.Plan:
-    args = argparse.Namespace(small=True, tasks=None, runs_root=tmp_path, slice=4000, budget=None)
+    args = argparse.Namespace(small=True, tasks=None, runs_root=tmp_path, slice=4000,
+                              budget=None, jobs=1)
     return paper.make_plan(args)
 
 
@@ -111,6 +112,70 @@ def test_a_killed_benchmark_stops_its_trainer_and_resumes(tmp_path):
         ("copy-ntm", 20), ("copy-lstm", 20), ("ngrams-ntm", 0), ("ngrams-lstm", 0)]
 
 
+@pytest.mark.slow
+def test_jobs_train_runs_at_once_and_a_signal_stops_every_trainer(tmp_path):
+    """--jobs 2: two trainers at work together, each slice of each run in its order, every run
+    at its budget; SIGTERM then reaches both trainers, which checkpoint, and the same command
+    resumes them."""
+    pytest.importorskip("tensorflow")
+    # a relative --runs-root: where the benchmark was started, not where its trainers run
+    cmd = [sys.executable, str(REPO / "benchmarks" / "paper.py"), "--small", "--out", ".",
+           "--runs-root", "runs", "--tasks", "copy", "--jobs", "2"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    started = []
+    for line in proc.stdout:  # both trainers start before either has ended
+        started += [key for key, _ in slices(line)]
+        if len(started) == 2:
+            break
+    assert started == ["copy-ntm", "copy-lstm"]
+    summaries = [tmp_path / "runs" / key / "summary.json" for key in started]
+    deadline = time.time() + 240
+    while len(trainers_of(tmp_path)) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(trainers_of(tmp_path)) == 2 and not any(p.exists() for p in summaries)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, rest[-2000:]
+    assert "run the same command again to resume" in rest and not trainers_of(tmp_path)
+
+    result, _, output = run_paper(tmp_path, "--tasks", "copy", "--jobs", "2")
+    done = slices(output)
+    for key in ("copy-ntm", "copy-lstm"):
+        mine = [step for k, step in done if k == key]
+        assert mine == sorted(mine) and mine[-1] == 20
+    progress = [line for line in output.splitlines() if "| loss " in line]
+    assert progress and all(line.startswith(("copy-ntm | step ", "copy-lstm | step "))
+                            for line in progress)  # each trainer's lines under its name
+    assert [(r["key"], r["step"]) for r in result["runs"]][:2] == [("copy-ntm", 20),
+                                                                  ("copy-lstm", 20)]
+
+
+def test_children_run_at_once_and_their_lines_carry_their_names(tmp_path, capfd):
+    """Each child waits for the other's file: run one after the other, neither would end."""
+    stopper = paper.Stopper()
+    wait_for = ("import pathlib, sys, time\n"
+                "mine, other = map(pathlib.Path, sys.argv[1:])\n"
+                "mine.touch(); deadline = time.time() + 60\n"
+                "while not other.exists() and time.time() < deadline: time.sleep(0.01)\n"
+                "print('saw', other.name if other.exists() else 'nothing'); "
+                "sys.exit(0 if other.exists() else 3)\n")
+    a, b = tmp_path / "a", tmp_path / "b"
+    stopper.start("first", [sys.executable, "-c", wait_for, str(a), str(b)])
+    stopper.start("second", [sys.executable, "-c", wait_for, str(b), str(a)])
+    ended = dict([stopper.wait(["first", "second"]), stopper.wait(["first", "second"])])
+    assert ended == {"first": 0, "second": 0} and not stopper.children
+    out = capfd.readouterr().out.splitlines()
+    assert sorted(out) == ["first | saw b", "second | saw a"]
+    # a child stopped from outside stops the benchmark and the others with it
+    stopper.start("killed", [sys.executable, "-c", "import os, signal; "
+                                                 "os.kill(os.getpid(), signal.SIGKILL)"])
+    stopper.start("sleeper", [sys.executable, "-c", "import time; time.sleep(600)"])
+    with pytest.raises(paper.Interrupted, match="killed stopped"):
+        stopper.wait(["killed", "sleeper"])
+    assert not stopper.children
+
+
 def trainers_of(root: Path) -> list[int]:
     """Pids of live processes whose command line names ``root`` (the benchmark's trainers)."""
     pids = []
@@ -150,6 +215,7 @@ def test_the_run_furthest_behind_goes_next_and_finished_ones_never(tmp_path):
     assert paper.next_run(plan, state).key == "copy-lstm"
     state["runs"]["copy-lstm"] = {"failure": "ntm train exited with code 1"}
     assert paper.next_run(plan, state).key == "ngrams-lstm"
+    assert paper.next_run(plan, state, busy={"ngrams-lstm"}) is None  # it trains already
     copy_only = dataclasses.replace(plan, training=frozenset({"copy"}))
     assert paper.next_run(copy_only, state) is None  # ngrams-lstm waits: not asked to train
 
@@ -157,7 +223,7 @@ def test_the_run_furthest_behind_goes_next_and_finished_ones_never(tmp_path):
 def test_the_paper_settings_of_each_network():
     """Table 3's LSTM sizes, Table 2's priority-sort NTM, and nothing but the network apart."""
     plan = paper.make_plan(argparse.Namespace(small=False, tasks=None, runs_root=Path("r"),
-                                              slice=4000, budget=None))
+                                              slice=4000, budget=None, jobs=1))
     args = {run.key: run.train_args for run in plan.runs}
     assert len(args) == 10 and plan.slice_steps == 1000
     units = {key.rsplit("-", 1)[0]: a[a.index("--lstm-units") + 1]
