@@ -25,21 +25,24 @@ How it trains. Each run has a budget in sequences: the paper's x axis (one milli
 repeat copy 500k). Runs advance in slices (``--slice`` sequences, default 4,000: 1,000 steps at
 batch 4) by ``ntm train --resume --steps S``: the run furthest behind goes next, so the ten
 curves grow together, round-robin. Each trainer takes one thread; ``--jobs N`` trains N runs at
-once (one per core), each output line of a trainer under its run's name. A run is done at its budget, or when the trainer stops at its
-target (held-out <= 0.01 bits/seq three times running). Every run uses the project's optimiser
-(RMSProp lr 2e-4, momentum 0.9, batch 4; priority sort, both networks: the paper's 3e-5), so a
-comparison changes the network and nothing else; restarts and copy's polish are off (the paper trains each network once, on the plain task). The
-NTM is the paper's (memory 128 x 20, LSTM controller 100, one head pair); for priority sort its
-Table 2 model (feed-forward controller of 512 units, 8 read and 8 write heads, and a learned
-initial memory, the paper's "learned biases"). The LSTM is
-Table 3's: 3 layers of 256 units (copy, recall), 512 (repeat copy), 128 (N-grams, priority
-sort); it trains with oneDNN on (``TF_ENABLE_ONEDNN_OPTS=1``), measured 1.5x faster per step for
-3 x 256 and 5x for 3 x 512 on this machine; the NTM without (slower for it).
+once (one per core), each output line of a trainer under its run's name. A run is done at its
+budget, or when the trainer stops at its target (held-out <= 0.01 bits/seq three times
+running). Every run uses the project's optimiser (RMSProp lr 2e-4, momentum 0.9, batch 4;
+priority sort, both networks: the paper's 3e-5), so a comparison changes the network and
+nothing else; restarts and copy's polish are off (the paper trains each network once, on the
+plain task). The NTM is the paper's (memory 128 x 20, LSTM controller 100, one head pair); for
+priority sort its Table 2 model (feed-forward controller of 512 units, 8 read and 8 write
+heads, and a learned initial memory, the paper's "learned biases"). The LSTM is Table 3's: 3
+layers of 256 units (copy, recall), 512 (repeat copy), 128 (N-grams, priority sort); it trains
+with oneDNN on (``TF_ENABLE_ONEDNN_OPTS=1``), measured 1.5x faster per step for 3 x 256 and 5x
+for 3 x 512 on this machine; the NTM without (slower for it).
 
 Resumable: the runs live in RUNS_ROOT/TASK-MODEL, the measurements in RUNS_ROOT/paper-state.json.
-Stop it (Ctrl-C or SIGTERM: the trainer checkpoints first; even SIGKILL: the trainer then gets
+Stop it (Ctrl-C or SIGTERM: the trainers checkpoint first; even SIGKILL: the trainers then get
 SIGTERM) and run the same command again: every run continues from its last checkpoint. One
-process at a time (a lock in RUNS_ROOT); a changed run command is refused, not mixed in.
+process at a time (a lock in RUNS_ROOT); a changed run command is refused, not mixed in, unless
+``--restart RUN`` asks for that run to start again (its old directory moved to
+RUNS_ROOT/set-aside).
 
     python benchmarks/paper.py                      # the ten runs, for days (docs/paper.md)
     python benchmarks/paper.py --report-only        # redraw the figures and tables, no training
@@ -258,18 +261,48 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 
 # -- state: commands, failures, measurements --------------------------------------------------
-def load_state(plan: Plan) -> dict:
+def load_state(plan: Plan, restart=()) -> dict:
     """What earlier invocations recorded; exits when a run was started with other options
-    (its directory cannot mix them)."""
+    (its directory cannot mix them) unless it is one of ``restart`` (run keys): such a run
+    starts again from step 0 with the plan's options, its directory and measurements set aside
+    first (``set_aside``). A run whose options did not change goes on either way."""
     state = {"runs": {}, "ngrams": {}, "copy": None}
     if plan.state_path.is_file():
         state.update(json.loads(plan.state_path.read_text()))
+    unknown = [key for key in restart if key not in {r.key for r in plan.runs}]
+    if unknown:
+        raise SystemExit(f"--restart: no run {', '.join(unknown)} (the runs: "
+                         f"{', '.join(r.key for r in plan.runs)})")
     for run in plan.runs:
         kept = state["runs"].get(run.key)
-        if kept is not None and kept["train_args"] != list(run.train_args):
+        if kept is None or kept["train_args"] == list(run.train_args):
+            continue  # the same options: it goes on, so a repeated command still resumes
+        if run.key in restart:
+            set_aside(plan, run, state)
+        else:
             raise SystemExit(f"{plan.state_path}: {run.key} was started with {kept['train_args']}"
-                             f", not {list(run.train_args)}: choose another --runs-root")
+                             f", not {list(run.train_args)}: --restart {run.key} starts it "
+                             f"again with these, or choose another --runs-root")
     return state
+
+
+def set_aside(plan: Plan, run: PaperRun, state: dict) -> None:
+    """Move ``run``'s directory to RUNS_ROOT/set-aside/KEY-N (nothing trained is deleted) and
+    forget what the state recorded of it, so it trains again from step 0."""
+    if run.run_dir.exists():
+        aside = plan.runs_root / "set-aside"
+        aside.mkdir(parents=True, exist_ok=True)
+        n = 1
+        while (aside / f"{run.key}-{n}").exists():
+            n += 1
+        run.run_dir.rename(aside / f"{run.key}-{n}")
+        print(f"{run.key}: set aside in {display(aside / f'{run.key}-{n}')}; it starts again",
+              flush=True)
+    state["runs"].pop(run.key, None)
+    state["ngrams"].pop(run.key, None)
+    if run.task == "copy":  # the generalisation table measured the run set aside
+        state["copy"] = None
+    save_state(plan, state)
 
 
 def save_state(plan: Plan, state: dict) -> None:
@@ -918,6 +951,11 @@ def main() -> None:
     parser.add_argument("--doc", type=Path, default=None,
                         help="the page whose status section is rewritten [default: "
                              "docs/paper.md; small: none]")
+    parser.add_argument("--restart", default=None, metavar="RUNS",
+                        help="comma-separated runs (e.g. priority-sort-ntm) that start again "
+                             "from step 0 if their options changed since they started (the "
+                             "old directory is moved to RUNS_ROOT/set-aside); unchanged, "
+                             "they go on")
     parser.add_argument("--report-only", action="store_true",
                         help="measure what the runs offer and redraw; no training")
     parser.add_argument("--small", action="store_true", help="tiny runs, in seconds (tests)")
@@ -926,11 +964,13 @@ def main() -> None:
     if args.measure is not None:  # the measuring child (measure())
         run_measurements(args.measure)
         return
+    if args.restart and args.report_only:
+        parser.error("--restart starts runs again: it trains, and --report-only does not")
     plan = make_plan(args)
     stopper = Stopper()
     try:
         with only_one(plan):
-            state = load_state(plan)
+            state = load_state(plan, args.restart.split(",") if args.restart else ())
             drawn = False if args.report_only else train(plan, state, stopper, args)
             if not drawn:  # --report-only, or nothing was left to train
                 measure(plan, state, stopper)

@@ -192,13 +192,31 @@ def trainers_of(root: Path) -> list[int]:
     return pids
 
 
-def test_a_run_started_with_other_options_is_refused(tmp_path):
+def test_a_run_started_with_other_options_is_refused_or_restarted_when_asked(tmp_path):
     plan = small_plan(tmp_path)
-    run = plan.runs[0]
-    paper.save_state(plan, {"runs": {run.key: {"train_args": ["--task", "copy"],
-                                               "failure": None}}, "ngrams": {}, "copy": None})
-    with pytest.raises(SystemExit, match=f"{run.key} was started with .*another --runs-root"):
+    run, other = plan.runs[0], plan.runs[1]
+    old = {"train_args": ["--task", "copy"], "failure": None}
+    same = {"train_args": list(other.train_args), "failure": None}
+    paper.save_state(plan, {"runs": {run.key: old, other.key: same}, "ngrams": {},
+                            "copy": {"steps": {"ntm": 10}}})
+    for r in (run, other):
+        r.run_dir.mkdir(parents=True)
+        (r.run_dir / "summary.json").write_text('{"step": 10}')
+    with pytest.raises(SystemExit, match=f"{run.key} was started with .*--restart {run.key}"):
         paper.load_state(plan)
+    with pytest.raises(SystemExit, match="--restart: no run copy-gru"):
+        paper.load_state(plan, restart=["copy-gru"])
+
+    state = paper.load_state(plan, restart=[run.key, other.key])
+    # the changed run starts again, its directory kept aside; the unchanged one goes on
+    assert not run.run_dir.exists() and paper.current_step(run) == 0
+    aside = tmp_path / "set-aside" / f"{run.key}-1"
+    assert (aside / "summary.json").read_text() == '{"step": 10}'
+    assert state["runs"] == {other.key: same} and state["copy"] is None
+    assert json.loads(plan.state_path.read_text())["runs"] == {other.key: same}
+    assert paper.current_step(other) == 10
+    assert paper.load_state(plan, restart=[run.key, other.key]) == state  # a repeat: no-op
+    assert sorted(p.name for p in (tmp_path / "set-aside").iterdir()) == [f"{run.key}-1"]
 
 
 def test_the_run_furthest_behind_goes_next_and_finished_ones_never(tmp_path):
