@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -123,7 +124,7 @@ def main() -> None:
     command = "python benchmarks/heldout_curves.py " + " ".join(
         [f"--name {args.name}", f"--span {args.span}"]
         + ([f"--until {args.until}"] if args.until else [])
-        + [f"{label}={path}" for label, path in runs.items()])
+        + [shlex.quote(f"{label}={path}") for label, path in runs.items()])  # as typed
     write_results(args.out, args.name, False, result, markdown(result, command))
 
 

@@ -1,6 +1,7 @@
 """Each benchmark runs end to end in its small mode, so it cannot rot."""
 
 import json
+import shlex
 import math
 import subprocess
 import sys
@@ -444,16 +445,18 @@ def test_heldout_curves_compares_runs_span_by_span(tmp_path):
     b = write_run("b", [json.dumps({"step": s, "eval_bits_per_seq": 1.0}) for s in (2, 4, 6)])
     run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "heldout_curves.py"),
                           "--name", "tiny", "--span", "4", "--out", str(tmp_path),
-                          f"first={a}", f"second={b}"],
+                          f"first={a}", f"second run={b}"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     result = json.loads((tmp_path / "tiny.json").read_text())
     assert result["until"] == 4  # b reached step 6: one whole span of 4
     assert result["runs"]["first"]["heldout_bits"] == [9.5]  # (10 + 9) / 2: step 4 rewritten
     assert result["runs"]["first"]["training_bits"] == [pytest.approx(20.0)]
-    assert result["runs"]["second"]["training_bits"] == [None]
+    assert result["runs"]["second run"]["training_bits"] == [None]
     table = (tmp_path / "tiny.md").read_text()
     assert "| 1-4 | 9.5 | 1.0 | 20.0 | - |" in table
+    command = table.splitlines()[2].strip("`")  # the command, as a shell would split it
+    assert shlex.split(command)[-2:] == [f"first={a}", f"second run={b}"]
     refused = subprocess.run([sys.executable, str(REPO / "benchmarks" / "heldout_curves.py"),
                               "--name", "x", "--out", str(tmp_path), f"first{a}"],
                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
