@@ -356,9 +356,7 @@ class Stopper:
 
     def _stop_children(self) -> None:
         for child in list(self.children.values()):
-            if child.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    child.send_signal(signal.SIGTERM)
+            child.send_signal(signal.SIGTERM)  # a no-op for a child already ended
 
     def check(self) -> None:
         if self.asked:

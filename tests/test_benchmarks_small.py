@@ -1,8 +1,8 @@
 """Each benchmark runs end to end in its small mode, so it cannot rot."""
 
 import json
-import shlex
 import math
+import shlex
 import subprocess
 import sys
 from pathlib import Path

@@ -114,9 +114,9 @@ def test_a_killed_benchmark_stops_its_trainer_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_jobs_train_runs_at_once_and_a_signal_stops_every_trainer(tmp_path):
-    """--jobs 2: two trainers at work together, each slice of each run in its order, every run
-    at its budget; SIGTERM then reaches both trainers, which checkpoint, and the same command
-    resumes them."""
+    """--jobs 2: two trainers at work together; SIGTERM to the benchmark stops both and the
+    benchmark (exit 130), and the same command then takes each run's slices in order to its
+    budget."""
     pytest.importorskip("tensorflow")
     # a relative --runs-root: where the benchmark was started, not where its trainers run
     cmd = [sys.executable, str(REPO / "benchmarks" / "paper.py"), "--small", "--out", ".",
