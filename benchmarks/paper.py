@@ -42,7 +42,9 @@ Stop it (Ctrl-C or SIGTERM: the trainers checkpoint first; even SIGKILL: the tra
 SIGTERM) and run the same command again: every run continues from its last checkpoint. One
 process at a time (a lock in RUNS_ROOT); a changed run command is refused, not mixed in, unless
 ``--restart RUN`` asks for that run to start again (its old directory moved to
-RUNS_ROOT/set-aside).
+RUNS_ROOT/set-aside). Runs whose folders were lost start again from step 0; while the report
+on record got further with them, it is kept and theirs goes to RUNS_ROOT/report
+(``--replace-record`` writes over it).
 
     python benchmarks/paper.py                      # the ten runs, for days (docs/paper.md)
     python benchmarks/paper.py --report-only        # redraw the figures and tables, no training
@@ -60,6 +62,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -73,7 +76,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.results_io import write_results  # noqa: E402
+from benchmarks.results_io import read_results, write_results  # noqa: E402
 from benchmarks.seeds import code_version, read_metrics  # noqa: E402
 from ntm.files import atomic_file, write_json_atomic  # noqa: E402
 from ntm.training.runs import has_checkpoint, read_summary  # noqa: E402
@@ -714,11 +717,22 @@ def status_table(result: dict) -> list[str]:
             + f" | {_hours(row['seconds_to_budget'])} |")
     left = [r["seconds_to_budget"] for r in result["runs"]]
     known = [s for s in left if s is not None]
-    lines += ["", f"Time left to every budget, one run after another at each run's s/step so "
-                  f"far: {_hours(sum(known))}"
+    jobs = max(1, result.get("cpu_count") or 1)
+    lines += ["", f"Time left to every budget at each run's s/step so far: {_hours(sum(known))} "
+                  f"one run after another; {_hours(time_with_jobs(known, jobs))} with "
+                  f"`--jobs {jobs}` (this machine's cores)"
               + ("" if len(known) == len(left) else " (runs not yet started not counted)")
               + "; a run that stops at its target takes less."]
     return lines
+
+
+def time_with_jobs(seconds_left: list[float], jobs: int) -> float:
+    """How long runs that need ``seconds_left`` each take with ``jobs`` of them at once: the
+    machine's share, sum / jobs, unless one run alone takes longer (it cannot be split).
+    A lower bound, reached as the benchmark fills every slot while runs are left."""
+    if not seconds_left:
+        return 0.0
+    return max(max(seconds_left), sum(seconds_left) / jobs)
 
 
 def markdown(result: dict) -> str:
@@ -905,16 +919,53 @@ def update_doc(doc: Path, result: dict) -> None:
         f.write(head + STATUS_BEGINS + "\n" + "\n".join(body) + "\n" + STATUS_ENDS + tail)
 
 
+def _protocol(command: str) -> str:
+    """A run's command without its ``--out``: where a run lives does not make it another run."""
+    return re.sub(r" --out \S+", "", command)
+
+
+def runs_behind_record(record: dict | None, result: dict) -> list[str]:
+    """The runs that the report on record got further with than the runs here, as
+    "KEY (N sequences on record, M here)": the same run (its command but for --out), more
+    sequences seen there, and not finished here (a run done at its target may stop sooner).
+    They are there when run folders were lost or moved: the record is the better measurement."""
+    if not record:
+        return []
+    recorded = {row["key"]: row for row in record.get("runs", [])}
+    behind = []
+    for row in result["runs"]:
+        old = recorded.get(row["key"])
+        if old is None or _protocol(old["command"]) != _protocol(row["command"]):
+            continue
+        if old["sequences"] > row["sequences"] and not row["status"].startswith("done"):
+            behind.append(f"{row['key']} ({old['sequences']:,} sequences on record, "
+                          f"{row['sequences']:,} here)")
+    return behind
+
+
 def report(plan: Plan, state: dict, args: argparse.Namespace, figures: bool = True) -> None:
     """results/paper.{json,md} and the status section of the page; the figures too when
-    ``figures`` (once a turn: drawing them all takes seconds)."""
+    ``figures`` (once a turn: drawing them all takes seconds).
+
+    A report never writes over one on record that got further with the same runs (their
+    folders lost: ``runs_behind_record``) unless ``--replace-record``: it goes, figures and all,
+    to RUNS_ROOT/report instead, and the page is left as it is, until the runs pass it."""
     result = build_result(plan, state)
+    out = args.out
     images = Path(args.images or (args.out / "paper-small-images" if plan.small
                                   else REPO / "docs" / "images"))
+    doc = args.doc or (None if plan.small else REPO / "docs" / "paper.md")
+    behind = [] if args.replace_record else \
+        runs_behind_record(read_results(args.out, "paper", plan.small), result)
+    if behind:
+        out = images = plan.runs_root / "report"
+        doc = None
+        print(f"the report in {display(args.out)} is further along than these runs "
+              f"({'; '.join(behind)}): it is kept, and this one goes to {display(out)} until "
+              f"they pass it (--replace-record writes over it)", flush=True)
     drawn = draw_figures(plan, result, images) if figures else []
     result["figures"] = sorted(str(display(p)) for p in images.glob("paper-*.png")) \
         if images.is_dir() else [str(display(p)) for p in drawn]
-    doc = args.doc or (None if plan.small else REPO / "docs" / "paper.md")
     if doc is not None:
         update_doc(Path(doc), result)
     # The curves' training points stay in the run directories: every 50 steps of ten runs would
@@ -924,7 +975,7 @@ def report(plan: Plan, state: dict, args: argparse.Namespace, figures: bool = Tr
                         for key, c in result["curves"].items()}
     if result["copy"]:  # the outputs are the picture's; the tables are the numbers
         result["copy"] = {k: v for k, v in result["copy"].items() if k != "outputs"}
-    write_results(args.out, "paper", plan.small, result, markdown(result))
+    write_results(out, "paper", plan.small, result, markdown(result))
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -954,6 +1005,10 @@ def main() -> None:
                              "from step 0 if their options changed since they started (the "
                              "old directory is moved to RUNS_ROOT/set-aside); unchanged, "
                              "they go on")
+    parser.add_argument("--replace-record", action="store_true",
+                        help="write the report even over one on record that got further with "
+                             "the same runs (their folders lost) [default: keep that one and "
+                             "write to RUNS_ROOT/report]")
     parser.add_argument("--report-only", action="store_true",
                         help="measure what the runs offer and redraw; no training")
     parser.add_argument("--small", action="store_true", help="tiny runs, in seconds (tests)")

@@ -238,6 +238,61 @@ def test_the_run_furthest_behind_goes_next_and_finished_ones_never(tmp_path):
     assert paper.next_run(copy_only, state) is None  # ngrams-lstm waits: not asked to train
 
 
+def test_time_left_with_jobs_shares_the_machine_but_never_splits_a_run():
+    assert paper.time_with_jobs([3600, 3600, 3600, 3600], 2) == 7200  # the machine's share
+    assert paper.time_with_jobs([36000, 600, 600], 2) == 36000  # one run alone takes longer
+    assert paper.time_with_jobs([5000], 1) == 5000 and paper.time_with_jobs([], 2) == 0
+    rows = [{"task": "copy", "model": "ntm", "sequences": 4000, "budget_sequences": 8000,
+             "status": "50% of budget", "train_seconds": 60, "seconds_per_step": 0.1,
+             "heldout_bits_per_seq": 1.0, "first_below_threshold": None,
+             "seconds_to_budget": left} for left in (7200, 3600, None)]
+    lines = paper.status_table({"runs": rows, "cpu_count": 2})
+    assert lines[-1].startswith("Time left to every budget at each run's s/step so far: 3.0 h "
+                                "one run after another; 2.0 h with `--jobs 2`")
+    assert "(runs not yet started not counted)" in lines[-1]
+
+
+def test_a_report_never_writes_over_a_record_the_same_runs_got_further_with(tmp_path, capsys):
+    """Runs whose folders were lost start again from step 0: their report goes apart, and the
+    record (results, page) stays until they pass it or --replace-record asks."""
+    plan = small_plan(tmp_path / "runs")
+    state = {"runs": {}, "ngrams": {}, "copy": None}
+    out = tmp_path / "results"
+    args = argparse.Namespace(out=out, images=tmp_path / "images", doc=None,
+                              replace_record=False)
+    paper.report(plan, state, args, figures=False)  # no record yet: written where asked
+    fresh = json.loads((out / "paper_small.json").read_text())
+    assert [r["sequences"] for r in fresh["runs"]] == [0, 0, 0, 0]
+
+    record = json.loads(json.dumps(fresh))
+    record["runs"][0]["sequences"] = 40_000
+    (out / "paper_small.json").write_text(json.dumps(record))
+    paper.report(plan, state, args, figures=False)
+    assert json.loads((out / "paper_small.json").read_text()) == record  # kept
+    apart = json.loads((plan.runs_root / "report" / "paper_small.json").read_text())
+    assert apart["runs"][0]["sequences"] == 0
+    assert "copy-ntm (40,000 sequences on record, 0 here)" in capsys.readouterr().out
+
+    paper.report(plan, state, argparse.Namespace(**{**vars(args), "replace_record": True}),
+                 figures=False)
+    assert json.loads((out / "paper_small.json").read_text())["runs"][0]["sequences"] == 0
+
+
+def test_what_counts_as_the_same_run_behind_its_record():
+    row = {"key": "copy-ntm", "command": "ntm train --task copy --seed 1 --out runs/paper/x",
+           "sequences": 4000, "status": "0.4% of budget"}
+    record = {"runs": [{**row, "sequences": 8000}]}
+    assert paper.runs_behind_record(record, {"runs": [row]}) == [
+        "copy-ntm (8,000 sequences on record, 4,000 here)"]
+    moved = {**row, "command": "ntm train --task copy --seed 1 --out /elsewhere/x"}
+    assert paper.runs_behind_record(record, {"runs": [moved]})  # where it lives: the same run
+    other = {**row, "command": "ntm train --task copy --seed 2 --out runs/paper/x"}
+    assert paper.runs_behind_record(record, {"runs": [other]}) == []  # options changed
+    done = {**row, "status": "done: target at step 1000"}
+    assert paper.runs_behind_record(record, {"runs": [done]}) == []  # stopped sooner, finished
+    assert paper.runs_behind_record(None, {"runs": [row]}) == []
+
+
 def test_the_paper_settings_of_each_network():
     """Table 3's LSTM sizes, Table 2's priority-sort NTM, and nothing but the network apart."""
     plan = paper.make_plan(argparse.Namespace(small=False, tasks=None, runs_root=Path("r"),
