@@ -48,30 +48,31 @@ def read_metrics(run_dir: Path) -> tuple[dict[int, float], dict[int, float]]:
     return heldout, loss
 
 
-def span_means(values: dict[int, float], span: int, until: int, scale: float = 1.0
-               ) -> list[float | None]:
-    """The mean of ``values`` in each span (0, span], (span, 2 span], ... up to ``until``,
-    times ``scale``; None for a span with none."""
+def span_means(values: dict[int, float], span: int, until: int, scale: float = 1.0,
+               since: int = 0) -> list[float | None]:
+    """The mean of ``values`` in each span (since, since + span], ... up to ``until``, times
+    ``scale``; None for a span with none."""
     out = []
-    for start in range(0, until, span):
+    for start in range(since, until, span):
         inside = [v for s, v in values.items() if start < s <= start + span]
         out.append(statistics.fmean(inside) * scale if inside else None)
     return out
 
 
-def compare(runs: dict[str, Path], span: int, until: int | None) -> dict:
+def compare(runs: dict[str, Path], span: int, until: int | None, since: int = 0) -> dict:
     metrics = {label: read_metrics(path) for label, path in runs.items()}
     reached = min(max(heldout, default=0) for heldout, _ in metrics.values())
     last = min(until, reached) if until else reached
-    if last < span:
-        raise SystemExit(f"the runs share only {reached} steps, less than one --span {span}")
-    last -= last % span
+    if last - since < span:
+        raise SystemExit(f"the runs share only steps {since}-{reached}, less than one "
+                         f"--span {span}")
+    last -= (last - since) % span
     return {
-        "span": span, "until": last,
+        "span": span, "since": since, "until": last,
         "runs": {label: {"run": str(path),
-                         "heldout_bits": span_means(metrics[label][0], span, last),
+                         "heldout_bits": span_means(metrics[label][0], span, last, since=since),
                          "training_bits": span_means(metrics[label][1], span, last,
-                                                     1 / math.log(2))}
+                                                     1 / math.log(2), since)}
                  for label, path in runs.items()},
     }
 
@@ -92,7 +93,7 @@ def markdown(result: dict, command: str) -> str:
              "| steps | " + " | ".join(f"{label} held-out" for label in labels) + " | "
              + " | ".join(f"{label} cross-entropy" for label in labels) + " |",
              "| --- |" + " --- |" * (2 * len(labels))]
-    for i, start in enumerate(range(0, result["until"], span)):
+    for i, start in enumerate(range(result.get("since", 0), result["until"], span)):
         cells = [_cell(result["runs"][label]["heldout_bits"][i]) for label in labels]
         cells += [_cell(result["runs"][label]["training_bits"][i]) for label in labels]
         lines.append(f"| {start + 1:,}-{start + span:,} | " + " | ".join(cells) + " |")
@@ -113,6 +114,9 @@ def main() -> None:
     parser.add_argument("--span", type=int, default=2000, help="steps per row [2000]")
     parser.add_argument("--until", type=int, default=None,
                         help="last step [the last step every run has reached]")
+    parser.add_argument("--since", type=int, default=0,
+                        help="the step the first span starts after, e.g. where a resumed "
+                             "run began [0]")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     if args.span < 1:
@@ -120,10 +124,13 @@ def main() -> None:
     runs = dict(args.runs)
     if len(runs) != len(args.runs):
         parser.error("each LABEL once")
-    result = compare(runs, args.span, args.until)
+    if args.since < 0:
+        parser.error("--since must be at least 0")
+    result = compare(runs, args.span, args.until, args.since)
     command = "python benchmarks/heldout_curves.py " + " ".join(
         [f"--name {args.name}", f"--span {args.span}"]
         + ([f"--until {args.until}"] if args.until else [])
+        + ([f"--since {args.since}"] if args.since else [])
         + [shlex.quote(f"{label}={path}") for label, path in runs.items()])  # as typed
     write_results(args.out, args.name, False, result, markdown(result, command))
 

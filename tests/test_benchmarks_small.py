@@ -457,6 +457,15 @@ def test_heldout_curves_compares_runs_span_by_span(tmp_path):
     assert "| 1-4 | 9.5 | 1.0 | 20.0 | - |" in table
     command = table.splitlines()[2].strip("`")  # the command, as a shell would split it
     assert shlex.split(command)[-2:] == [f"first={a}", f"second run={b}"]
+    since = subprocess.run([sys.executable, str(REPO / "benchmarks" / "heldout_curves.py"),
+                            "--name", "later", "--span", "2", "--since", "4", "--out",
+                            str(tmp_path), f"first={a}"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert since.returncode == 0, since.stderr
+    later = json.loads((tmp_path / "later.json").read_text())
+    assert later["runs"]["first"]["heldout_bits"] == [6.0, 4.0]  # steps 5-6, 7-8 only
+    assert "| 5-6 | 6.0 |" in (tmp_path / "later.md").read_text()
+    assert "--since 4" in (tmp_path / "later.md").read_text()
     refused = subprocess.run([sys.executable, str(REPO / "benchmarks" / "heldout_curves.py"),
                               "--name", "x", "--out", str(tmp_path), f"first{a}"],
                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
