@@ -93,7 +93,7 @@ def markdown(result: dict, command: str) -> str:
              "| steps | " + " | ".join(f"{label} held-out" for label in labels) + " | "
              + " | ".join(f"{label} cross-entropy" for label in labels) + " |",
              "| --- |" + " --- |" * (2 * len(labels))]
-    for i, start in enumerate(range(result.get("since", 0), result["until"], span)):
+    for i, start in enumerate(range(result["since"], result["until"], span)):
         cells = [_cell(result["runs"][label]["heldout_bits"][i]) for label in labels]
         cells += [_cell(result["runs"][label]["training_bits"][i]) for label in labels]
         lines.append(f"| {start + 1:,}-{start + span:,} | " + " | ".join(cells) + " |")
