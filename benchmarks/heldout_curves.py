@@ -72,7 +72,7 @@ def compare(runs: dict[str, Path], span: int, until: int | None, since: int = 0)
         "runs": {label: {"run": str(path),
                          "heldout_bits": span_means(metrics[label][0], span, last, since=since),
                          "training_bits": span_means(metrics[label][1], span, last,
-                                                     1 / math.log(2), since)}
+                                                     1 / math.log(2), since=since)}
                  for label, path in runs.items()},
     }
 
